@@ -1,0 +1,29 @@
+"""Errors the CLI turns into one line on stderr, each with its exit code."""
+
+
+class HarnessError(Exception):
+    """A failure the user can fix; the message says what is wrong and how to fix it."""
+
+    exit_code = 1
+
+
+class UsageError(HarnessError):
+    """Bad command-line input: unknown suite or model, bad option value."""
+
+    exit_code = 2
+
+
+class ShapeError(HarnessError):
+    """An invalid shape expression, or dimension values that break a constraint."""
+
+
+class PluginError(HarnessError):
+    """A plugin that cannot be imported, or that returns malformed specs or suites."""
+
+
+class SuiteError(HarnessError):
+    """A suite file that cannot be read or names something that does not exist."""
+
+
+class ResultsError(HarnessError):
+    """A results file that cannot be written or read."""

@@ -1,0 +1,213 @@
+"""Plugin discovery and the registry of models and suites they provide.
+
+Built-in and third-party plugins arrive the same way, through the
+``harness.plugins`` entry-point group; local modules can be added by name. Each
+plugin is imported and called on its own so that any failure names the plugin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from os import PathLike
+from types import ModuleType
+
+import pluggy
+
+from harness import hookspecs
+from harness.errors import HarnessError, PluginError, SuiteError, UsageError
+from harness.spec import ModelSpec
+from harness.suites import ALL_MODELS, Suite, load_suite_file
+
+ENTRY_POINT_GROUP = "harness.plugins"
+PLUGINS_ENV = "HARNESS_PLUGINS"
+DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    spec: ModelSpec
+    plugin: str
+
+
+class Registry:
+    """Every model and suite, validated as a whole, with their plugins of origin."""
+
+    def __init__(self, models: dict[str, RegisteredModel], suites: dict[str, Suite],
+                 plugins: Sequence[str]):
+        self.models = models
+        self.suites = suites
+        self.plugins = tuple(plugins)
+
+    def model(self, name: str) -> RegisteredModel:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UsageError(f"unknown model {name!r}{did_you_mean(name, self.models)} "
+                             "(see 'harness list')") from None
+
+    def suite(self, name: str) -> Suite:
+        try:
+            return self.suites[name]
+        except KeyError:
+            raise UsageError(f"unknown suite {name!r}{did_you_mean(name, self.suites)} "
+                             f"(available: {', '.join(sorted(self.suites))})") from None
+
+    def suite_models(self, suite: Suite) -> list[str]:
+        """The suite's models: those its file lists, then those whose specs join it."""
+        listed = list(self.models) if suite.includes_all else list(suite.models)
+        joined = sorted(n for n, m in self.models.items()
+                        if suite.name in m.spec.suites and n not in listed)
+        return listed + joined
+
+    def suites_of(self, model: str) -> list[str]:
+        return sorted(s.name for s in self.suites.values() if model in self.suite_models(s))
+
+
+def _plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, module: ModuleType, name: str) -> None:
+    try:
+        pm.register(module, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r} is not a valid harness plugin: {exc}") from None
+
+
+def _load_entry_point(ep: EntryPoint) -> ModuleType:
+    dist = f" from {ep.dist.name} {ep.dist.version}" if ep.dist else ""
+    try:
+        return ep.load()
+    except Exception as exc:  # any import-time failure of third-party code
+        raise PluginError(f"plugin {ep.name!r} ({ep.value}{dist}) failed to import: "
+                          f"{type(exc).__name__}: {exc}; fix or uninstall it, or skip it "
+                          f"with --disable-plugin {ep.name}") from exc
+
+
+def _import_module_plugin(path: str) -> ModuleType:
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: local modules by dotted path
+    try:
+        return importlib.import_module(path)
+    except Exception as exc:
+        raise PluginError(f"plugin module {path!r} failed to import: "
+                          f"{type(exc).__name__}: {exc}; check the module path given to "
+                          f"--plugin or {PLUGINS_ENV}") from exc
+
+
+def _env_list(var: str) -> list[str]:
+    return [p.strip() for p in os.environ.get(var, "").split(",") if p.strip()]
+
+
+def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = ()) -> pluggy.PluginManager:
+    """Import entry-point plugins, then ``extra`` modules and those in $HARNESS_PLUGINS."""
+    pm = _plugin_manager()
+    disabled = set(disabled) | set(_env_list(DISABLE_ENV))
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in disabled or pm.has_plugin(ep.name):
+            continue  # a distribution seen twice on sys.path registers once
+        _register(pm, _load_entry_point(ep), ep.name)
+    for path in [*extra, *_env_list(PLUGINS_ENV)]:
+        if path not in disabled and not pm.has_plugin(path):
+            _register(pm, _import_module_plugin(path), path)
+    return pm
+
+
+def _call(impl: pluggy.HookImpl, hook: str) -> list:
+    try:
+        result = impl.function()
+    except HarnessError as exc:
+        raise PluginError(f"plugin {impl.plugin_name!r}: {exc}") from exc
+    except Exception as exc:
+        raise PluginError(f"plugin {impl.plugin_name!r} raised in {hook}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if result is None:
+        return []
+    if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
+        raise PluginError(f"plugin {impl.plugin_name!r}: {hook} returned "
+                          f"{type(result).__name__}; expected a list")
+    return list(result)
+
+
+def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
+    models: dict[str, RegisteredModel] = {}
+    for impl in reversed(pm.hook.harness_models.get_hookimpls()):  # registration order
+        for spec in _call(impl, "harness_models"):
+            if not isinstance(spec, ModelSpec):
+                raise PluginError(f"plugin {impl.plugin_name!r}: harness_models returned a "
+                                  f"{type(spec).__name__} ({spec!r:.60}); expected harness.ModelSpec")
+            if spec.name in models:
+                other = models[spec.name].plugin
+                raise PluginError(f"model {spec.name!r} is registered by both plugin {other!r} "
+                                  f"and plugin {impl.plugin_name!r}; model names are global, so "
+                                  "rename one or disable a plugin with --disable-plugin")
+            models[spec.name] = RegisteredModel(spec, impl.plugin_name)
+    return models
+
+
+def _collect_suites(pm: pluggy.PluginManager) -> dict[str, Suite]:
+    suites: dict[str, Suite] = {}
+    for impl in reversed(pm.hook.harness_suites.get_hookimpls()):
+        for item in _call(impl, "harness_suites"):
+            if isinstance(item, (str, PathLike)):
+                suite = load_suite_file(item)
+            elif isinstance(item, Suite):
+                suite = item
+            else:
+                raise PluginError(f"plugin {impl.plugin_name!r}: harness_suites returned a "
+                                  f"{type(item).__name__}; expected a TOML path or harness Suite")
+            if suite.name in suites:
+                raise PluginError(f"suite {suite.name!r} is defined twice: in "
+                                  f"{suites[suite.name].source or 'a plugin'} and in "
+                                  f"{suite.source or impl.plugin_name}")
+            suites[suite.name] = suite
+    return suites
+
+
+def _validate(models: dict[str, RegisteredModel], suites: dict[str, Suite]) -> None:
+    for suite in suites.values():
+        where = suite.source or f"suite {suite.name!r}"
+        for name in suite.models:
+            if name != ALL_MODELS and name not in models:
+                raise SuiteError(f"{where}: unknown model {name!r}{did_you_mean(name, models)}")
+        for name, override in suite.overrides.items():
+            spec = models[name].spec
+            for dims in expand_dims(override.dims):
+                try:
+                    spec.resolve_dims(dims)
+                except HarnessError as exc:
+                    raise SuiteError(f"{where}: {exc}") from None
+    for name, registered in models.items():
+        for suite in registered.spec.suites:
+            if suite not in suites:
+                raise PluginError(f"plugin {registered.plugin!r}: model {name!r} joins unknown "
+                                  f"suite {suite!r}{did_you_mean(suite, suites)}")
+
+
+def expand_dims(dims: dict[str, Sequence[int]]) -> list[dict[str, int]]:
+    """The cartesian product of per-dimension value lists: {H: [64, 128]} -> 2 dicts."""
+    combos: list[dict[str, int]] = [{}]
+    for name, values in dims.items():
+        combos = [{**combo, name: v} for combo in combos for v in values]
+    return combos
+
+
+def load_registry(extra: Sequence[str] = (), disabled: Sequence[str] = ()) -> Registry:
+    pm = load_plugins(extra, disabled)
+    models = _collect_models(pm)
+    suites = _collect_suites(pm)
+    _validate(models, suites)
+    return Registry(models, suites, [name for name, _ in pm.list_name_plugin()])

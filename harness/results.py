@@ -1,0 +1,150 @@
+"""Results on disk: JSON Lines, one run header then one line per case, never pickle.
+
+Each case is appended and flushed as soon as it finishes, so an interrupted run
+keeps every case it completed. A file may hold several runs (``--out`` on an
+existing file appends a new run rather than overwriting the old one).
+
+Line kinds, told apart by ``"record"``:
+
+* ``{"record": "run", "schema": 1, "run_id", "command", "environment", "settings"}``
+* ``{"record": "case", "schema": 1, "run_id", "model", "plugin", "suite", "batch_size",
+  "device", "dtype", "compile_mode", "mode", "dims", "status", "error", "params",
+  "latency": {"median", "mean", ..., "samples", "unit": "s"}, "throughput"}``
+
+Readers ignore keys they do not know, so later versions add fields without a
+schema bump; the version only changes when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from harness.errors import ResultsError
+
+SCHEMA_VERSION = 1
+SUFFIX = ".jsonl"
+
+
+class CorruptLineWarning(UserWarning):
+    """A line of a results file that is not valid JSON or not a record; it is skipped."""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def default_path(label: str, directory: Path = Path("results")) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return directory / f"{stamp}-{label}{SUFFIX}"
+
+
+class ResultsWriter:
+    """Appends one run to a JSON Lines file, durably, one case at a time."""
+
+    def __init__(self, path: Path, header: Mapping[str, Any]):
+        self.path = Path(path)
+        self.run_id = new_run_id()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: TextIO = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ResultsError(f"cannot write results to {self.path}: {exc.strerror}; "
+                               "choose a writable path with --out") from None
+        self._write({"record": "run", "schema": SCHEMA_VERSION, "run_id": self.run_id, **header})
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        self._fh.write(json.dumps(record, allow_nan=False, default=str) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def write_case(self, record: Mapping[str, Any]) -> None:
+        self._write({"record": "case", "schema": SCHEMA_VERSION, "run_id": self.run_id, **record})
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _files(source: str | Path | Iterable[str | Path]) -> list[Path]:
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    files: list[Path] = []
+    for item in map(Path, sources):
+        if item.is_dir():
+            found = sorted(item.rglob(f"*{SUFFIX}"))
+            if not found:
+                raise ResultsError(f"no {SUFFIX} results files in directory {item}")
+            files.extend(found)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise ResultsError(f"results path {item} does not exist")
+    return files
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of one file; corrupt lines are reported with file and line and skipped."""
+    seen_run = False
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                kind = record["record"]
+                schema = record["schema"]
+            except (json.JSONDecodeError, TypeError, KeyError) as exc:
+                warnings.warn(f"{path}:{lineno}: skipped a line that is not a harness record "
+                              f"({type(exc).__name__})", CorruptLineWarning, stacklevel=2)
+                continue
+            if type(schema) is not int or schema > SCHEMA_VERSION:
+                raise ResultsError(f"{path}:{lineno}: results schema {schema} is newer than "
+                                   f"this harness reads ({SCHEMA_VERSION}); upgrade harness")
+            seen_run = seen_run or kind == "run"
+            yield record
+    if not seen_run:
+        raise ResultsError(f"{path} is not a harness results file (no run header line)")
+
+
+def _flatten(prefix: str, value: Mapping[str, Any], out: dict[str, Any]) -> None:
+    for key, item in value.items():
+        if isinstance(item, Mapping) and key != "dims":
+            _flatten(f"{prefix}{key}.", item, out)
+        else:
+            out[f"{prefix}{key}"] = item
+
+
+def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """A tidy DataFrame, one row per case, from result files or directories of them.
+
+    Nested fields become dotted columns (``latency.median``); the run's environment
+    is joined onto its cases as ``env.*`` columns. Raw samples stay a list per row.
+    """
+    rows: list[dict[str, Any]] = []
+    for path in _files(source):
+        runs: dict[str, dict[str, Any]] = {}
+        for record in iter_records(path):
+            if record["record"] == "run":
+                env: dict[str, Any] = {}
+                _flatten("env.", record.get("environment", {}), env)
+                runs[record.get("run_id")] = env
+            elif record["record"] == "case":
+                row: dict[str, Any] = {"file": str(path)}
+                _flatten("", record, row)
+                row.update(runs.get(record.get("run_id"), {}))
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.drop(columns=["record"], errors="ignore")
