@@ -123,6 +123,11 @@ def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = ()) -> plu
     for path in [*extra, *_env_list(PLUGINS_ENV)]:
         if path not in disabled and not pm.has_plugin(path):
             _register(pm, _import_module_plugin(path), path)
+    try:
+        pm.check_pending()  # a hookimpl whose name matches no hook: a typo
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r} is not a valid harness plugin: "
+                          f"{exc}; hooks are named in harness.hookspecs") from None
     return pm
 
 
@@ -144,7 +149,7 @@ def _call(impl: pluggy.HookImpl, hook: str) -> list:
 
 def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
     models: dict[str, RegisteredModel] = {}
-    for impl in reversed(pm.hook.harness_models.get_hookimpls()):  # registration order
+    for impl in pm.hook.harness_models.get_hookimpls():  # registration order
         for spec in _call(impl, "harness_models"):
             if not isinstance(spec, ModelSpec):
                 raise PluginError(f"plugin {impl.plugin_name!r}: harness_models returned a "
@@ -160,7 +165,7 @@ def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
 
 def _collect_suites(pm: pluggy.PluginManager) -> dict[str, Suite]:
     suites: dict[str, Suite] = {}
-    for impl in reversed(pm.hook.harness_suites.get_hookimpls()):
+    for impl in pm.hook.harness_suites.get_hookimpls():
         for item in _call(impl, "harness_suites"):
             if isinstance(item, (str, PathLike)):
                 suite = load_suite_file(item)
