@@ -141,14 +141,19 @@ def _registry(args: argparse.Namespace) -> Registry:
     return load_registry(args.plugin, args.disable_plugin)
 
 
-def _count_params(registry: Registry, name: str) -> int:
-    """Parameters at the default configuration, built on the meta device (no memory)."""
+def _count_params(registry: Registry, name: str) -> int | None:
+    """Parameters at the default configuration, built on the meta device (no memory).
+
+    None when the model cannot be built at all; ``harness check`` says why.
+    """
     spec = registry.model(name).spec
-    try:
-        with torch.device("meta"):
-            return count_params(spec.build())
-    except Exception:  # a constructor that needs real tensors; build it for real
-        return count_params(spec.build())
+    for device in ("meta", "cpu"):  # some constructors need real tensors
+        try:
+            with torch.device(device):
+                return count_params(spec.build())
+        except Exception:
+            continue
+    return None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -192,6 +197,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             progress.start(index, name)
             registered = registry.model(name)
             results.append(check_model(registered.spec, registered.plugin, dims))
+            progress.finish("ok" if results[-1].ok else "FAIL")
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -216,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         records = execute(plan, registry, writer,
                           on_case=lambda index, case: progress.start(index, case.label))
         for case, record in zip(plan.cases, records):
+            progress.finish(console.outcome(record))
             rows.append((case, record))
     failed = [r for _, r in rows if r["status"] != "ok"]
     title = (f"{len(rows)} cases, {len(rows) - len(failed)} ok, {len(failed)} failed "

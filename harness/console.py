@@ -106,12 +106,23 @@ class Progress:
         message = f"[{index + 1}/{self.total}] {label}"
         if self._status is not None:
             self._status.update(message)
-        else:
-            stderr.print(message, soft_wrap=True)
+        else:  # like pytest -v: the name now, the outcome on the same line later
+            stderr.print(f"{message} ...", end="", soft_wrap=True)
+
+    def finish(self, outcome: str = "done") -> None:
+        if self._status is None:
+            stderr.print(f" {outcome}", soft_wrap=True, markup=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
             self._status.__exit__(*exc)
+
+
+def outcome(record: dict[str, Any]) -> str:
+    """One word and a number for a finished case: 'ok 3.75 ms' or 'error: ...'."""
+    if record["status"] != "ok":
+        return f"{record['status']}: {record['error']}"
+    return f"ok {format_seconds(record['latency']['median'])}"
 
 
 def print_lines(lines: Iterable[str]) -> None:
