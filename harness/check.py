@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.runner import count_params, error_message
+from harness.worker import count_params, error_message
 from harness.spec import ModelSpec, flatten_outputs
 
 CHECK_BATCH_SIZES = (1, 2)

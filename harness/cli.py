@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +18,15 @@ from typing import Any, NoReturn
 import torch
 
 import harness
-from harness import console, environment
+from harness import axes, console, environment
 from harness.check import check_model
-from harness.errors import HarnessError
-from harness.plan import build_plan, select_models
-from harness.registry import Registry, load_registry
-from harness.results import ResultsWriter, default_path
-from harness.runner import count_params, execute
+from harness.errors import HarnessError, UsageError
+from harness.isolation import ISOLATION_MODES, make_executor
+from harness.plan import Request, build_plan, case_key_of_record, select_models
+from harness.registry import Registry, load_registry, plugin_selection
+from harness.results import ResultsWriter, default_path, last_run
+from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
+from harness.worker import count_params
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +44,33 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
     return values
+
+
+def _batch_sizes(text: str) -> tuple[int, ...] | str:
+    return axes.AUTO if text == axes.AUTO else _positive_ints(text)
+
+
+def _choices(allowed: Sequence[str]):
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [v for v in values if v not in allowed]
+        if not values or bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(bad) or repr(text)} not in "
+                                             f"{', '.join(allowed)}")
+        return values
+    return parse
+
+
+_UNITS = {"": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _bytes(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2GiB or 500MB, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _dim(text: str) -> tuple[str, tuple[int, ...]]:
@@ -118,10 +148,39 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_check)
 
-    p = commands.add_parser("run", help="measure models (CPU, float32, inference)")
+    p = commands.add_parser("run", help="measure models over a sweep of batch sizes, "
+                                         "devices, dtypes, compile modes and modes")
     _selection(p, dims=True)
-    p.add_argument("--batch-sizes", "-b", type=_positive_ints, metavar="N[,N]",
-                   help="batch sizes (default: the suite's, else each model's)")
+    p.add_argument("--batch-sizes", "-b", type=_batch_sizes, metavar="N[,N]|auto",
+                   help="batch sizes, or 'auto' for the largest that fits "
+                        "(default: the suite's, else each model's)")
+    p.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH, metavar="N",
+                   help=f"upper bound of the 'auto' search (default {DEFAULT_MAX_BATCH})")
+    p.add_argument("--devices", type=_choices(axes.DEVICES), metavar="cpu,cuda,mps",
+                   help="devices (default: cpu plus any accelerator present)")
+    p.add_argument("--dtypes", type=_choices(axes.DTYPES), metavar="float32,float16,bfloat16",
+                   help="dtypes (default float32)")
+    p.add_argument("--precision", choices=axes.PRECISIONS,
+                   help="'cast' runs model and inputs in the dtype (default); 'amp' keeps "
+                        "float32 weights under torch.autocast")
+    p.add_argument("--compile", type=_choices(axes.COMPILE_MODES), metavar="none,default,...",
+                   help="torch.compile modes: none, default, reduce-overhead, max-autotune "
+                        "(default none)")
+    p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
+    p.add_argument("--mode", type=_choices(axes.MODES), metavar="infer,train",
+                   help="inference and/or a training step: forward, loss, backward, SGD step "
+                        "(default infer)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads per case")
+    p.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
+                   help="run each case in a fresh process (default) or in this one")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                   help="end a case that runs longer as 'timeout' (default 300; process "
+                        "isolation only)")
+    p.add_argument("--memory-limit", type=_bytes, metavar="SIZE",
+                   help="cap each case's extra address space, e.g. 4GiB (process isolation)")
+    p.add_argument("--resume", type=Path, metavar="PATH",
+                   help="finish an interrupted run: redo its request, skipping recorded cases")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.add_argument("--max-time", type=_positive_float, metavar="SECONDS",
                    help="time budget per case after warm-up (default 1)")
     p.add_argument("--warmup-time", type=_positive_float, metavar="SECONDS",
@@ -186,7 +245,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if args.suite or args.model:
-        plan = build_plan(registry, suite_name=args.suite, models=args.model, dims=dict(args.dim))
+        plan = build_plan(registry, Request(suite=args.suite, models=tuple(args.model),
+                                            dims=dict(args.dim), devices=("cpu",)))
         targets = list({(c.model, tuple(c.dims.items())): c for c in plan.cases}.values())
         pairs = [(c.model, dict(c.dims)) for c in targets]
     else:
@@ -207,26 +267,66 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if any(not r.ok for r in results) else 0
 
 
+_SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
+                      "compile", "backend", "mode", "threads", "timeout", "max_time",
+                      "warmup_time", "target_precision")
+
+
+def _request(args: argparse.Namespace) -> Request:
+    return Request(
+        suite=args.suite, models=tuple(args.model), batch_sizes=args.batch_sizes,
+        dims=dict(args.dim), devices=args.devices, dtypes=args.dtypes,
+        precision=args.precision, compile_modes=args.compile, backend=args.backend,
+        modes=args.mode, threads=args.threads, timeout=args.timeout,
+        measure={"max_time": args.max_time, "warmup_time": args.warmup_time,
+                 "target_precision": args.target_precision})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    plan = build_plan(registry, suite_name=args.suite, models=args.model,
-                      batch_sizes=args.batch_sizes, dims=dict(args.dim),
-                      measure={"max_time": args.max_time, "warmup_time": args.warmup_time,
-                               "target_precision": args.target_precision})
-    out = args.out or default_path(plan.label)
-    header: dict[str, Any] = {"command": ["harness", *sys.argv[1:]],
-                              "environment": environment.collect(),
-                              "settings": dataclasses.asdict(plan.measure)}
+    if args.isolation == "none" and args.memory_limit:
+        raise UsageError("--memory-limit needs --isolation process")
+    run_id, done, peaks = None, set(), None
+    if args.resume:
+        given = [f"--{o.replace('_', '-')}" for o in _SELECTION_OPTIONS if getattr(args, o)]
+        if given or args.out:
+            raise UsageError(f"--resume repeats the run's own request; drop {', '.join(given)}"
+                             f"{' --out' if args.out else ''}")
+        header, recorded = last_run(args.resume)
+        request = Request.from_dict(header["request"])
+        run_id, out = header["run_id"], args.resume
+        done = {case_key_of_record(r) for r in recorded}
+        peaks = header.get("environment", {}).get("peak_flops")
+    else:
+        request = _request(args)
+    plan = build_plan(registry, request)
+    out = args.resume or args.out or default_path(plan.label)
+    cases = [c for c in plan.cases if c.key() not in done]
+    executor = make_executor(args.isolation, registry,
+                             *plugin_selection(args.plugin, args.disable_plugin),
+                             timeout=plan.timeout, memory_limit=args.memory_limit)
     rows = []
-    with ResultsWriter(out, header) as writer, console.Progress(len(plan.cases)) as progress:
-        records = execute(plan, registry, writer,
-                          on_case=lambda index, case: progress.start(index, case.label))
-        for case, record in zip(plan.cases, records):
-            progress.finish(console.outcome(record))
-            rows.append((case, record))
-    failed = [r for _, r in rows if r["status"] != "ok"]
-    title = (f"{len(rows)} cases, {len(rows) - len(failed)} ok, {len(failed)} failed "
-             f"(CPU, float32, inference, {torch.get_num_threads()} threads)")
+    with console.Progress(len(cases), quiet=args.quiet) as progress:
+        if peaks is None:
+            progress.status("calibrating peak FLOP/s")
+            peaks = calibrate_peaks(executor, cases)
+        header = {"command": ["harness", *sys.argv[1:]], "request": request.to_dict(),
+                  "environment": {**environment.collect(), "peak_flops": peaks},
+                  "settings": {**dataclasses.asdict(plan.measure), "timeout": plan.timeout,
+                               "isolation": args.isolation}}
+        if args.resume:
+            header["resumed"] = True
+        with ResultsWriter(out, header, run_id=run_id) as writer:
+            runner = Runner(plan, registry, executor, writer, peaks, args.max_batch_size,
+                            on_start=lambda index, case: progress.start(index, case.label),
+                            on_status=progress.status)
+            for case, record in runner.run(cases):
+                progress.finish(console.outcome(record))
+                rows.append((case, record))
+    failed = [r for _, r in rows if r["status"] not in ("ok", "skipped")]
+    skipped = sum(r["status"] == "skipped" for _, r in rows)
+    title = (f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
+             f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
     console.stdout.print(console.results_table(rows, title))
     console.stdout.print(f"results: {out}", soft_wrap=True)
     return 1 if failed else 0

@@ -12,9 +12,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
+from rich.progress import Progress as RichProgress
+from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness.check import CheckResult
+from harness.memory import format_bytes
 from harness.plan import Case
 from harness.stats import format_seconds
 
@@ -69,60 +73,94 @@ def check_table(results: Sequence[CheckResult]) -> Table:
     return table
 
 
+def _memory(record: dict[str, Any]) -> str:
+    memory = record.get("memory") or {}
+    peak = memory.get("cuda_max_allocated_bytes", memory.get("cpu_peak_rss_bytes"))
+    return format_bytes(peak)
+
+
+def _compute(record: dict[str, Any]) -> str:
+    flops = record.get("flops") or {}
+    if not flops.get("per_step"):
+        return "-"
+    text = format_rate(flops["achieved_per_s"]).replace("/s", "FLOP/s")
+    if flops.get("utilisation"):
+        text += f" ({flops['utilisation']:.0%})"
+    return text
+
+
 def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("model", "B", "dims", "status", "median", "IQR", "95% CI", "throughput", "n"):
-        table.add_column(column, justify="left" if column in ("model", "dims", "status")
-                         else "right")
+    for column in ("case", "status", "median", "IQR", "95% CI", "throughput", "peak mem",
+                   "compute (of peak)", "vs eager", "n"):
+        table.add_column(column, justify="left" if column in ("case", "status") else "right",
+                         no_wrap=column == "case")
     for case, rec in rows:
-        dims = " ".join(f"{k}={case.dims[k]}" for k in case.chosen)
+        label = case.label if rec.get("batch_size") in (None, case.batch_size) else (
+            f"{case.label} -> B={rec['batch_size']}")
         if rec["status"] != "ok":
-            table.add_row(rec["model"], str(rec["batch_size"]), dims, f"[red]{rec['status']}[/]",
-                          rec["error"] or "", "", "", "", "")
+            colour = "yellow" if rec["status"] == "skipped" else "red"
+            table.add_row(label, f"[{colour}]{rec['status']}[/]", rec.get("error") or "",
+                          *[""] * 7)
             continue
         lat = rec["latency"]
-        table.add_row(rec["model"], str(rec["batch_size"]), dims, "ok",
-                      format_seconds(lat["median"]), format_seconds(lat["iqr"]),
+        speedup = rec.get("speedup_vs_eager")
+        table.add_row(label, "ok", format_seconds(lat["median"]), format_seconds(lat["iqr"]),
                       f"{format_seconds(lat['ci_low'])} - {format_seconds(lat['ci_high'])}",
-                      f"{rec['throughput']:,.1f}/s", str(lat["n"]))
+                      f"{rec['throughput']:,.1f}/s", _memory(rec), _compute(rec),
+                      f"{speedup:.2f}x" if speedup else "", str(lat["n"]))
     return table
 
 
 class Progress:
-    """Announces each case as it starts; a live bar on a terminal, lines otherwise."""
+    """Cases done/total, the current case, elapsed time and ETA on a terminal; plain
+    pytest-style lines ("[3/10] name ... ok 3.1 ms") otherwise; nothing when quiet."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, quiet: bool = False):
         self.total = total
-        self.interactive = sys.stderr.isatty()
-        self._status = None
+        self.quiet = quiet
+        self.interactive = sys.stderr.isatty() and not quiet
+        self._bar: RichProgress | None = None
+        self._task: Any = None
 
     def __enter__(self) -> Progress:
         if self.interactive:
-            self._status = stderr.status("starting")
-            self._status.__enter__()
+            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}"),
+                                     BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TextColumn("ETA"), TimeRemainingColumn(),
+                                     console=stderr, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("starting", total=self.total)
         return self
+
+    def status(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=message)
 
     def start(self, index: int, label: str) -> None:
         message = f"[{index + 1}/{self.total}] {label}"
-        if self._status is not None:
-            self._status.update(message)
-        else:  # like pytest -v: the name now, the outcome on the same line later
-            stderr.print(f"{message} ...", end="", soft_wrap=True)
+        if self._bar is not None:
+            self._bar.update(self._task, description=message)
+        elif not self.quiet:
+            stderr.print(f"{message} ...", end="", soft_wrap=True, markup=False)
 
     def finish(self, outcome: str = "done") -> None:
-        if self._status is None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif not self.quiet:
             stderr.print(f" {outcome}", soft_wrap=True, markup=False)
 
     def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
 
 
 def outcome(record: dict[str, Any]) -> str:
     """One word and a number for a finished case: 'ok 3.75 ms' or 'error: ...'."""
     if record["status"] != "ok":
         return f"{record['status']}: {record['error']}"
-    return f"ok {format_seconds(record['latency']['median'])}"
+    batch = f" at B={record['batch_size']}" if record.get("batch_search") else ""
+    return f"ok {format_seconds(record['latency']['median'])}{batch}"
 
 
 def print_lines(lines: Iterable[str]) -> None:

@@ -1,49 +1,121 @@
-"""From a command line (suite, models, batch sizes, dimensions) to the list of cases.
+"""From a request (suite, models, sweep axes) to the ordered list of cases.
 
-Everything that can be wrong with the request (an unknown model, a dimension no
-selected model has, a value that breaks a constraint) is found here, before the
-first case runs, so a typo never costs a half-finished sweep.
+Everything that can be wrong with the request (an unknown model, an absent device,
+a dimension no selected model has, a value that breaks a constraint) is found here,
+before the first case runs, so a typo never costs a half-finished sweep.
+
+Cases are ordered model, dimensions, device, dtype, mode, compile mode, batch size:
+an eager case runs before its compiled twins (so the speedup is known when they
+finish), and batch sizes ascend (so an out-of-memory skips the larger ones).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.axes import AUTO, COMPILE_MODES, DTYPES, MODES, PRECISIONS
+from harness.devices import available_devices, check_devices
 from harness.errors import HarnessError, UsageError
 from harness.registry import Registry, did_you_mean, expand_dims
 from harness.suites import Suite
 from harness.timing import MeasureConfig
 
+MEASURE_KEYS = {f.name for f in dataclasses.fields(MeasureConfig)}
+DEFAULT_TIMEOUT = 300.0
+
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: a model at one batch size and set of dimension values.
+    """One measurement: a model at one batch size, set of dimensions and sweep point.
 
     ``dims`` holds every dimension's value, defaults included, so a record stays
     unambiguous if a default changes later; ``chosen`` names those set explicitly.
+    ``batch_size`` is ``None`` for a case whose batch size is searched (``auto``).
     """
 
     model: str
-    batch_size: int
+    batch_size: int | None
     dims: Mapping[str, int] = field(default_factory=dict)
     chosen: tuple[str, ...] = ()
     suite: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
+    precision: str = "cast"
     compile_mode: str = "none"
+    backend: str = "inductor"
     mode: str = "infer"
+    threads: int | None = None
 
     @property
     def label(self) -> str:
-        dims = "".join(f",{k}={self.dims[k]}" for k in self.chosen)
-        return f"{self.model}[B={self.batch_size}{dims}]"
+        parts = [f"B={AUTO if self.batch_size is None else self.batch_size}"]
+        parts += [f"{k}={self.dims[k]}" for k in self.chosen]
+        parts += [v for v, default in ((self.device, "cpu"), (self.dtype, "float32"),
+                                       (self.mode, "infer")) if v != default]
+        if self.compile_mode != "none":
+            parts.append(f"compile={self.compile_mode}")
+        return f"{self.model}[{','.join(parts)}]"
 
     def key(self) -> tuple[Any, ...]:
-        """What identifies a case across runs: everything but the suite it came from."""
+        """What identifies a case across runs and within one: all but suite and threads."""
         return (self.model, self.batch_size, tuple(sorted(self.dims.items())), self.device,
-                self.dtype, self.compile_mode, self.mode)
+                self.dtype, self.precision, self.compile_mode, self.backend, self.mode)
+
+    def config_key(self) -> tuple[Any, ...]:
+        """The case without its batch size: batch sizes of one configuration share OOMs."""
+        return self.key()[:1] + self.key()[2:]
+
+    def eager_key(self) -> tuple[Any, ...]:
+        """The key of the uncompiled twin of this case."""
+        return dataclasses.replace(self, compile_mode="none", backend="inductor").key()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "dims": dict(self.dims), "chosen": list(self.chosen)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Case:
+        return cls(**{**data, "chosen": tuple(data["chosen"])})
+
+
+def case_key_of_record(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The :meth:`Case.key` of a written record (auto-batch records keep ``None``)."""
+    batch = None if record.get("batch_search") else record["batch_size"]
+    return (record["model"], batch, tuple(sorted(record["dims"].items())), record["device"],
+            record["dtype"], record.get("precision", "cast"), record["compile_mode"],
+            record.get("backend", "inductor"), record["mode"])
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for; stored in the run header so ``--resume`` can redo it."""
+
+    suite: str | None = None
+    models: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] | str | None = None
+    dims: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    devices: tuple[str, ...] | None = None
+    dtypes: tuple[str, ...] | None = None
+    precision: str | None = None
+    compile_modes: tuple[str, ...] | None = None
+    backend: str | None = None
+    modes: tuple[str, ...] | None = None
+    threads: int | None = None
+    timeout: float | None = None
+    measure: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Request:
+        def tup(value: Any) -> Any:
+            return tuple(value) if isinstance(value, list) else value
+        return cls(**{k: tup(v) for k, v in data.items() if k != "dims"},
+                     dims={k: tuple(v) for k, v in data.get("dims", {}).items()})
 
 
 @dataclass(frozen=True)
@@ -51,6 +123,8 @@ class Plan:
     cases: tuple[Case, ...]
     measure: MeasureConfig
     label: str
+    request: Request
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]) -> list[str]:
@@ -69,38 +143,61 @@ def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]
     return [m for m in in_suite if m in models] if models else in_suite
 
 
-def build_plan(registry: Registry, *, suite_name: str | None = None,
-               models: Sequence[str] = (), batch_sizes: Sequence[int] | None = None,
-               dims: Mapping[str, Sequence[int]] | None = None,
-               measure: Mapping[str, Any] | None = None) -> Plan:
-    """Cases in suite order; command-line values override the suite's, which override specs'."""
-    suite = registry.suite(suite_name) if suite_name else None
-    names = select_models(registry, suite, models)
-    dims = dict(dims or {})
-    for dim in dims:
+def _choice(values: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    for value in values:
+        if value not in allowed:
+            raise UsageError(f"unknown {what} {value!r}{did_you_mean(value, allowed)} "
+                             f"(choose from {', '.join(allowed)})")
+    return tuple(dict.fromkeys(values))
+
+
+def build_plan(registry: Registry, request: Request) -> Plan:
+    """Cases for ``request``; its values override the suite's, which override specs'."""
+    suite = registry.suite(request.suite) if request.suite else None
+    sweep: Mapping[str, Any] = suite.sweep if suite else {}
+    names = select_models(registry, suite, request.models)
+    for dim in request.dims:
         if not any(dim in registry.model(n).spec.dims for n in names):
             raise UsageError(f"no selected model has a dimension {dim!r}; "
                              "'harness list' shows each model's dimensions")
+    devices = check_devices(list(request.devices or sweep.get("devices")
+                                 or available_devices()))
+    dtypes = _choice(request.dtypes or sweep.get("dtypes") or ("float32",), DTYPES, "dtype")
+    precision = _choice([request.precision or sweep.get("precision") or "cast"], PRECISIONS,
+                        "precision")[0]
+    compiles = _choice(request.compile_modes or sweep.get("compile") or ("none",),
+                       COMPILE_MODES, "compile mode")
+    compiles = tuple(sorted(compiles, key=COMPILE_MODES.index))  # eager first
+    backend = request.backend or sweep.get("backend") or "inductor"
+    modes = _choice(request.modes or sweep.get("modes") or ("infer",), MODES, "mode")
+
     cases = []
     for name in names:
         spec = registry.model(name).spec
         override = suite.overrides.get(name) if suite else None
         model_dims = {**(override.dims if override else {}),
-                      **{k: v for k, v in dims.items() if k in spec.dims}}
-        sizes = (batch_sizes or (override and override.batch_sizes)
-                 or (suite and suite.sweep.get("batch_sizes")) or spec.batch_sizes)
+                      **{k: v for k, v in request.dims.items() if k in spec.dims}}
+        sizes = (request.batch_sizes or (override and override.batch_sizes)
+                 or sweep.get("batch_sizes") or spec.batch_sizes)
+        sizes = (None,) if sizes == AUTO else tuple(sorted(set(sizes)))
         for combo in expand_dims(model_dims):
             try:
                 resolved = spec.resolve_dims(combo)
             except HarnessError as exc:
                 raise UsageError(str(exc)) from None
-            cases.extend(Case(name, b, resolved, tuple(combo), suite.name if suite else None)
-                         for b in sizes)
-    settings = {k: v for k, v in (suite.sweep if suite else {}).items() if k != "batch_sizes"}
-    settings.update({k: v for k, v in (measure or {}).items() if v is not None})
+            for device, dtype, mode, compile_mode, batch in itertools.product(
+                    devices, dtypes, modes, compiles, sizes):
+                if mode == "train" and not spec.trainable:
+                    continue
+                cases.append(Case(name, batch, resolved, tuple(combo),
+                                  suite.name if suite else None, device, dtype, precision,
+                                  compile_mode, backend, mode, request.threads))
+    settings = {k: v for k, v in sweep.items() if k in MEASURE_KEYS}
+    settings.update({k: v for k, v in request.measure.items() if v is not None})
     try:
         config = MeasureConfig(**settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     label = suite.name if suite else "-".join(names[:3]) + ("-etc" if len(names) > 3 else "")
-    return Plan(tuple(cases), config, label)
+    timeout = request.timeout or sweep.get("timeout") or DEFAULT_TIMEOUT
+    return Plan(tuple(cases), config, label, request, timeout)

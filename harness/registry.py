@@ -112,15 +112,24 @@ def _env_list(var: str) -> list[str]:
     return [p.strip() for p in os.environ.get(var, "").split(",") if p.strip()]
 
 
-def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = ()) -> pluggy.PluginManager:
-    """Import entry-point plugins, then ``extra`` modules and those in $HARNESS_PLUGINS."""
+def plugin_selection(extra: Sequence[str] = (),
+                     disabled: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Extra modules and disabled plugins, from the arguments plus the environment."""
+    return ([*extra, *_env_list(PLUGINS_ENV)], [*disabled, *_env_list(DISABLE_ENV)])
+
+
+def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = (),
+                 from_env: bool = True) -> pluggy.PluginManager:
+    """Import entry-point plugins, then ``extra`` modules (and $HARNESS_PLUGINS)."""
+    if from_env:
+        extra, disabled = plugin_selection(extra, disabled)
     pm = _plugin_manager()
-    disabled = set(disabled) | set(_env_list(DISABLE_ENV))
+    disabled = set(disabled)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in disabled or pm.has_plugin(ep.name):
             continue  # a distribution seen twice on sys.path registers once
         _register(pm, _load_entry_point(ep), ep.name)
-    for path in [*extra, *_env_list(PLUGINS_ENV)]:
+    for path in extra:
         if path not in disabled and not pm.has_plugin(path):
             _register(pm, _import_module_plugin(path), path)
     try:
@@ -210,8 +219,9 @@ def expand_dims(dims: dict[str, Sequence[int]]) -> list[dict[str, int]]:
     return combos
 
 
-def load_registry(extra: Sequence[str] = (), disabled: Sequence[str] = ()) -> Registry:
-    pm = load_plugins(extra, disabled)
+def load_registry(extra: Sequence[str] = (), disabled: Sequence[str] = (),
+                  from_env: bool = True) -> Registry:
+    pm = load_plugins(extra, disabled, from_env)
     models = _collect_models(pm)
     suites = _collect_suites(pm)
     _validate(models, suites)

@@ -50,9 +50,10 @@ def default_path(label: str, directory: Path = Path("results")) -> Path:
 class ResultsWriter:
     """Appends one run to a JSON Lines file, durably, one case at a time."""
 
-    def __init__(self, path: Path, header: Mapping[str, Any]):
+    def __init__(self, path: Path, header: Mapping[str, Any], run_id: str | None = None):
+        """``run_id`` continues an earlier run (``--resume``); by default a new one starts."""
         self.path = Path(path)
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh: TextIO = self.path.open("a", encoding="utf-8")
@@ -117,6 +118,20 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
             yield record
     if not seen_run:
         raise ResultsError(f"{path} is not a harness results file (no run header line)")
+
+
+def last_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The last run header of a file and that run's case records: what a resume needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"cannot resume {path}: no such results file")
+    records = list(iter_records(path))
+    header = [r for r in records if r["record"] == "run"][-1]
+    if "request" not in header:
+        raise ResultsError(f"cannot resume {path}: its run header has no request "
+                           "(written by an older harness)")
+    cases = [r for r in records if r["record"] == "case" and r.get("run_id") == header["run_id"]]
+    return header, cases
 
 
 def _flatten(prefix: str, value: Mapping[str, Any], out: dict[str, Any]) -> None:

@@ -1,93 +1,142 @@
-"""Executes a plan: builds each model, measures each case, records each outcome.
+"""Executes a plan case by case, writing each record the moment it exists.
 
-A model that raises is recorded with status ``error`` and its message, and the
-sweep goes on; one broken model must not cost a night of results.
+The runner owns what spans cases: an out-of-memory at one batch size skips the
+larger ones of that configuration, a compiled case learns its speedup from its
+eager twin, ``auto`` batch sizes are searched, and the peak FLOP/s of each device
+and dtype is calibrated once. Where a case runs is the executor's business.
 """
 
 from __future__ import annotations
 
-import gc
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from typing import Any, Protocol
 
-import torch
-from torch import nn
-
+from harness import worker
 from harness.plan import Case, Plan
 from harness.registry import Registry
 from harness.results import ResultsWriter
-from harness.spec import ModelSpec
-from harness.timing import MeasureConfig, measure
+from harness.timing import MeasureConfig
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-MAX_ERROR_CHARS = 500
+DEFAULT_MAX_BATCH = 1024
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+class Executor(Protocol):
+    isolation: str
+
+    def measure(self, case: Case, config: MeasureConfig,
+                peaks: Mapping[str, float]) -> dict[str, Any]: ...
+
+    def probe(self, case: Case, batch_size: int) -> str: ...
+
+    def calibrate(self, device: str, dtype: str) -> float | None: ...
 
 
-def error_message(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-    return text[:MAX_ERROR_CHARS]
+def calibrate_peaks(executor: Executor, cases: Iterable[Case]) -> dict[str, float | None]:
+    """Peak FLOP/s per device and dtype of the plan, by a matmul benchmark each."""
+    pairs = dict.fromkeys((c.device, c.dtype) for c in cases)
+    return {worker.peak_key(d, t): executor.calibrate(d, t) for d, t in pairs}
 
 
-class _ModelCache:
-    """Keeps the last built model: consecutive cases usually differ only in batch size."""
+def search_batch_size(probe: Callable[[int], str], limit: int) -> tuple[int | None, list]:
+    """The largest batch size up to ``limit`` whose probe is ``ok``: double, then bisect.
 
-    def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._model: nn.Module | None = None
+    Returns it (None if even 1 fails) and the probes as ``[batch, outcome]`` pairs.
+    Bisection assumes memory grows with batch size, which holds for these models.
+    """
+    probes: list[list[Any]] = []
 
-    def get(self, spec: ModelSpec, case: Case) -> nn.Module:
-        key = (case.model, tuple(sorted(case.dims.items())), case.device, case.dtype)
-        if key != self._key:
-            self._key, self._model = None, None
-            gc.collect()  # free the previous model before building the next
-            model = spec.build(case.dims).to(device=case.device, dtype=DTYPES[case.dtype])
-            self._key, self._model = key, model.eval()
-        return self._model
+    def ok(batch: int) -> bool | None:
+        outcome = probe(batch)
+        probes.append([batch, outcome])
+        return True if outcome == "ok" else False if outcome == "oom" else None
 
-
-def run_case(spec: ModelSpec, case: Case, config: MeasureConfig,
-             cache: _ModelCache) -> dict[str, Any]:
-    """Measure one inference case; exceptions become an ``error`` record."""
-    record: dict[str, Any] = {
-        "model": case.model, "suite": case.suite, "batch_size": case.batch_size,
-        "device": case.device, "dtype": case.dtype, "compile_mode": case.compile_mode,
-        "mode": case.mode, "dims": dict(case.dims), "status": "ok", "error": None,
-    }
-    started = time.perf_counter()
-    try:
-        model = cache.get(spec, case)
-        record["params"] = count_params(model)
-        inputs = spec.example_inputs(case.batch_size, case.dims, device=case.device,
-                                     dtype=DTYPES[case.dtype])
-        with torch.inference_mode():
-            result = measure(lambda: model(*inputs), case.device, config)
-        stats = result.stats
-        record["latency"] = {
-            "unit": "s", **stats.to_dict(), "block_size": result.block_size,
-            "iterations": result.iterations, "warmup_iters": result.warmup_iters,
-            "first_call": result.first_call, "samples": list(result.samples),
-        }
-        record["throughput"] = case.batch_size / stats.median
-    except Exception as exc:  # a model's failure is data, not a crash of the sweep
-        record.update(status="error", error=error_message(exc))
-    record["wall_time"] = time.perf_counter() - started
-    return record
+    best, too_big, batch = None, None, 1
+    while batch <= limit:
+        fits = ok(batch)
+        if fits is None:
+            return best, probes
+        if not fits:
+            too_big = batch
+            break
+        best, batch = batch, batch * 2
+    if too_big is None:
+        if best is not None and best < limit and ok(limit):
+            best = limit
+        return best, probes
+    while best is not None and too_big - best > 1:
+        middle = (best + too_big) // 2
+        fits = ok(middle)
+        if fits is None:
+            break
+        best, too_big = (middle, too_big) if fits else (best, middle)
+    return best, probes
 
 
-def execute(plan: Plan, registry: Registry, writer: ResultsWriter,
-            on_case: Callable[[int, Case], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Run every case of ``plan``, writing each record as soon as it exists."""
-    cache = _ModelCache()
-    for index, case in enumerate(plan.cases):
-        if on_case:
-            on_case(index, case)
-        registered = registry.model(case.model)
-        record = {"plugin": registered.plugin,
-                  **run_case(registered.spec, case, plan.measure, cache)}
-        writer.write_case(record)
-        yield record
+class Runner:
+    """Runs a plan's cases through an executor and a writer."""
+
+    def __init__(self, plan: Plan, registry: Registry, executor: Executor, writer: ResultsWriter,
+                 peaks: Mapping[str, float | None], max_batch: int = DEFAULT_MAX_BATCH,
+                 on_start: Callable[[int, Case], None] | None = None,
+                 on_status: Callable[[str], None] | None = None):
+        self.plan = plan
+        self.registry = registry
+        self.executor = executor
+        self.writer = writer
+        self.peaks = {k: v for k, v in peaks.items() if v}
+        self.max_batch = max_batch
+        self.on_start = on_start or (lambda index, case: None)
+        self.on_status = on_status or (lambda message: None)
+        self._oom_at: dict[tuple, int] = {}
+        self._eager_median: dict[tuple, float] = {}
+
+    def _skip_reason(self, case: Case) -> str | None:
+        smallest_oom = self._oom_at.get(case.config_key())
+        if smallest_oom is not None and case.batch_size and case.batch_size > smallest_oom:
+            return f"batch size {smallest_oom} of this configuration ran out of memory"
+        return None
+
+    def _searched(self, case: Case) -> tuple[Case | None, dict[str, Any]]:
+        def probe(batch: int) -> str:
+            self.on_status(f"{case.label}: probing batch size {batch}")
+            return self.executor.probe(case, batch)
+
+        best, probes = search_batch_size(probe, self.max_batch)
+        search = {"max_batch_size": best, "limit": self.max_batch, "probes": probes}
+        return (replace(case, batch_size=best) if best else None), search
+
+    def _run_one(self, case: Case) -> dict[str, Any]:
+        reason = self._skip_reason(case)
+        if reason:
+            return {**worker.base_record(case), "status": "skipped", "error": reason}
+        search = None
+        if case.batch_size is None:
+            sized, search = self._searched(case)
+            if sized is None:
+                outcome = search["probes"][-1][1] if search["probes"] else "error"
+                status = "oom" if outcome == "oom" else "error"
+                return {**worker.base_record(case), "status": status, "batch_search": search,
+                        "error": f"no batch size fits (last probe: {outcome})"}
+            case = sized
+        record = self.executor.measure(case, self.plan.measure, self.peaks)
+        if search:
+            record["batch_search"] = search
+        if record["status"] == "oom" and case.batch_size:
+            key = case.config_key()
+            self._oom_at[key] = min(self._oom_at.get(key, case.batch_size), case.batch_size)
+        if record["status"] == "ok":
+            median = record["latency"]["median"]
+            if case.compile_mode == "none":
+                self._eager_median[case.key()] = median
+            elif case.eager_key() in self._eager_median:
+                record["speedup_vs_eager"] = self._eager_median[case.eager_key()] / median
+        return record
+
+    def run(self, cases: Iterable[Case] | None = None) -> Iterator[tuple[Case, dict[str, Any]]]:
+        for index, case in enumerate(self.plan.cases if cases is None else cases):
+            self.on_start(index, case)
+            record = {"plugin": self.registry.model(case.model).plugin, **self._run_one(case),
+                      "isolation": self.executor.isolation}
+            self.writer.write_case(record)
+            yield case, record

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from harness.axes import COMPILE_MODES, DEVICES, DTYPES, MODES, PRECISIONS
 from harness.errors import SuiteError
 
 if sys.version_info >= (3, 11):
@@ -22,11 +23,19 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 ALL_MODELS = "*"
 SWEEP_KEYS = {
-    "batch_sizes": "list of positive integers",
+    "batch_sizes": "list of positive integers, or \"auto\"",
+    "devices": "list of devices",
+    "dtypes": "list of dtypes",
+    "precision": "\"cast\" or \"amp\"",
+    "compile": "list of compile modes",
+    "backend": "torch.compile backend",
+    "modes": "list of \"infer\", \"train\"",
     "max_time": "seconds per case (number > 0)",
     "warmup_time": "seconds of warm-up per case (number >= 0)",
     "target_precision": "relative CI half-width at which sampling stops (0 < x < 1)",
+    "timeout": "seconds before a case is ended as timed out (number > 0)",
 }
+_CHOICES = {"devices": DEVICES, "dtypes": DTYPES, "compile": COMPILE_MODES, "modes": MODES}
 MODEL_KEYS = {"dims", "batch_sizes"}
 TOP_KEYS = {"name", "description", "models", "sweep", "model"}
 
@@ -87,7 +96,22 @@ def parse_sweep(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     sweep: dict[str, Any] = {}
     for key, value in table.items():
         if key == "batch_sizes":
-            sweep[key] = _int_list(value, f"{where}.batch_sizes")
+            sweep[key] = value if value == "auto" else _int_list(value, f"{where}.batch_sizes")
+        elif key in _CHOICES:
+            values = value if isinstance(value, list) else [value]
+            bad = [v for v in values if v not in _CHOICES[key]]
+            if not values or bad:
+                raise SuiteError(f"{where}.{key}: {bad or values!r} not in "
+                                 f"{', '.join(_CHOICES[key])}")
+            sweep[key] = tuple(values)
+        elif key == "precision":
+            if value not in PRECISIONS:
+                raise SuiteError(f"{where}.precision must be one of {', '.join(PRECISIONS)}")
+            sweep[key] = value
+        elif key == "backend":
+            if not isinstance(value, str) or not value:
+                raise SuiteError(f"{where}.backend must be a backend name such as \"inductor\"")
+            sweep[key] = value
         elif key == "target_precision":
             sweep[key] = _number(value, f"{where}.{key}", 1e-6, 1.0)
         else:

@@ -17,17 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.devices import synchronize
 from harness.stats import LatencyStats
 
 OVERHEAD_FRACTION = 1e-3
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for all queued work on ``device``; a no-op on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+STEADY_TOLERANCE = 0.05  # warm-up goes on while calls still get 5 % faster
 
 
 class _Clock:
@@ -61,7 +55,12 @@ class _Clock:
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """How long and how precisely to time one case."""
+    """How long and how precisely to time one case.
+
+    Warm-up takes at least ``warmup_iters`` calls and ``warmup_time`` seconds after
+    the first call, then goes on while call times are still falling, for at most
+    ``max(warmup_time, max_time)``.
+    """
 
     warmup_time: float = 0.25
     warmup_iters: int = 2
@@ -104,17 +103,23 @@ class Measurement:
                 f"warmup={self.warmup_iters})")
 
 
+def time_call(fn: Callable[[], object], device: torch.device | str = "cpu") -> float:
+    """Seconds for one synchronised call, e.g. the first call of a compiled model."""
+    return _Clock(torch.device(device)).time(fn, 1)
+
+
 def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
             config: MeasureConfig = MeasureConfig()) -> Measurement:
     """Warm ``fn`` up, then time it in blocks until precise enough or out of time."""
     device = torch.device(device)
     clock = _Clock(device)
-    first_call = clock.time(fn, 1)
-    warmup_iters, warmup_spent, last = 1, first_call, first_call
-    while warmup_iters < config.warmup_iters or warmup_spent < config.warmup_time:
-        last = clock.time(fn, 1)
-        warmup_iters += 1
-        warmup_spent += last
+    first_call = clock.time(fn, 1)  # includes lazy initialisation and any compilation
+    times = [clock.time(fn, 1)]
+    budget = max(config.warmup_time, config.max_time)
+    while sum(times) < budget and (len(times) < config.warmup_iters
+                                   or sum(times) < config.warmup_time or _falling(times)):
+        times.append(clock.time(fn, 1))
+    last = min(times[-2:])
     block_size = max(1, math.ceil(clock.overhead() / OVERHEAD_FRACTION / max(last, 1e-9)))
 
     samples: list[float] = []
@@ -132,4 +137,12 @@ def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
             if LatencyStats.from_samples(samples).relative_ci_halfwidth <= config.target_precision:
                 break
             next_check = math.ceil(len(samples) * 1.1)
-    return Measurement(tuple(samples), block_size, warmup_iters, first_call)
+    return Measurement(tuple(samples), block_size, len(times) + 1, first_call)
+
+
+def _falling(times: list[float]) -> bool:
+    """Whether the last two calls were clearly faster than the two before them."""
+    if len(times) < 4:
+        return True
+    recent, before = sorted(times[-2:]), sorted(times[-4:-2])
+    return recent[0] + recent[1] < (1 - STEADY_TOLERANCE) * (before[0] + before[1])

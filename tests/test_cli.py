@@ -95,7 +95,7 @@ def test_run_writes_results_and_a_table(capsys, tmp_path):
     code, out, err = run_cli(capsys, "run", "--model", "perceptron", "--batch-sizes", "1,4",
                              "--dim", "NIN=10,20", "--out", str(out_file), *FAST)
     assert code == 0, err
-    assert "4 cases, 4 ok, 0 failed" in out and str(out_file) in out
+    assert "4 cases: 4 ok, 0 failed, 0 skipped" in out and str(out_file) in out
     frame = load(out_file)
     assert len(frame) == 4
     assert sorted(zip(frame["batch_size"], frame["dims"].map(lambda d: d["NIN"]))) == [
@@ -122,7 +122,7 @@ def test_a_failing_model_is_recorded_and_the_sweep_goes_on(capsys, tmp_path, plu
     assert frame.loc["toy_boom", "status"] == "error"
     assert frame.loc["toy_boom", "error"] == "RuntimeError: deliberate failure in forward"
     assert (frame.loc["toy_linear", "status"] == "ok").all()
-    assert "3 cases, 2 ok, 1 failed" in out
+    assert "3 cases: 2 ok, 1 failed, 0 skipped" in out
 
 
 @pytest.mark.parametrize(("argv", "fragments"), [
