@@ -163,9 +163,6 @@ class Shape:
     def evaluate(self, env: Mapping[str, int]) -> tuple[int, ...]:
         return tuple(d.evaluate(env) for d in self.dims)
 
-    def __len__(self) -> int:
-        return len(self.dims)
-
     def __str__(self) -> str:
         inner = ", ".join(str(d) for d in self.dims)
         return f"({inner},)" if len(self.dims) == 1 else f"({inner})"
