@@ -11,7 +11,7 @@ import dataclasses
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -89,14 +89,17 @@ def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (value >= 0 if allow_zero else value > 0):
+            kind = "non-negative" if allow_zero else "positive"
+            raise argparse.ArgumentTypeError(f"expected a {kind} number of seconds, got {text!r}")
+        return value
+    return parse
 
 
 def _fraction(text: str) -> float:
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads per case")
     p.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
                    help="run each case in a fresh process (default) or in this one")
-    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--timeout", type=_seconds(), metavar="SECONDS",
                    help="end a case that runs longer as 'timeout' (default 300; process "
                         "isolation only)")
     p.add_argument("--memory-limit", type=_bytes, metavar="SIZE",
@@ -181,9 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="PATH",
                    help="finish an interrupted run: redo its request, skipping recorded cases")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
-    p.add_argument("--max-time", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--max-time", type=_seconds(), metavar="SECONDS",
                    help="time budget per case after warm-up (default 1)")
-    p.add_argument("--warmup-time", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--min-time", type=_seconds(allow_zero=True), metavar="SECONDS",
+                   help="sample at least this long before stopping early (default 0.2)")
+    p.add_argument("--warmup-time", type=_seconds(allow_zero=True), metavar="SECONDS",
                    help="minimum warm-up per case (default 0.25)")
     p.add_argument("--target-precision", type=_fraction, metavar="FRACTION",
                    help="stop sampling once the median's 95%% CI half-width is within this "
@@ -269,7 +274,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 _SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
                       "compile", "backend", "mode", "threads", "timeout", "max_time",
-                      "warmup_time", "target_precision")
+                      "min_time", "warmup_time", "target_precision")
 
 
 def _request(args: argparse.Namespace) -> Request:
@@ -278,7 +283,8 @@ def _request(args: argparse.Namespace) -> Request:
         dims=dict(args.dim), devices=args.devices, dtypes=args.dtypes,
         precision=args.precision, compile_modes=args.compile, backend=args.backend,
         modes=args.mode, threads=args.threads, timeout=args.timeout,
-        measure={"max_time": args.max_time, "warmup_time": args.warmup_time,
+        measure={"max_time": args.max_time, "min_time": args.min_time,
+                 "warmup_time": args.warmup_time,
                  "target_precision": args.target_precision})
 
 

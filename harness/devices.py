@@ -6,6 +6,8 @@ in the case's own process, so CUDA is initialised there and never inherited.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from harness.axes import DEVICES as KNOWN_DEVICES
@@ -13,6 +15,7 @@ from harness.errors import UsageError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()  # read at import, before anyone sets it
 
 
 def available_devices() -> list[str]:
@@ -50,3 +53,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MESSAGES)
+
+
+def default_threads() -> int:
+    """Intra-op threads when ``--threads`` is not given: one core fewer than torch's default.
+
+    OpenMP's worker threads spin while they wait; when they fill every core, the OS and
+    the harness's own process preempt them, and a case's median moves by tens of percent
+    between runs (measured on 2 cores: see the README). An explicit ``OMP_NUM_THREADS``
+    is the user's choice and is kept.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return _TORCH_DEFAULT_THREADS
+    return max(1, _TORCH_DEFAULT_THREADS - 1)
+

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.devices import default_threads
 from harness.timing import MeasureConfig, measure
 
 CALIBRATION_SIZE = {"cpu": 1024, "cuda": 8192, "mps": 4096}
@@ -24,8 +25,10 @@ def count_flops(step: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def calibrate_peak(device: str, dtype: torch.dtype, max_time: float = 0.5) -> float:
-    """FLOP/s of an n x n matmul in ``dtype`` on ``device``: the reachable peak."""
+def calibrate_peak(device: str, dtype: torch.dtype, threads: int | None = None,
+                   max_time: float = 0.5) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` on ``device`` with the cases' thread count."""
+    torch.set_num_threads(threads or default_threads())
     n = CALIBRATION_SIZE.get(torch.device(device).type, 2048)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)

@@ -44,9 +44,9 @@ class InlineExecutor:
     def probe(self, case: Case, batch_size: int) -> str:
         return worker.probe_case(self.registry.model(case.model).spec, case, batch_size)
 
-    def calibrate(self, device: str, dtype: str) -> float | None:
+    def calibrate(self, device: str, dtype: str, threads: int | None) -> float | None:
         try:
-            return calibrate_peak(device, DTYPES[dtype])
+            return calibrate_peak(device, DTYPES[dtype], threads)
         except Exception:  # no matmul kernel for this dtype here: no peak, no utilisation
             return None
 
@@ -67,7 +67,7 @@ def _child(conn: Any, job_text: str) -> None:
         if job["memory_limit"]:
             _limit_address_space(job["memory_limit"])
         if job["kind"] == "calibrate":
-            answer: Any = calibrate_peak(job["device"], DTYPES[job["dtype"]])
+            answer: Any = calibrate_peak(job["device"], DTYPES[job["dtype"]], job["threads"])
         else:
             registry = load_registry(job["plugins"], job["disabled"], from_env=False)
             case = Case.from_dict(job["case"])
@@ -113,7 +113,8 @@ class ProcessExecutor:
         self.memory_limit = memory_limit
         self._ctx = multiprocessing.get_context("forkserver")
         modules = [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
-        self._ctx.set_forkserver_preload(["torch", "harness.isolation", *modules])
+        self._ctx.set_forkserver_preload(["torch", "harness.preload", "harness.isolation",
+                                          *modules])
 
     def _run(self, job: dict[str, Any], timeout: float) -> Any:
         job = {**job, "plugins": self.plugins, "disabled": self.disabled,
@@ -162,9 +163,10 @@ class ProcessExecutor:
         except RuntimeError as exc:
             return f"error: {exc}"
 
-    def calibrate(self, device: str, dtype: str) -> float | None:
+    def calibrate(self, device: str, dtype: str, threads: int | None) -> float | None:
         try:
-            return self._run({"kind": "calibrate", "device": device, "dtype": dtype},
+            return self._run({"kind": "calibrate", "device": device, "dtype": dtype,
+                              "threads": threads},
                              self.timeout)
         except (_Abnormal, RuntimeError):
             return None

@@ -61,9 +61,13 @@ class Case:
         return f"{self.model}[{','.join(parts)}]"
 
     def key(self) -> tuple[Any, ...]:
-        """What identifies a case across runs and within one: all but suite and threads."""
+        """What identifies a case across runs and within one: all but suite and threads.
+
+        An eager case has no backend, whatever ``--backend`` said.
+        """
+        backend = self.backend if self.compile_mode != "none" else None
         return (self.model, self.batch_size, tuple(sorted(self.dims.items())), self.device,
-                self.dtype, self.precision, self.compile_mode, self.backend, self.mode)
+                self.dtype, self.precision, self.compile_mode, backend, self.mode)
 
     def config_key(self) -> tuple[Any, ...]:
         """The case without its batch size: batch sizes of one configuration share OOMs."""
@@ -71,7 +75,7 @@ class Case:
 
     def eager_key(self) -> tuple[Any, ...]:
         """The key of the uncompiled twin of this case."""
-        return dataclasses.replace(self, compile_mode="none", backend="inductor").key()
+        return dataclasses.replace(self, compile_mode="none").key()
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "dims": dict(self.dims), "chosen": list(self.chosen)}
@@ -86,7 +90,7 @@ def case_key_of_record(record: Mapping[str, Any]) -> tuple[Any, ...]:
     batch = None if record.get("batch_search") else record["batch_size"]
     return (record["model"], batch, tuple(sorted(record["dims"].items())), record["device"],
             record["dtype"], record.get("precision", "cast"), record["compile_mode"],
-            record.get("backend", "inductor"), record["mode"])
+            record.get("backend") if record["compile_mode"] != "none" else None, record["mode"])
 
 
 @dataclass(frozen=True)

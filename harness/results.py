@@ -47,6 +47,14 @@ def default_path(label: str, directory: Path = Path("results")) -> Path:
     return directory / f"{stamp}-{label}{SUFFIX}"
 
 
+def _ends_mid_line(path: Path) -> bool:
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
+
+
 class ResultsWriter:
     """Appends one run to a JSON Lines file, durably, one case at a time."""
 
@@ -56,7 +64,10 @@ class ResultsWriter:
         self.run_id = run_id or new_run_id()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _ends_mid_line(self.path)
             self._fh: TextIO = self.path.open("a", encoding="utf-8")
+            if torn:  # a run killed mid-write: end its torn line so ours starts clean
+                self._fh.write("\n")
         except OSError as exc:
             raise ResultsError(f"cannot write results to {self.path}: {exc.strerror}; "
                                "choose a writable path with --out") from None

@@ -29,13 +29,13 @@ class Executor(Protocol):
 
     def probe(self, case: Case, batch_size: int) -> str: ...
 
-    def calibrate(self, device: str, dtype: str) -> float | None: ...
+    def calibrate(self, device: str, dtype: str, threads: int | None) -> float | None: ...
 
 
 def calibrate_peaks(executor: Executor, cases: Iterable[Case]) -> dict[str, float | None]:
     """Peak FLOP/s per device and dtype of the plan, by a matmul benchmark each."""
-    pairs = dict.fromkeys((c.device, c.dtype) for c in cases)
-    return {worker.peak_key(d, t): executor.calibrate(d, t) for d, t in pairs}
+    threads = {(c.device, c.dtype): c.threads for c in cases}  # one thread count per run
+    return {worker.peak_key(d, t): executor.calibrate(d, t, n) for (d, t), n in threads.items()}
 
 
 def search_batch_size(probe: Callable[[int], str], limit: int) -> tuple[int | None, list]:

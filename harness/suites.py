@@ -32,6 +32,7 @@ SWEEP_KEYS = {
     "modes": "list of \"infer\", \"train\"",
     "max_time": "seconds per case (number > 0)",
     "warmup_time": "seconds of warm-up per case (number >= 0)",
+    "min_time": "seconds of sampling per case before it may stop early (number >= 0)",
     "target_precision": "relative CI half-width at which sampling stops (0 < x < 1)",
     "timeout": "seconds before a case is ended as timed out (number > 0)",
 }
@@ -115,7 +116,7 @@ def parse_sweep(table: Mapping[str, Any], where: str) -> dict[str, Any]:
         elif key == "target_precision":
             sweep[key] = _number(value, f"{where}.{key}", 1e-6, 1.0)
         else:
-            sweep[key] = _number(value, f"{where}.{key}", 0.0 if key == "warmup_time" else 1e-6)
+            sweep[key] = _number(value, f"{where}.{key}", 0.0 if key in ("warmup_time", "min_time") else 1e-6)
     return sweep
 
 

@@ -59,18 +59,21 @@ class MeasureConfig:
 
     Warm-up takes at least ``warmup_iters`` calls and ``warmup_time`` seconds after
     the first call, then goes on while call times are still falling, for at most
-    ``max(warmup_time, max_time)``.
+    ``max(warmup_time, max_time)``. Sampling lasts at least ``min_time`` (capped by
+    ``max_time``) even once the CI is narrow: a few milliseconds of samples can be
+    tight and still all fall inside one burst of interference.
     """
 
     warmup_time: float = 0.25
     warmup_iters: int = 2
+    min_time: float = 0.2
     max_time: float = 1.0
     min_samples: int = 6  # the fewest for which the median's CI reaches 95 % coverage
     target_precision: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.max_time <= 0 or self.warmup_time < 0:
-            raise ValueError("max_time must be positive and warmup_time non-negative")
+        if self.max_time <= 0 or self.warmup_time < 0 or self.min_time < 0:
+            raise ValueError("max_time must be positive, warmup_time and min_time non-negative")
         if self.min_samples < 1 or self.warmup_iters < 1:
             raise ValueError("min_samples and warmup_iters must be at least 1")
         if not 0 < self.target_precision < 1:
@@ -115,10 +118,12 @@ def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
     clock = _Clock(device)
     first_call = clock.time(fn, 1)  # includes lazy initialisation and any compilation
     times = [clock.time(fn, 1)]
+    warm = times[0]  # a running total: fast calls make ``times`` long
     budget = max(config.warmup_time, config.max_time)
-    while sum(times) < budget and (len(times) < config.warmup_iters
-                                   or sum(times) < config.warmup_time or _falling(times)):
+    while warm < budget and (len(times) < config.warmup_iters
+                             or warm < config.warmup_time or _falling(times)):
         times.append(clock.time(fn, 1))
+        warm += times[-1]
     last = min(times[-2:])
     block_size = max(1, math.ceil(clock.overhead() / OVERHEAD_FRACTION / max(last, 1e-9)))
 
@@ -133,6 +138,8 @@ def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
             continue
         if spent >= config.max_time:
             break
+        if spent < config.min_time:
+            continue
         if len(samples) >= next_check:
             if LatencyStats.from_samples(samples).relative_ci_halfwidth <= config.target_precision:
                 break

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.devices import DTYPES, is_out_of_memory
+from harness.devices import DTYPES, default_threads, is_out_of_memory
 from harness.flops import count_flops
 from harness.memory import PeakMemory, tensor_bytes
 from harness.plan import Case
@@ -119,7 +119,7 @@ def _state_bytes(workload: _Workload) -> dict[str, int]:
 
 
 @functools.cache
-def _initialise_runtime() -> None:
+def initialise_runtime() -> None:
     """Pay one-time costs (the FLOP counter's lazy imports, ~70 MiB) before any baseline,
     so a case's peak memory is the model's, not the harness's start-up."""
     count_flops(lambda: torch.ones(2, 2) @ torch.ones(2, 2))
@@ -142,12 +142,11 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
                  peaks: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Measure ``case`` (whose batch size is set); exceptions become the record's status."""
     record = base_record(case)
-    if case.threads:
-        torch.set_num_threads(case.threads)
+    torch.set_num_threads(case.threads or default_threads())
     record["threads"] = torch.get_num_threads()
     batch_size = case.batch_size
     device = torch.device(case.device)
-    _initialise_runtime()
+    initialise_runtime()
     try:
         with PeakMemory(device) as memory:
             workload = _prepare(spec, case, batch_size)
