@@ -1,4 +1,4 @@
-"""The ``harness`` command: list, check and run models from the plugin registry.
+"""The ``harness`` command: list, check, run and compare models from the plugin registry.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -18,13 +18,13 @@ from typing import Any, NoReturn
 import torch
 
 import harness
-from harness import axes, console, environment
+from harness import axes, compare, console, environment
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
-from harness.results import ResultsWriter, default_path, last_run
+from harness.results import ResultsWriter, default_path, last_run, list_runs, load_selection
 from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
 from harness.worker import count_params
 
@@ -193,11 +193,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-precision", type=_fraction, metavar="FRACTION",
                    help="stop sampling once the median's 95%% CI half-width is within this "
                         "fraction (default 2%%)")
+    p.add_argument("--target-mde", type=_fraction, metavar="FRACTION",
+                   help="sample until a comparison with a like run could detect a change of "
+                        "this size (e.g. 3%%), or the time budget is spent")
     p.add_argument("--out", "-o", type=Path, metavar="PATH",
                    help="results file (JSON Lines; appended to if it exists; "
                         "default: a new file under results/)")
     _common(p)
     p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("results", help="list the runs in results files")
+    p.add_argument("paths", nargs="*", type=Path, default=[Path("results")], metavar="PATH",
+                   help="results files or directories (default: results/)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.set_defaults(func=cmd_results)
+
+    p = commands.add_parser("compare", help="compare two runs case by case: what got slower")
+    p.add_argument("baseline", metavar="BASELINE",
+                   help="results file or directory, optionally FILE#RUN to pick one run")
+    p.add_argument("candidate", metavar="CANDIDATE", help="the same, for the new code or machine")
+    p.add_argument("--metric", choices=compare.METRICS, default="latency")
+    p.add_argument("--threshold", type=_fraction, default=compare.DEFAULT_THRESHOLD,
+                   metavar="FRACTION", help="smallest change that counts, e.g. 5%% (default)")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 if any case got significantly worse by at least the threshold")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -274,7 +297,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 _SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
                       "compile", "backend", "mode", "threads", "timeout", "max_time",
-                      "min_time", "warmup_time", "target_precision")
+                      "min_time", "warmup_time", "target_precision", "target_mde")
+
+
+def _target_precision(args: argparse.Namespace) -> float | None:
+    """``--target-mde`` is a target precision in a comparison's terms."""
+    if args.target_mde is None:
+        return args.target_precision
+    if args.target_precision is not None:
+        raise UsageError("give --target-mde or --target-precision, not both")
+    return args.target_mde / compare.MDE_PER_PRECISION
 
 
 def _request(args: argparse.Namespace) -> Request:
@@ -285,7 +317,7 @@ def _request(args: argparse.Namespace) -> Request:
         modes=args.mode, threads=args.threads, timeout=args.timeout,
         measure={"max_time": args.max_time, "min_time": args.min_time,
                  "warmup_time": args.warmup_time,
-                 "target_precision": args.target_precision})
+                 "target_precision": _target_precision(args)})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -336,6 +368,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.stdout.print(console.results_table(rows, title))
     console.stdout.print(f"results: {out}", soft_wrap=True)
     return 1 if failed else 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    runs = list_runs(args.paths)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+    else:
+        console.stdout.print(console.runs_table(runs))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    baseline, candidate = load_selection(args.baseline), load_selection(args.candidate)
+    table = compare.compare(baseline, candidate, args.metric, args.threshold)
+    counts = compare.summarise(table, args.metric)
+    keys = [set(compare.latest_cases(f)) for f in (baseline, candidate)]
+    only = {"baseline": len(keys[0] - keys[1]), "candidate": len(keys[1] - keys[0])}
+    environments = [{c[4:]: f[c].iloc[0] for c in f.columns if c.startswith("env.")}
+                    for f in (baseline, candidate)]
+    hardware = compare.different_machines(environments)
+    speedups = compare.geomean_speedups(table, metric=args.metric)
+    regressed = bool(table["regressed"].any())
+    if args.json:
+        print(json.dumps({"metric": args.metric, "threshold": args.threshold, "summary": counts,
+                          "only_in": only, "different_machines": hardware,
+                          "geomean_speedups": speedups.to_dict("records"),
+                          "cases": table.to_dict("records")}, indent=2, default=str))
+    else:
+        title = (f"{args.metric}: {args.baseline} -> {args.candidate} "
+                 f"(threshold {args.threshold:.1%}, q <= {compare.ALPHA})")
+        console.stdout.print(console.comparison_table(table.to_dict("records"), args.metric,
+                                                      title, hardware))
+        if hardware or len(speedups) > 1:
+            console.stdout.print(console.speedup_table(speedups.to_dict("records")))
+        summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+        extra = ", ".join(f"{n} only in {side}" for side, n in only.items() if n)
+        console.stdout.print(f"{len(table)} cases: {summary}" + (f"; {extra}" if extra else ""),
+                             soft_wrap=True)
+    return 1 if regressed and args.fail_on_regression else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

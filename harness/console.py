@@ -112,6 +112,81 @@ def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Ta
     return table
 
 
+_VERDICT_STYLE = {"slower": "bold red", "faster": "green", "larger": "bold red",
+                  "smaller": "green", "no change": "dim", "inconclusive": "yellow"}
+
+
+def _metric_value(value: float | None, metric: str) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    if metric == "latency":
+        return format_seconds(value)
+    if metric == "throughput":
+        return f"{value:,.1f}/s"
+    return format_bytes(int(value))
+
+
+def _ratio_text(row: dict[str, Any]) -> tuple[str, str]:
+    ci = (f"{row['ci_low']:.3f} - {row['ci_high']:.3f}"
+          if row.get("ci_low") is not None and row["ci_low"] == row["ci_low"] else "-")
+    return f"{row['ratio']:.3f}", ci
+
+
+def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
+                     hardware: bool = False) -> Table:
+    """Per case: both values, the ratio with its CI, the MDE, q-value and verdict;
+    with ``hardware``, utilisation and memory of each side too."""
+    table = Table(title=title, title_justify="left")
+    columns = ["case", "baseline", "candidate", "ratio", "95% CI", "MDE", "q", "verdict"]
+    if hardware:
+        columns += ["util base", "util cand", "mem base", "mem cand"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("case", "verdict") else "right",
+                         no_wrap=column == "case")
+    for row in rows:
+        ratio, ci = _ratio_text(row)
+        mde = f"{row['mde']:.1%}" if row.get("mde") is not None and row["mde"] == row["mde"] else "-"
+        q = f"{row['q_value']:.2g}" if row.get("q_value") is not None else "-"
+        cells = [row["case"], _metric_value(row["baseline"], metric),
+                 _metric_value(row["candidate"], metric), ratio, ci, mde, q,
+                 f"[{_VERDICT_STYLE[row['verdict']]}]{row['verdict']}[/]"]
+        if hardware:
+            cells += [_percent(row.get("baseline_utilisation")),
+                      _percent(row.get("candidate_utilisation")),
+                      _metric_value(row.get("baseline_memory"), "memory"),
+                      _metric_value(row.get("candidate_memory"), "memory")]
+        table.add_row(*cells)
+    return table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.1%}"
+
+
+def speedup_table(rows: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="geometric-mean speedup of candidate over baseline (>1: faster)",
+                  title_justify="left")
+    for column in ("suite", "dtype", "compile", "cases", "speedup"):
+        table.add_column(column, justify="right" if column in ("cases", "speedup") else "left")
+    for row in rows:
+        table.add_row(str(row["suite"]), row["dtype"], row["compile_mode"], str(row["cases"]),
+                      f"{row['geomean_speedup']:.3f}x")
+    return table
+
+
+def runs_table(runs: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(runs)} runs", title_justify="left")
+    for column in ("run", "time", "host", "commit", "torch", "cases", "file"):
+        table.add_column(column, no_wrap=column in ("run", "time"))
+    for run in runs:
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(run["statuses"].items()))
+        resumed = f" (resumed x{run['resumed']})" if run.get("resumed") else ""
+        table.add_row(run["run_id"] or "-", run["time"] or "-", run["hostname"] or "-",
+                      (run["commit"] or "-")[:10], run["torch"] or "-",
+                      f"{run['cases']}: {statuses or 'none'}{resumed}", run["file"])
+    return table
+
+
 class Progress:
     """Cases done/total, the current case, elapsed time and ETA on a terminal; plain
     pytest-style lines ("[3/10] name ... ok 3.1 ms") otherwise; nothing when quiet."""

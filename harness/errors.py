@@ -27,3 +27,7 @@ class SuiteError(HarnessError):
 
 class ResultsError(HarnessError):
     """A results file that cannot be written or read."""
+
+
+class CompareError(HarnessError):
+    """Two runs that cannot be compared: nothing in common, or mixed schemas."""

@@ -174,3 +174,42 @@ def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
                 rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.drop(columns=["record"], errors="ignore")
+
+
+def load_selection(selection: str | Path) -> pd.DataFrame:
+    """``PATH`` or ``PATH#RUN``: a file or directory, optionally one run (an id prefix)."""
+    path, _, run = str(selection).partition("#")
+    frame = load(path)
+    if run:
+        ids = sorted({i for i in frame.get("run_id", []) if str(i).startswith(run)})
+        if len(ids) != 1:
+            found = "no run" if not ids else f"{len(ids)} runs ({', '.join(ids)})"
+            raise ResultsError(f"{found} in {path} has an id starting with {run!r}; "
+                               "'harness results' lists the run ids")
+        frame = frame[frame["run_id"] == ids[0]]
+    if frame.empty:
+        raise ResultsError(f"{selection} holds no case records")
+    return frame.reset_index(drop=True)
+
+
+def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One summary per run (a resumed run is one run), oldest first."""
+    runs: dict[tuple[str, Any], dict[str, Any]] = {}
+    for path in _files(source):
+        for record in iter_records(path):
+            key = (str(path), record.get("run_id"))
+            if record["record"] == "run":
+                env = record.get("environment", {})
+                summary = runs.setdefault(key, {
+                    "run_id": record.get("run_id"), "file": str(path), "time": env.get("time"),
+                    "hostname": env.get("hostname"), "commit": (env.get("git") or {}).get("commit"),
+                    "torch": env.get("torch_version"), "command": record.get("command"),
+                    "cases": 0, "statuses": {}})
+                summary["resumed"] = summary.get("resumed", -1) + 1
+            elif record["record"] == "case" and key in runs:
+                summary = runs[key]
+                summary["cases"] += 1
+                status = record.get("status", "ok")
+                summary["statuses"][status] = summary["statuses"].get(status, 0) + 1
+    return sorted(runs.values(), key=lambda r: (r["time"] or "", r["file"]))
+

@@ -36,7 +36,7 @@ def median_ci_ranks(n: int, level: float = CI_LEVEL) -> tuple[int, int]:
     """
     alpha = (1 - level) / 2
     if n > _EXACT_BINOMIAL_LIMIT:
-        k = math.floor(n / 2 - 0.5 * _z(level) * math.sqrt(n)) - 1
+        k = math.floor(n / 2 - 0.5 * z_quantile(level) * math.sqrt(n)) - 1
         return max(k, 0), n - 1 - max(k, 0)
     total = 2**n
     cumulative = 0
@@ -50,7 +50,7 @@ def median_ci_ranks(n: int, level: float = CI_LEVEL) -> tuple[int, int]:
     return k, n - 1 - k
 
 
-def _z(level: float) -> float:
+def z_quantile(level: float) -> float:
     """Two-sided standard normal quantile via bisection on erf (no scipy needed)."""
     target = level
     lo, hi = 0.0, 10.0

@@ -1,0 +1,262 @@
+"""Verdicts on two runs: which cases changed, by how much, and how sure we are.
+
+Each matched case is judged on its raw samples (per-iteration block times), not on
+two summary numbers. Timings are skewed and heavy-tailed, so the test is
+distribution-free: the change is estimated by the Hodges-Lehmann estimator of the
+shift between log-times (the median of all pairwise log-ratios, so a ratio), its 95 %
+interval comes from the Mann-Whitney distribution, and its p-value from the
+Mann-Whitney U test. Across many cases the p-values are adjusted by Benjamini-Hochberg,
+so a suite of 100 unchanged cases does not yield five false alarms at 5 %.
+
+A change must be both significant and at least ``threshold`` to count: samples
+within one run cannot see the run-to-run drift of a shared machine, and a tiny but
+"significant" change is not what anyone gates a merge on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import CompareError
+from harness.stats import z_quantile
+
+METRICS = ("latency", "throughput", "memory")
+ALPHA = 0.05
+POWER = 0.8
+DEFAULT_THRESHOLD = 0.05
+_Z_ALPHA = z_quantile(1 - ALPHA)  # two-sided
+_Z_POWER = z_quantile(2 * POWER - 1)  # one-sided quantile at POWER
+# A run whose median CI half-width is p (relative) compared with a like run can detect
+# about this multiple of p: the two standard errors add in quadrature.
+MDE_PER_PRECISION = (_Z_ALPHA + _Z_POWER) * math.sqrt(2) / _Z_ALPHA
+
+KEY_COLUMNS = ("model", "batch_size", "dims", "device", "dtype", "precision", "compile_mode",
+               "backend", "mode")
+VERDICTS = ("slower", "faster", "no change", "inconclusive")
+MEMORY_WORDS = {"slower": "larger", "faster": "smaller"}  # the same verdicts, said of memory
+
+
+@dataclass(frozen=True)
+class ShiftEstimate:
+    """Candidate over baseline as a ratio, with its 95 % interval and p-value."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    mde: float  # smallest relative change these samples detect with 80 % power
+
+    def __repr__(self) -> str:
+        return (f"ShiftEstimate(ratio={self.ratio:.4f}, ci=[{self.ci_low:.4f}, "
+                f"{self.ci_high:.4f}], p={self.p_value:.3g}, mde={self.mde:.2%})")
+
+
+def _normal_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def shift(baseline: Sequence[float], candidate: Sequence[float]) -> ShiftEstimate:
+    """Hodges-Lehmann ratio of ``candidate`` to ``baseline`` samples, with Mann-Whitney
+    interval and p-value (normal approximation with tie correction)."""
+    x = np.log(np.asarray(baseline, dtype=float))
+    y = np.log(np.asarray(candidate, dtype=float))
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
+        raise ValueError("a shift needs at least two samples on each side")
+    diffs = np.sort((y[:, None] - x[None, :]).ravel())
+    estimate = float(np.median(diffs))
+    # Mann-Whitney U of y over x, ties counted half, and its null variance with ties.
+    ranks = pd.Series(np.concatenate([x, y])).rank().to_numpy()
+    u = ranks[n:].sum() - m * (m + 1) / 2
+    _, counts = np.unique(np.concatenate([x, y]), return_counts=True)
+    tie = (counts**3 - counts).sum() / ((n + m) * (n + m - 1))
+    sd = math.sqrt(n * m / 12 * ((n + m + 1) - tie))
+    z = (abs(u - n * m / 2) - 0.5) / sd if sd else 0.0
+    p_value = min(1.0, 2 * _normal_sf(max(z, 0.0)))
+    # The interval's ends are order statistics of the pairwise differences.
+    k = round(n * m / 2 - _Z_ALPHA * sd) - 1  # the 1-based rank, made 0-based
+    k = min(max(k, 0), (n * m - 1) // 2)
+    low, high = float(diffs[k]), float(diffs[n * m - 1 - k])
+    se = (high - low) / (2 * _Z_ALPHA)
+    mde = math.expm1((_Z_ALPHA + _Z_POWER) * se)
+    return ShiftEstimate(math.exp(estimate), math.exp(low), math.exp(high), p_value, mde)
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Adjusted p-values (q-values) controlling the false discovery rate."""
+    count = len(p_values)
+    order = sorted(range(count), key=lambda i: p_values[i])
+    adjusted = [0.0] * count
+    running = 1.0
+    for rank in range(count, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * count / rank)
+        adjusted[i] = running
+    return adjusted
+
+
+def verdict(ratio: float, ci: tuple[float, float], significant: bool, threshold: float,
+            worse_above: bool) -> str:
+    """``slower``/``faster`` when significant and at least ``threshold``; ``no change``
+    when the interval rules out a change of ``threshold``; else ``inconclusive``.
+
+    ``ratio`` is candidate over baseline of the metric; ``worse_above`` says whether a
+    larger value is worse (latency, memory) or better (throughput).
+    """
+    bound = 1 + threshold
+    if significant and (ratio >= bound or ratio <= 1 / bound):
+        return "slower" if (ratio > 1) == worse_above else "faster"
+    if 1 / bound < ci[0] and ci[1] < bound:
+        return "no change"
+    return "inconclusive"
+
+
+def case_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    backend = row.get("backend") if row.get("compile_mode") != "none" else None
+    dims = row.get("dims") or {}
+    return (row["model"], int(row["batch_size"]), tuple(sorted(dims.items())), row["device"],
+            row["dtype"], row.get("precision") or "cast", row["compile_mode"], backend,
+            row["mode"])
+
+
+def case_label(key: tuple[Any, ...]) -> str:
+    model, batch, dims, device, dtype, precision, compile_mode, backend, mode = key
+    parts = [f"B={batch}", *(f"{k}={v}" for k, v in dims)]
+    parts += [v for v, default in ((device, "cpu"), (dtype, "float32"), (mode, "infer"))
+              if v != default]
+    if precision != "cast":
+        parts.append(precision)
+    if compile_mode != "none":
+        parts.append(f"compile={compile_mode}" + (f"/{backend}" if backend != "inductor" else ""))
+    return f"{model}[{','.join(parts)}]"
+
+
+def latest_cases(frame: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The last ok record of each case (files are in time order, records in run order)."""
+    cases: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in frame.to_dict("records"):
+        if row.get("status") == "ok":
+            cases[case_key(row)] = row
+    return cases
+
+
+def _value(row: Mapping[str, Any], metric: str) -> float | None:
+    if metric == "latency":
+        return row.get("latency.median")
+    if metric == "throughput":
+        return row.get("throughput")
+    peaks = [row.get(c) for c in ("memory.cuda_max_allocated_bytes", "memory.cpu_peak_rss_bytes")]
+    peaks = [p for p in peaks if p is not None and not (isinstance(p, float) and math.isnan(p))]
+    return float(peaks[0]) if peaks else None
+
+
+def _samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
+    """Per-iteration samples in the metric's own terms; memory has none."""
+    samples = row.get("latency.samples")
+    if metric == "memory" or not isinstance(samples, list) or len(samples) < 2:
+        return None
+    if metric == "throughput":
+        return [row["batch_size"] / s for s in samples]
+    return list(samples)
+
+
+def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "latency",
+            threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """One row per case in both runs: values, ratio, its CI, p and q, MDE and verdict."""
+    if metric not in METRICS:
+        raise CompareError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    _check_schemas(baseline, candidate)
+    base, cand = latest_cases(baseline), latest_cases(candidate)
+    common = [k for k in base if k in cand]
+    if not common:
+        raise CompareError(_nothing_in_common(base, cand))
+    rows = []
+    for key in common:
+        b, c = base[key], cand[key]
+        row: dict[str, Any] = {"case": case_label(key), "model": key[0], "batch_size": key[1],
+                               "device": key[3], "dtype": key[4], "compile_mode": key[6],
+                               "mode": key[8], "suite": c.get("suite") or b.get("suite"),
+                               "baseline": _value(b, metric), "candidate": _value(c, metric)}
+        xs, ys = _samples(b, metric), _samples(c, metric)
+        if xs and ys:
+            est = shift(xs, ys)
+            row.update(ratio=est.ratio, ci_low=est.ci_low, ci_high=est.ci_high,
+                       p_value=est.p_value, mde=est.mde)
+        elif row["baseline"] and row["candidate"] is not None:
+            row.update(ratio=row["candidate"] / row["baseline"], ci_low=None, ci_high=None,
+                       p_value=None, mde=None)
+        else:
+            continue
+        for side, record in (("baseline", b), ("candidate", c)):
+            row[f"{side}_utilisation"] = record.get("flops.utilisation")
+            row[f"{side}_memory"] = _value(record, "memory")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    tested = table["p_value"].notna()
+    table["q_value"] = None
+    if tested.any():
+        table.loc[tested, "q_value"] = benjamini_hochberg(table.loc[tested, "p_value"].tolist())
+    worse_above = metric != "throughput"
+    table["verdict"] = [_row_verdict(r, threshold, worse_above) for r in table.to_dict("records")]
+    table["regressed"] = table["verdict"] == "slower"
+    if metric == "memory":
+        table["verdict"] = table["verdict"].replace(MEMORY_WORDS)
+    return table
+
+
+def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) -> str:
+    if row["q_value"] is None or (isinstance(row["q_value"], float) and math.isnan(row["q_value"])):
+        # a single number per side (memory): the threshold alone decides
+        ratio = row["ratio"]
+        return verdict(ratio, (ratio, ratio), True, threshold, worse_above)
+    return verdict(row["ratio"], (row["ci_low"], row["ci_high"]), row["q_value"] <= ALPHA,
+                   threshold, worse_above)
+
+
+def geomean_speedups(table: pd.DataFrame, by: Sequence[str] = ("suite", "dtype", "compile_mode"),
+                     metric: str = "latency") -> pd.DataFrame:
+    """Geometric-mean speedup of candidate over baseline per group (>1: candidate faster)."""
+    speed = 1 / table["ratio"] if metric != "throughput" else table["ratio"]
+    frame = table.assign(speedup=speed, suite=table["suite"].fillna("-"))
+    groups = frame.groupby(list(by), dropna=False)["speedup"]
+    result = groups.apply(lambda s: float(np.exp(np.log(s).mean()))).rename("geomean_speedup")
+    return pd.concat([result, groups.size().rename("cases")], axis=1).reset_index()
+
+
+def _check_schemas(*frames: pd.DataFrame) -> None:
+    versions = set()
+    for frame in frames:
+        if "schema" in frame:
+            versions.update(int(v) for v in frame["schema"].dropna().unique())
+    if len(versions) > 1:
+        raise CompareError(f"the runs mix results schema versions {sorted(versions)}; "
+                           "compare runs written by the same harness schema")
+
+
+def _nothing_in_common(base: Mapping[tuple, Any], cand: Mapping[tuple, Any]) -> str:
+    if not base or not cand:
+        side = "baseline" if not base else "candidate"
+        return f"the {side} has no successful cases to compare"
+    models = sorted({k[0] for k in base} & {k[0] for k in cand})
+    hint = (f"they share models ({', '.join(models[:3])}) but not batch sizes, dims, devices, "
+            "dtypes, compile modes or modes" if models else "they share no models")
+    return f"the runs have no cases in common: {hint}"
+
+
+def summarise(table: pd.DataFrame, metric: str) -> dict[str, int]:
+    """Cases per verdict, in a fixed order, in the metric's own words."""
+    words = [MEMORY_WORDS.get(v, v) if metric == "memory" else v for v in VERDICTS]
+    return {v: int((table["verdict"] == v).sum()) for v in words}
+
+
+def different_machines(environments: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the runs come from different hardware (host, CPU or GPUs differ)."""
+    fingerprints = {(e.get("hostname"), e.get("cpu_model"), str(e.get("gpus")))
+                    for e in environments}
+    return len(fingerprints) > 1

@@ -1,0 +1,164 @@
+"""How often does `harness compare` catch a true 5 % slowdown, and how often does it cry wolf?
+
+    python scripts/validate_compare.py [--rounds 40] [--threshold 3%] [--out FILE] [--json PATH]
+    python scripts/validate_compare.py --analyse FILE [--threshold 3%]
+
+Each round measures the built-in ``calibration_matmul`` four times, each in a fresh
+process with the harness's default settings: WORK=20 and WORK=21 (exactly 5 % more
+work: the slowdown pair), and WORK=20 twice more (the A/A pair). The order alternates
+between rounds so drift falls on both sides. The same pairs are then judged by:
+
+* harness compare: Hodges-Lehmann ratio with Mann-Whitney p, slower if p <= 0.05 and
+  the ratio is at least 1 + threshold;
+* asv compare's default rule: its own ``_is_result_better`` with factor 1.1 (a
+  Mann-Whitney test at p < 0.002, or non-overlapping 99 % CIs, and a 10 % change);
+* pytest-benchmark's ``--benchmark-compare-fail`` with ``min:5%``, ``median:5%`` and
+  ``mean:5%``, through its own ``parse_compare_fail``.
+
+All rules see the same samples, so they cost the same measuring time. The raw
+records are kept (``--out``), and ``--analyse`` re-judges them, e.g. at another
+threshold. Needs the dev extra (asv and pytest-benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from asv.commands.compare import _is_result_better
+from asv_runner.statistics import compute_stats
+from pytest_benchmark.utils import parse_compare_fail
+
+from harness import compare
+from harness.isolation import ProcessExecutor
+from harness.plan import Case
+from harness.registry import load_registry
+from harness.results import ResultsWriter, iter_records
+from harness.stats import LatencyStats
+from harness.timing import MeasureConfig
+
+MODEL = "calibration_matmul"
+BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
+ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
+
+Rule = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+
+
+def measure(rounds: int, out: Path) -> None:
+    registry = load_registry()
+    spec = registry.model(MODEL).spec
+    executor = ProcessExecutor([], [], timeout=300)
+    config = MeasureConfig()
+    base = Case(MODEL, spec.batch_sizes[0], dims=spec.resolve_dims({"WORK": BASE_WORK}))
+    slow = replace(base, dims=spec.resolve_dims({"WORK": SLOW_WORK}))
+    cases = {"a": base, "b": slow, "a2": base, "a3": base}
+    header = {"command": ["scripts/validate_compare.py"], "settings": config.__dict__}
+    with ResultsWriter(out, header) as writer:
+        for index in range(rounds):
+            order = ROLES if index % 2 == 0 else ("b", "a", "a3", "a2")
+            for role in order:
+                record = executor.measure(cases[role], config, {})
+                writer.write_case({**record, "round": index, "role": role})
+            print(f"round {index + 1}/{rounds} done", flush=True)
+
+
+def _latency(record: Mapping[str, Any]) -> LatencyStats:
+    return LatencyStats.from_samples(record["latency"]["samples"])
+
+
+def harness_rule(threshold: float) -> Rule:
+    def slower(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
+        est = compare.shift(base["latency"]["samples"], cand["latency"]["samples"])
+        return compare.verdict(est.ratio, (est.ci_low, est.ci_high),
+                               est.p_value <= compare.ALPHA, threshold, True) == "slower"
+    return slower
+
+
+def asv_rule(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
+    def asv_result(record: Mapping[str, Any]) -> tuple[float, tuple[dict, list[float]]]:
+        samples = record["latency"]["samples"]
+        value, stats = compute_stats(samples, record["latency"]["block_size"])
+        return value, (stats, samples)
+
+    a, a_ss = asv_result(base)
+    b, b_ss = asv_result(cand)
+    return bool(_is_result_better(a, b, a_ss, b_ss, factor=1.1))
+
+
+def pytest_benchmark_rule(expression: str) -> Rule:
+    check = parse_compare_fail(expression)
+
+    def slower(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
+        fields = ("min", "median", "mean")
+        current = {f: getattr(_latency(cand), f) for f in fields}
+        compared = {f: getattr(_latency(base), f) for f in fields}
+        return bool(check.fails(current, compared))
+    return slower
+
+
+def analyse(path: Path, threshold: float) -> dict[str, Any]:
+    rounds: dict[int, dict[str, dict]] = {}
+    for record in iter_records(path):
+        if record["record"] == "case" and record["status"] == "ok":
+            rounds.setdefault(record["round"], {})[record["role"]] = record
+    complete = [r for r in rounds.values() if set(r) == set(ROLES)]
+    rules: dict[str, Rule] = {
+        f"harness compare (threshold {threshold:.0%})": harness_rule(threshold),
+        "asv compare (factor 1.1)": asv_rule,
+        **{f"pytest-benchmark {e}": pytest_benchmark_rule(e)
+           for e in ("min:5%", "median:5%", "mean:5%")},
+    }
+    table = {}
+    for name, rule in rules.items():
+        detected = sum(rule(r["a"], r["b"]) for r in complete)
+        false_alarms = sum(rule(r["a2"], r["a3"]) for r in complete)
+        table[name] = {"detection": detected / len(complete),
+                       "false_alarms": false_alarms / len(complete)}
+    measured = [sum(s * r["latency"]["block_size"] for s in r["latency"]["samples"])
+                for group in complete for r in group.values()]
+    ratios = [compare.shift(r["a"]["latency"]["samples"], r["b"]["latency"]["samples"]).ratio
+              for r in complete]
+    aa = [compare.shift(r["a2"]["latency"]["samples"], r["a3"]["latency"]["samples"]).ratio
+          for r in complete]
+    return {"pairs": len(complete), "rules": table,
+            "measuring_time_per_run_s": sum(measured) / len(measured),
+            "slowdown_ratio_median": sorted(ratios)[len(ratios) // 2],
+            "slowdown_ratio_range": [min(ratios), max(ratios)],
+            "aa_ratio_range": [min(aa), max(aa)]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--threshold", type=float, default=0.03,
+                        help="harness compare's threshold as a fraction (default 0.03)")
+    parser.add_argument("--out", type=Path, default=Path("results/validation/compare.jsonl"))
+    parser.add_argument("--analyse", type=Path, metavar="FILE", help="judge recorded rounds")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    source = args.analyse
+    if source is None:
+        started = time.monotonic()
+        measure(args.rounds, args.out)
+        print(f"measured {args.rounds} rounds in {time.monotonic() - started:.0f} s")
+        source = args.out
+    result = analyse(source, args.threshold)
+    print(f"{result['pairs']} slowdown pairs and {result['pairs']} A/A pairs from {source}; "
+          f"{result['measuring_time_per_run_s']:.2f} s of timed samples per run")
+    print(f"measured slowdown ratio: median {result['slowdown_ratio_median']:.4f}, range "
+          f"{result['slowdown_ratio_range'][0]:.4f}..{result['slowdown_ratio_range'][1]:.4f}; "
+          f"A/A ratio range {result['aa_ratio_range'][0]:.4f}..{result['aa_ratio_range'][1]:.4f}")
+    print(f"{'rule':<34} {'detects 5 %':>12} {'false alarms':>13}")
+    for name, row in result["rules"].items():
+        print(f"{name:<34} {row['detection']:>12.0%} {row['false_alarms']:>13.0%}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""`harness compare` and `harness results`: statistics on synthetic samples, verdicts, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import compare
+from harness.cli import main
+from harness.results import ResultsWriter, iter_records, list_runs, load
+
+
+def _record(model: str, samples, batch: int = 4, **extra) -> dict:
+    median = float(np.median(samples))
+    return {"model": model, "suite": "synthetic", "batch_size": batch, "device": "cpu",
+            "dtype": "float32", "precision": "cast", "compile_mode": "none", "backend": None,
+            "mode": "infer", "dims": {"N": 8}, "status": "ok", "error": None,
+            "latency": {"unit": "s", "median": median, "samples": [float(s) for s in samples],
+                        "block_size": 1},
+            "throughput": batch / median, "memory": {"cpu_peak_rss_bytes": 1000},
+            "flops": {"utilisation": 0.5}, **extra}
+
+
+def _write(path: Path, records, host: str = "box-a") -> Path:
+    env = {"hostname": host, "cpu_model": f"cpu of {host}", "gpus": [], "time": "2026-11-23"}
+    with ResultsWriter(path, {"command": ["test"], "environment": env}) as writer:
+        for record in records:
+            writer.write_case(record)
+    return path
+
+
+def _lognormal(rng, ratio: float, n: int = 40, sigma: float = 0.03):
+    return rng.lognormal(math.log(1e-3 * ratio), sigma, n)
+
+
+def test_ratio_interval_covers_the_true_ratio_in_at_least_93_percent_of_1000_draws():
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(1000):
+        est = compare.shift(_lognormal(rng, 1.0, 30, 0.05), _lognormal(rng, 1.07, 25, 0.05))
+        covered += est.ci_low <= 1.07 <= est.ci_high
+    assert covered >= 930
+
+
+def test_p_values_of_identical_distributions_fall_below_5_percent_about_5_percent_of_the_time():
+    rng = np.random.default_rng(2)
+    alarms = sum(compare.shift(_lognormal(rng, 1.0), _lognormal(rng, 1.0)).p_value <= 0.05
+                 for _ in range(1000))
+    assert 20 <= alarms <= 80
+
+
+def test_hodges_lehmann_ratio_of_a_pure_scaling_is_the_scale():
+    base = [1.0, 1.1, 1.3, 0.9, 1.05, 1.2]
+    est = compare.shift(base, [1.1 * s for s in base])
+    assert est.ratio == pytest.approx(1.1)
+    assert est.ci_low <= 1.1 <= est.ci_high
+
+
+def test_mde_shrinks_as_samples_grow():
+    rng = np.random.default_rng(3)
+    small = compare.shift(_lognormal(rng, 1, 10), _lognormal(rng, 1, 10)).mde
+    large = compare.shift(_lognormal(rng, 1, 400), _lognormal(rng, 1, 400)).mde
+    assert large < small / 3
+    # 3 % noise, 400 samples each: detectable change about 2.8 * 0.03 * sqrt(2/400) * 1.25
+    assert 0.003 < large < 0.012
+
+
+def test_benjamini_hochberg_matches_the_textbook_example():
+    p = [0.01, 0.04, 0.03, 0.5]
+    assert compare.benjamini_hochberg(p) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5])
+
+
+@pytest.mark.parametrize("ratio, ci, significant, worse_above, expected", [
+    (1.10, (1.08, 1.12), True, True, "slower"),
+    (0.90, (0.88, 0.92), True, True, "faster"),
+    (1.10, (1.08, 1.12), True, False, "faster"),  # throughput went up
+    (1.02, (1.01, 1.03), True, True, "no change"),  # real but under the threshold
+    (1.00, (0.90, 1.10), False, True, "inconclusive"),  # cannot rule out 5 %
+    (1.06, (0.99, 1.13), False, True, "inconclusive"),
+])
+def test_verdicts(ratio, ci, significant, worse_above, expected):
+    assert compare.verdict(ratio, ci, significant, 0.05, worse_above) == expected
+
+
+def test_compare_finds_the_slowed_case_and_only_it(tmp_path):
+    rng = np.random.default_rng(4)
+    base = _write(tmp_path / "base.jsonl",
+                  [_record(f"m{i}", _lognormal(rng, 1.0)) for i in range(20)])
+    cand = _write(tmp_path / "cand.jsonl",
+                  [_record(f"m{i}", _lognormal(rng, 1.15 if i == 7 else 1.0)) for i in range(20)])
+    table = compare.compare(load(base), load(cand))
+    assert list(table.loc[table["regressed"], "model"]) == ["m7"]
+    assert table.set_index("model").loc["m7", "ratio"] == pytest.approx(1.15, rel=0.03)
+
+
+def test_throughput_metric_calls_a_drop_in_throughput_slower(tmp_path):
+    rng = np.random.default_rng(5)
+    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0))])
+    cand = _write(tmp_path / "c.jsonl", [_record("m", _lognormal(rng, 1.2))])
+    row = compare.compare(load(base), load(cand), metric="throughput").iloc[0]
+    assert row["verdict"] == "slower"
+    assert row["ratio"] == pytest.approx(1 / 1.2, rel=0.03)
+
+
+def test_cli_exit_status_gates_on_regression_only_when_asked(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0))])
+    cand = _write(tmp_path / "c.jsonl", [_record("m", _lognormal(rng, 1.2))])
+    assert main(["compare", str(base), str(cand)]) == 0
+    out = capsys.readouterr().out
+    assert "slower" in out and "1 cases: 1 slower" in out
+    assert main(["compare", str(base), str(cand), "--fail-on-regression"]) == 1
+    assert main(["compare", str(base), str(cand), "--threshold", "30%",
+                 "--fail-on-regression"]) == 0
+
+
+def test_cli_json_lists_cases_summary_and_cases_only_on_one_side(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0)),
+                                         _record("gone", _lognormal(rng, 1.0))])
+    cand = _write(tmp_path / "c.jsonl", [_record("m", _lognormal(rng, 1.0))])
+    assert main(["compare", str(base), str(cand), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["only_in"] == {"baseline": 1, "candidate": 0}
+    assert [c["model"] for c in report["cases"]] == ["m"]
+    assert sum(report["summary"].values()) == 1
+
+
+def test_runs_from_two_machines_show_geomean_speedups_and_utilisation(tmp_path, capsys):
+    rng = np.random.default_rng(8)
+    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0)),
+                                         _record("n", _lognormal(rng, 1.0))], host="old")
+    cand = _write(tmp_path / "c.jsonl", [_record("m", _lognormal(rng, 0.5)),
+                                         _record("n", _lognormal(rng, 0.5))], host="new")
+    assert main(["compare", str(base), str(cand)]) == 0
+    out = capsys.readouterr().out
+    assert "geometric-mean speedup" in out and "util base" in out
+    table = compare.compare(load(base), load(cand))
+    (group,) = compare.geomean_speedups(table).to_dict("records")
+    assert group["geomean_speedup"] == pytest.approx(2.0, rel=0.03) and group["cases"] == 2
+
+
+def test_geomean_of_reciprocal_speedups_is_one():
+    import pandas as pd
+    table = pd.DataFrame({"ratio": [0.5, 2.0], "suite": ["s", "s"], "dtype": ["float32"] * 2,
+                          "compile_mode": ["none"] * 2})
+    assert compare.geomean_speedups(table)["geomean_speedup"].iloc[0] == pytest.approx(1.0)
+
+
+def test_memory_metric_uses_the_threshold_on_single_values(tmp_path):
+    rng = np.random.default_rng(9)
+    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0))])
+    fat = _record("m", _lognormal(rng, 1.0), memory={"cpu_peak_rss_bytes": 1200})
+    cand = _write(tmp_path / "c.jsonl", [fat])
+    row = compare.compare(load(base), load(cand), metric="memory").iloc[0]
+    assert row["ratio"] == pytest.approx(1.2) and row["verdict"] == "larger" and row["regressed"]
+
+
+def test_a_run_id_prefix_picks_one_run_of_a_file(tmp_path, capsys):
+    rng = np.random.default_rng(10)
+    path = tmp_path / "two.jsonl"
+    _write(path, [_record("m", _lognormal(rng, 1.0))])
+    _write(path, [_record("m", _lognormal(rng, 1.3))])
+    first, second = [r["run_id"] for r in iter_records(path) if r["record"] == "run"]
+    assert main(["compare", f"{path}#{first[:6]}", f"{path}#{second}",
+                 "--fail-on-regression"]) == 1
+    assert main(["compare", f"{path}#zzz", str(path)]) == 1
+    assert "no run in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (_write(d / "a.jsonl", [_record("a", [1e-3, 2e-3])]),
+                _write(d / "b.jsonl", [_record("b", [1e-3, 2e-3])])), "no cases in common"),
+    (lambda d: (_write(d / "a.jsonl", [_record("a", [1e-3, 2e-3])]), d / "missing.jsonl"),
+     "does not exist"),
+    (lambda d: (_write(d / "a.jsonl", [_record("a", [1e-3, 2e-3])]),
+                _text(d / "notes.jsonl", "just some notes\n")), "not a harness results file"),
+    (lambda d: (_write(d / "a.jsonl", [_record("a", [1e-3, 2e-3])]),
+                _old_schema(d / "old.jsonl")), "mix results schema versions"),
+])
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys, make, message):
+    base, cand = make(tmp_path)
+    assert main(["compare", str(base), str(cand)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _old_schema(path: Path) -> Path:
+    _write(path, [_record("a", [1e-3, 2e-3])])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "schema": 0}) + "\n" for r in lines))
+    return path
+
+
+def test_results_lists_each_run_once_with_its_case_counts(tmp_path, capsys):
+    path = tmp_path / "runs.jsonl"
+    _write(path, [_record("m", [1e-3, 2e-3]), {**_record("n", [1e-3]), "status": "error"}])
+    _write(path, [_record("m", [1e-3, 2e-3])], host="other")
+    runs = list_runs(tmp_path)
+    assert [r["cases"] for r in runs] == [2, 1]
+    assert runs[0]["statuses"] == {"ok": 1, "error": 1}
+    assert main(["results", str(tmp_path)]) == 0
+    assert "2 runs" in capsys.readouterr().out
+
+
+def test_target_mde_sets_the_matching_target_precision(tmp_path, capsys):
+    out = tmp_path / "mde.jsonl"
+    assert main(["run", "-m", "perceptron", "-b", "1", "--target-mde", "3%", "--max-time",
+                 "0.05", "--isolation", "none", "-q", "--out", str(out)]) == 0
+    (header,) = [r for r in iter_records(out) if r["record"] == "run"]
+    assert header["settings"]["target_precision"] == pytest.approx(
+        0.03 / compare.MDE_PER_PRECISION)
+    assert main(["run", "-m", "perceptron", "--target-mde", "3%", "--target-precision",
+                 "1%"]) == 2
+    assert "not both" in capsys.readouterr().err
