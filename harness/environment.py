@@ -17,16 +17,49 @@ from typing import Any
 import torch
 
 import harness
+from harness.devices import default_threads
 
 
-def _cpu_model() -> str:
+# Instruction-set extensions that decide which kernels torch can use.
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+              "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "asimd",
+              "sve", "sve2", "bf16", "i8mm")
+
+
+def _cpuinfo(field: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    present = set((_cpuinfo("flags") or _cpuinfo("Features") or "").split())
+    return [flag for flag in _ISA_FLAGS if flag in present]
+
+
+def _gpu_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else None
+
+
+def _torch_build() -> dict[str, Any]:
+    return {"debug": torch.version.debug, "cuda": torch.version.cuda,
+            "hip": torch.version.hip, "mkldnn": torch.backends.mkldnn.is_available(),
+            "mkl": torch.backends.mkl.is_available(),
+            "openmp": torch.backends.openmp.is_available(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -65,15 +98,18 @@ def collect() -> dict[str, Any]:
         "harness_version": harness.__version__,
         "torch_version": torch.__version__,
         "torch_git": torch.version.git_version,
+        "torch_build": _torch_build(),
         "cuda_version": torch.version.cuda,
         "cudnn_version": cudnn,
         "python_version": platform.python_version(),
         "os": platform.platform(),
         "machine": platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
+        "threads": default_threads(),  # what cases use unless --threads says otherwise
         "gpus": _accelerators(),
+        "gpu_driver": _gpu_driver() if torch.cuda.is_available() else None,
         "hostname": socket.gethostname(),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(),
