@@ -46,6 +46,13 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    values = _positive_ints(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one positive integer, got {text!r}")
+    return values[0]
+
+
 def _batch_sizes(text: str) -> tuple[int, ...] | str:
     return axes.AUTO if text == axes.AUTO else _positive_ints(text)
 
@@ -173,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", type=_choices(axes.MODES), metavar="infer,train",
                    help="inference and/or a training step: forward, loss, backward, SGD step "
                         "(default infer)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads per case")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch intra-op threads per case")
+    p.add_argument("--repeats", type=_positive_int, metavar="N",
+                   help="measure each case in N fresh processes, spread over the run, so "
+                        "'harness compare' sees process-to-process noise (default 1)")
     p.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
                    help="run each case in a fresh process (default) or in this one")
     p.add_argument("--timeout", type=_seconds(), metavar="SECONDS",
@@ -297,7 +307,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 _SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
                       "compile", "backend", "mode", "threads", "timeout", "max_time",
-                      "min_time", "warmup_time", "target_precision", "target_mde")
+                      "min_time", "warmup_time", "target_precision", "target_mde", "repeats")
 
 
 def _target_precision(args: argparse.Namespace) -> float | None:
@@ -314,7 +324,7 @@ def _request(args: argparse.Namespace) -> Request:
         suite=args.suite, models=tuple(args.model), batch_sizes=args.batch_sizes,
         dims=dict(args.dim), devices=args.devices, dtypes=args.dtypes,
         precision=args.precision, compile_modes=args.compile, backend=args.backend,
-        modes=args.mode, threads=args.threads, timeout=args.timeout,
+        modes=args.mode, threads=args.threads, timeout=args.timeout, repeats=args.repeats,
         measure={"max_time": args.max_time, "min_time": args.min_time,
                  "warmup_time": args.warmup_time,
                  "target_precision": _target_precision(args)})

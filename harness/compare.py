@@ -8,9 +8,15 @@ interval comes from the Mann-Whitney distribution, and its p-value from the
 Mann-Whitney U test. Across many cases the p-values are adjusted by Benjamini-Hochberg,
 so a suite of 100 unchanged cases does not yield five false alarms at 5 %.
 
-A change must be both significant and at least ``threshold`` to count: samples
-within one run cannot see the run-to-run drift of a shared machine, and a tiny but
-"significant" change is not what anyone gates a merge on.
+When both runs measured a case in several fresh processes (``harness run
+--repeats``), the unit of evidence is the process, not the sample: a process can land
+slow as a whole (memory placement, a busy sibling core), and samples within it cannot
+show that. The ratio is then that of the medians of the per-process medians, and its
+interval and p-value come from a bootstrap over processes.
+
+A change must be both significant and at least ``threshold`` to count: a tiny but
+"significant" change is not what anyone gates a merge on, and with a single process
+per case the samples cannot see process-to-process drift.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ METRICS = ("latency", "throughput", "memory")
 ALPHA = 0.05
 POWER = 0.8
 DEFAULT_THRESHOLD = 0.05
+MIN_REPEATS = 5  # per side; with fewer the bootstrap over processes under-covers
+BOOTSTRAP_RESAMPLES = 4000
 _Z_ALPHA = z_quantile(1 - ALPHA)  # two-sided
 _Z_POWER = z_quantile(2 * POWER - 1)  # one-sided quantile at POWER
 # A run whose median CI half-width is p (relative) compared with a like run can detect
@@ -82,10 +90,29 @@ def shift(baseline: Sequence[float], candidate: Sequence[float]) -> ShiftEstimat
     # The interval's ends are order statistics of the pairwise differences.
     k = round(n * m / 2 - _Z_ALPHA * sd) - 1  # the 1-based rank, made 0-based
     k = min(max(k, 0), (n * m - 1) // 2)
-    low, high = float(diffs[k]), float(diffs[n * m - 1 - k])
+    return _estimate(estimate, float(diffs[k]), float(diffs[n * m - 1 - k]), p_value)
+
+
+def _estimate(log_ratio: float, low: float, high: float, p_value: float) -> ShiftEstimate:
     se = (high - low) / (2 * _Z_ALPHA)
-    mde = math.expm1((_Z_ALPHA + _Z_POWER) * se)
-    return ShiftEstimate(math.exp(estimate), math.exp(low), math.exp(high), p_value, mde)
+    return ShiftEstimate(math.exp(log_ratio), math.exp(low), math.exp(high), p_value,
+                         math.expm1((_Z_ALPHA + _Z_POWER) * se))
+
+
+def shift_of_repeats(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]],
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> ShiftEstimate:
+    """Ratio of the medians of per-process medians, with a bootstrap over processes."""
+    a = np.log([np.median(r) for r in baseline])
+    b = np.log([np.median(r) for r in candidate])
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("a shift of repeats needs at least two processes on each side")
+    rng = np.random.default_rng(seed)
+    boot = (np.median(b[rng.integers(0, len(b), (resamples, len(b)))], axis=1)
+            - np.median(a[rng.integers(0, len(a), (resamples, len(a)))], axis=1))
+    low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
+    tail = min((boot <= 0).sum(), (boot >= 0).sum())
+    p_value = min(1.0, 2 * (tail + 1) / (resamples + 1))
+    return _estimate(float(np.median(b) - np.median(a)), float(low), float(high), p_value)
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
@@ -137,16 +164,27 @@ def case_label(key: tuple[Any, ...]) -> str:
     return f"{model}[{','.join(parts)}]"
 
 
-def latest_cases(frame: pd.DataFrame) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The last ok record of each case (files are in time order, records in run order)."""
-    cases: dict[tuple[Any, ...], dict[str, Any]] = {}
+def latest_cases(frame: pd.DataFrame) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """Each case's ok records (one per repeat) from the last run that measured it."""
+    cases: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in frame.to_dict("records"):
-        if row.get("status") == "ok":
-            cases[case_key(row)] = row
+        if row.get("status") != "ok":
+            continue
+        key = case_key(row)
+        if key in cases and cases[key][0].get("run_id") == row.get("run_id"):
+            cases[key].append(row)
+        else:
+            cases[key] = [row]
     return cases
 
 
-def _value(row: Mapping[str, Any], metric: str) -> float | None:
+def _value(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+    """The metric over a case's repeats: the median of their values."""
+    values = [v for v in (_one_value(r, metric) for r in rows) if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def _one_value(row: Mapping[str, Any], metric: str) -> float | None:
     if metric == "latency":
         return row.get("latency.median")
     if metric == "throughput":
@@ -166,6 +204,18 @@ def _samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
     return list(samples)
 
 
+def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
+             metric: str) -> ShiftEstimate | None:
+    """Process-level when both sides have enough repeats, else on the pooled samples."""
+    xs = [s for s in (_samples(r, metric) for r in base) if s]
+    ys = [s for s in (_samples(r, metric) for r in cand) if s]
+    if not xs or not ys:
+        return None
+    if len(xs) >= MIN_REPEATS and len(ys) >= MIN_REPEATS:
+        return shift_of_repeats(xs, ys)
+    return shift([v for s in xs for v in s], [v for s in ys for v in s])
+
+
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "latency",
             threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """One row per case in both runs: values, ratio, its CI, p and q, MDE and verdict."""
@@ -181,21 +231,20 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
         b, c = base[key], cand[key]
         row: dict[str, Any] = {"case": case_label(key), "model": key[0], "batch_size": key[1],
                                "device": key[3], "dtype": key[4], "compile_mode": key[6],
-                               "mode": key[8], "suite": c.get("suite") or b.get("suite"),
+                               "mode": key[8], "suite": c[0].get("suite") or b[0].get("suite"),
                                "baseline": _value(b, metric), "candidate": _value(c, metric)}
-        xs, ys = _samples(b, metric), _samples(c, metric)
-        if xs and ys:
-            est = shift(xs, ys)
+        est = estimate(b, c, metric)
+        if est:
             row.update(ratio=est.ratio, ci_low=est.ci_low, ci_high=est.ci_high,
-                       p_value=est.p_value, mde=est.mde)
+                       p_value=est.p_value, mde=est.mde, repeats=(len(b), len(c)))
         elif row["baseline"] and row["candidate"] is not None:
             row.update(ratio=row["candidate"] / row["baseline"], ci_low=None, ci_high=None,
                        p_value=None, mde=None)
         else:
             continue
-        for side, record in (("baseline", b), ("candidate", c)):
-            row[f"{side}_utilisation"] = record.get("flops.utilisation")
-            row[f"{side}_memory"] = _value(record, "memory")
+        for side, records in (("baseline", b), ("candidate", c)):
+            row[f"{side}_utilisation"] = _median(r.get("flops.utilisation") for r in records)
+            row[f"{side}_memory"] = _value(records, "memory")
         rows.append(row)
     table = pd.DataFrame(rows)
     tested = table["p_value"].notna()
@@ -208,6 +257,11 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     if metric == "memory":
         table["verdict"] = table["verdict"].replace(MEMORY_WORDS)
     return table
+
+
+def _median(values: Iterable[Any]) -> float | None:
+    present = [v for v in values if v is not None and v == v]
+    return float(np.median(present)) if present else None
 
 
 def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) -> str:

@@ -49,6 +49,7 @@ class Case:
     backend: str = "inductor"
     mode: str = "infer"
     threads: int | None = None
+    repeat: int = 0  # which of the run's repeats (fresh processes) of this case
 
     @property
     def label(self) -> str:
@@ -58,7 +59,7 @@ class Case:
                                        (self.mode, "infer")) if v != default]
         if self.compile_mode != "none":
             parts.append(f"compile={self.compile_mode}")
-        return f"{self.model}[{','.join(parts)}]"
+        return f"{self.model}[{','.join(parts)}]" + (f"#{self.repeat + 1}" if self.repeat else "")
 
     def key(self) -> tuple[Any, ...]:
         """What identifies a case across runs and within one: all but suite and threads.
@@ -67,11 +68,11 @@ class Case:
         """
         backend = self.backend if self.compile_mode != "none" else None
         return (self.model, self.batch_size, tuple(sorted(self.dims.items())), self.device,
-                self.dtype, self.precision, self.compile_mode, backend, self.mode)
+                self.dtype, self.precision, self.compile_mode, backend, self.mode, self.repeat)
 
     def config_key(self) -> tuple[Any, ...]:
-        """The case without its batch size: batch sizes of one configuration share OOMs."""
-        return self.key()[:1] + self.key()[2:]
+        """The case without batch size or repeat: they share OOMs and batch searches."""
+        return self.key()[:1] + self.key()[2:-1]
 
     def eager_key(self) -> tuple[Any, ...]:
         """The key of the uncompiled twin of this case."""
@@ -90,7 +91,8 @@ def case_key_of_record(record: Mapping[str, Any]) -> tuple[Any, ...]:
     batch = None if record.get("batch_search") else record["batch_size"]
     return (record["model"], batch, tuple(sorted(record["dims"].items())), record["device"],
             record["dtype"], record.get("precision", "cast"), record["compile_mode"],
-            record.get("backend") if record["compile_mode"] != "none" else None, record["mode"])
+            record.get("backend") if record["compile_mode"] != "none" else None, record["mode"],
+            record.get("repeat", 0))
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Request:
     modes: tuple[str, ...] | None = None
     threads: int | None = None
     timeout: float | None = None
+    repeats: int | None = None
     measure: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +199,9 @@ def build_plan(registry: Registry, request: Request) -> Plan:
                 cases.append(Case(name, batch, resolved, tuple(combo),
                                   suite.name if suite else None, device, dtype, precision,
                                   compile_mode, backend, mode, request.threads))
+    repeats = request.repeats or sweep.get("repeats") or 1
+    # Repeats go round-robin over the sweep, so each case's processes are spread in time.
+    cases = [dataclasses.replace(c, repeat=r) for r in range(repeats) for c in cases]
     settings = {k: v for k, v in sweep.items() if k in MEASURE_KEYS}
     settings.update({k: v for k, v in request.measure.items() if v is not None})
     try:

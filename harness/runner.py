@@ -90,6 +90,7 @@ class Runner:
         self.on_status = on_status or (lambda message: None)
         self._oom_at: dict[tuple, int] = {}
         self._eager_median: dict[tuple, float] = {}
+        self._searches: dict[tuple, dict[str, Any]] = {}
 
     def _skip_reason(self, case: Case) -> str | None:
         smallest_oom = self._oom_at.get(case.config_key())
@@ -98,12 +99,18 @@ class Runner:
         return None
 
     def _searched(self, case: Case) -> tuple[Case | None, dict[str, Any]]:
-        def probe(batch: int) -> str:
-            self.on_status(f"{case.label}: probing batch size {batch}")
-            return self.executor.probe(case, batch)
+        """The largest batch that fits, searched once per configuration (not per repeat)."""
+        key = case.config_key()
+        if key not in self._searches:
+            def probe(batch: int) -> str:
+                self.on_status(f"{case.label}: probing batch size {batch}")
+                return self.executor.probe(case, batch)
 
-        best, probes = search_batch_size(probe, self.max_batch)
-        search = {"max_batch_size": best, "limit": self.max_batch, "probes": probes}
+            best, probes = search_batch_size(probe, self.max_batch)
+            self._searches[key] = {"max_batch_size": best, "limit": self.max_batch,
+                                   "probes": probes}
+        search = self._searches[key]
+        best = search["max_batch_size"]
         return (replace(case, batch_size=best) if best else None), search
 
     def _run_one(self, case: Case) -> dict[str, Any]:

@@ -35,6 +35,7 @@ SWEEP_KEYS = {
     "min_time": "seconds of sampling per case before it may stop early (number >= 0)",
     "target_precision": "relative CI half-width at which sampling stops (0 < x < 1)",
     "timeout": "seconds before a case is ended as timed out (number > 0)",
+    "repeats": "fresh processes per case, spread over the run (integer >= 1)",
 }
 _CHOICES = {"devices": DEVICES, "dtypes": DTYPES, "compile": COMPILE_MODES, "modes": MODES}
 MODEL_KEYS = {"dims", "batch_sizes"}
@@ -115,8 +116,13 @@ def parse_sweep(table: Mapping[str, Any], where: str) -> dict[str, Any]:
             sweep[key] = value
         elif key == "target_precision":
             sweep[key] = _number(value, f"{where}.{key}", 1e-6, 1.0)
+        elif key == "repeats":
+            if type(value) is not int or value < 1:
+                raise SuiteError(f"{where}.repeats must be an integer >= 1, got {value!r}")
+            sweep[key] = value
         else:
-            sweep[key] = _number(value, f"{where}.{key}", 0.0 if key in ("warmup_time", "min_time") else 1e-6)
+            minimum = 0.0 if key in ("warmup_time", "min_time") else 1e-6
+            sweep[key] = _number(value, f"{where}.{key}", minimum)
     return sweep
 
 

@@ -130,7 +130,8 @@ def base_record(case: Case) -> dict[str, Any]:
             "device": case.device, "dtype": case.dtype, "precision": case.precision,
             "compile_mode": case.compile_mode,
             "backend": case.backend if case.compile_mode != "none" else None,
-            "mode": case.mode, "dims": dict(case.dims), "status": "ok", "error": None}
+            "mode": case.mode, "dims": dict(case.dims), "repeat": case.repeat, "status": "ok",
+            "error": None}
 
 
 def failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:

@@ -1,21 +1,26 @@
 """How often does `harness compare` catch a true 5 % slowdown, and how often does it cry wolf?
 
-    python scripts/validate_compare.py [--rounds 40] [--threshold 3%] [--out FILE] [--json PATH]
-    python scripts/validate_compare.py --analyse FILE [--threshold 3%]
+    python scripts/validate_compare.py [--rounds 40] [--repeats 8] [--threshold 0.03]
+                                       [--out FILE] [--json PATH]
+    python scripts/validate_compare.py --analyse FILE [--threshold 0.03]
 
-Each round measures the built-in ``calibration_matmul`` four times, each in a fresh
-process with the harness's default settings: WORK=20 and WORK=21 (exactly 5 % more
-work: the slowdown pair), and WORK=20 twice more (the A/A pair). The order alternates
-between rounds so drift falls on both sides. The same pairs are then judged by:
+Each round measures the built-in ``calibration_matmul`` in four roles: WORK=20 and
+WORK=21 (exactly 5 % more work: the slowdown pair), and WORK=20 twice more (the A/A
+pair). Each role is measured as ``harness run --repeats R`` would: R fresh processes,
+round-robin over the roles, each sampling for ``--sample-time`` seconds, so a role
+gets the same timed sampling as one default run. The role order alternates between
+rounds. The same pairs are then judged by:
 
-* harness compare: Hodges-Lehmann ratio with Mann-Whitney p, slower if p <= 0.05 and
-  the ratio is at least 1 + threshold;
+* harness compare: with R >= 5, the ratio of medians of per-process medians with a
+  bootstrap over processes (else Hodges-Lehmann on the samples); slower if p <= 0.05
+  and the ratio is at least 1 + threshold;
 * asv compare's default rule: its own ``_is_result_better`` with factor 1.1 (a
   Mann-Whitney test at p < 0.002, or non-overlapping 99 % CIs, and a 10 % change);
 * pytest-benchmark's ``--benchmark-compare-fail`` with ``min:5%``, ``median:5%`` and
   ``mean:5%``, through its own ``parse_compare_fail``.
 
-All rules see the same samples, so they cost the same measuring time. The raw
+asv and pytest-benchmark see all of a role's samples pooled, as they pool their own
+processes and rounds. All rules see the same samples: the same measuring time. The raw
 records are kept (``--out``), and ``--analyse`` re-judges them, e.g. at another
 threshold. Needs the dev extra (asv and pytest-benchmark).
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,14 +51,14 @@ MODEL = "calibration_matmul"
 BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
 ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
 
-Rule = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+Rule = Callable[[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], bool]
 
 
-def measure(rounds: int, out: Path) -> None:
+def measure(rounds: int, repeats: int, sample_time: float, out: Path) -> None:
     registry = load_registry()
     spec = registry.model(MODEL).spec
     executor = ProcessExecutor([], [], timeout=300)
-    config = MeasureConfig()
+    config = MeasureConfig(warmup_time=0.1, min_time=sample_time, max_time=sample_time)
     base = Case(MODEL, spec.batch_sizes[0], dims=spec.resolve_dims({"WORK": BASE_WORK}))
     slow = replace(base, dims=spec.resolve_dims({"WORK": SLOW_WORK}))
     cases = {"a": base, "b": slow, "a2": base, "a3": base}
@@ -61,28 +66,38 @@ def measure(rounds: int, out: Path) -> None:
     with ResultsWriter(out, header) as writer:
         for index in range(rounds):
             order = ROLES if index % 2 == 0 else ("b", "a", "a3", "a2")
-            for role in order:
-                record = executor.measure(cases[role], config, {})
-                writer.write_case({**record, "round": index, "role": role})
+            for repeat in range(repeats):
+                for role in order:
+                    record = executor.measure(replace(cases[role], repeat=repeat), config, {})
+                    writer.write_case({**record, "round": index, "role": role})
             print(f"round {index + 1}/{rounds} done", flush=True)
 
 
-def _latency(record: Mapping[str, Any]) -> LatencyStats:
-    return LatencyStats.from_samples(record["latency"]["samples"])
+Records = Sequence[Mapping[str, Any]]  # one role's repeats
+
+
+def _pooled(records: Records) -> list[float]:
+    return [s for r in records for s in r["latency"]["samples"]]
+
+
+def _flat(records: Records) -> list[dict[str, Any]]:
+    """Records as ``harness.results.load`` rows (dotted keys), for ``compare.estimate``."""
+    return [{"latency.samples": r["latency"]["samples"], "batch_size": r["batch_size"]}
+            for r in records]
 
 
 def harness_rule(threshold: float) -> Rule:
-    def slower(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
-        est = compare.shift(base["latency"]["samples"], cand["latency"]["samples"])
+    def slower(base: Records, cand: Records) -> bool:
+        est = compare.estimate(_flat(base), _flat(cand), "latency")
         return compare.verdict(est.ratio, (est.ci_low, est.ci_high),
                                est.p_value <= compare.ALPHA, threshold, True) == "slower"
     return slower
 
 
-def asv_rule(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
-    def asv_result(record: Mapping[str, Any]) -> tuple[float, tuple[dict, list[float]]]:
-        samples = record["latency"]["samples"]
-        value, stats = compute_stats(samples, record["latency"]["block_size"])
+def asv_rule(base: Records, cand: Records) -> bool:
+    def asv_result(records: Records) -> tuple[float, tuple[dict, list[float]]]:
+        samples = _pooled(records)
+        value, stats = compute_stats(samples, records[0]["latency"]["block_size"])
         return value, (stats, samples)
 
     a, a_ss = asv_result(base)
@@ -93,19 +108,20 @@ def asv_rule(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
 def pytest_benchmark_rule(expression: str) -> Rule:
     check = parse_compare_fail(expression)
 
-    def slower(base: Mapping[str, Any], cand: Mapping[str, Any]) -> bool:
+    def slower(base: Records, cand: Records) -> bool:
         fields = ("min", "median", "mean")
-        current = {f: getattr(_latency(cand), f) for f in fields}
-        compared = {f: getattr(_latency(base), f) for f in fields}
+        ours, theirs = (LatencyStats.from_samples(_pooled(r)) for r in (cand, base))
+        current = {f: getattr(ours, f) for f in fields}
+        compared = {f: getattr(theirs, f) for f in fields}
         return bool(check.fails(current, compared))
     return slower
 
 
 def analyse(path: Path, threshold: float) -> dict[str, Any]:
-    rounds: dict[int, dict[str, dict]] = {}
+    rounds: dict[int, dict[str, list]] = {}
     for record in iter_records(path):
         if record["record"] == "case" and record["status"] == "ok":
-            rounds.setdefault(record["round"], {})[record["role"]] = record
+            rounds.setdefault(record["round"], {}).setdefault(record["role"], []).append(record)
     complete = [r for r in rounds.values() if set(r) == set(ROLES)]
     rules: dict[str, Rule] = {
         f"harness compare (threshold {threshold:.0%})": harness_rule(threshold),
@@ -119,12 +135,10 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
         false_alarms = sum(rule(r["a2"], r["a3"]) for r in complete)
         table[name] = {"detection": detected / len(complete),
                        "false_alarms": false_alarms / len(complete)}
-    measured = [sum(s * r["latency"]["block_size"] for s in r["latency"]["samples"])
-                for group in complete for r in group.values()]
-    ratios = [compare.shift(r["a"]["latency"]["samples"], r["b"]["latency"]["samples"]).ratio
-              for r in complete]
-    aa = [compare.shift(r["a2"]["latency"]["samples"], r["a3"]["latency"]["samples"]).ratio
-          for r in complete]
+    measured = [sum(s * r["latency"]["block_size"] for r in role for s in r["latency"]["samples"])
+                for group in complete for role in group.values()]
+    ratios = [compare.estimate(_flat(r["a"]), _flat(r["b"]), "latency").ratio for r in complete]
+    aa = [compare.estimate(_flat(r["a2"]), _flat(r["a3"]), "latency").ratio for r in complete]
     return {"pairs": len(complete), "rules": table,
             "measuring_time_per_run_s": sum(measured) / len(measured),
             "slowdown_ratio_median": sorted(ratios)[len(ratios) // 2],
@@ -135,6 +149,9 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=8, help="processes per role")
+    parser.add_argument("--sample-time", type=float, default=0.03,
+                        help="seconds of timed samples per process (default 0.03)")
     parser.add_argument("--threshold", type=float, default=0.03,
                         help="harness compare's threshold as a fraction (default 0.03)")
     parser.add_argument("--out", type=Path, default=Path("results/validation/compare.jsonl"))
@@ -144,12 +161,12 @@ def main() -> None:
     source = args.analyse
     if source is None:
         started = time.monotonic()
-        measure(args.rounds, args.out)
+        measure(args.rounds, args.repeats, args.sample_time, args.out)
         print(f"measured {args.rounds} rounds in {time.monotonic() - started:.0f} s")
         source = args.out
     result = analyse(source, args.threshold)
     print(f"{result['pairs']} slowdown pairs and {result['pairs']} A/A pairs from {source}; "
-          f"{result['measuring_time_per_run_s']:.2f} s of timed samples per run")
+          f"{result['measuring_time_per_run_s']:.2f} s of timed samples per role")
     print(f"measured slowdown ratio: median {result['slowdown_ratio_median']:.4f}, range "
           f"{result['slowdown_ratio_range'][0]:.4f}..{result['slowdown_ratio_range'][1]:.4f}; "
           f"A/A ratio range {result['aa_ratio_range'][0]:.4f}..{result['aa_ratio_range'][1]:.4f}")

@@ -222,3 +222,63 @@ def test_target_mde_sets_the_matching_target_precision(tmp_path, capsys):
     assert main(["run", "-m", "perceptron", "--target-mde", "3%", "--target-precision",
                  "1%"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def _processes(rng, ratio: float, count: int, slow: int = 0) -> list[list[float]]:
+    """``count`` processes' samples; the first ``slow`` of them landed 25 % slow as a whole."""
+    return [list(_lognormal(rng, ratio * (1.25 if i < slow else 1.0), 30, 0.01))
+            for i in range(count)]
+
+
+def test_bootstrap_over_processes_covers_the_true_ratio_and_rarely_false_alarms():
+    rng = np.random.default_rng(11)
+    covered = alarms = 0
+    for _ in range(400):
+        base = [[s * rng.lognormal(0, 0.01) for s in p] for p in _processes(rng, 1.0, 8)]
+        cand = [[s * rng.lognormal(0, 0.01) for s in p] for p in _processes(rng, 1.05, 8)]
+        same = [[s * rng.lognormal(0, 0.01) for s in p] for p in _processes(rng, 1.0, 8)]
+        est = compare.shift_of_repeats(base, cand)
+        covered += est.ci_low <= 1.05 <= est.ci_high
+        alarms += compare.shift_of_repeats(base, same).p_value <= 0.05
+    assert covered >= 0.9 * 400 and alarms <= 0.08 * 400
+
+
+def _repeat_records(model: str, processes: list[list[float]]) -> list[dict]:
+    return [_record(model, samples, repeat=i) for i, samples in enumerate(processes)]
+
+
+def test_with_repeats_a_whole_slow_process_is_outvoted_not_called_a_regression(tmp_path):
+    rng = np.random.default_rng(12)
+    base = _write(tmp_path / "b.jsonl", _repeat_records("m", _processes(rng, 1.0, 8)))
+    cand = _write(tmp_path / "c.jsonl", _repeat_records("m", _processes(rng, 1.0, 8, slow=2)))
+    row = compare.compare(load(base), load(cand), threshold=0.03).iloc[0]
+    assert row["repeats"] == (8, 8)
+    assert row["verdict"] != "slower" and row["ratio"] < 1.02
+    assert row["p_value"] > 0.05
+    # pooled, the slow processes' samples make a "significant" change out of nothing
+    pooled = compare.shift([s for p in _processes(rng, 1.0, 8) for s in p],
+                           [s for p in _processes(rng, 1.0, 8, slow=2) for s in p])
+    assert pooled.p_value < 1e-3 and pooled.ci_low > 1
+
+
+def test_with_repeats_a_true_five_percent_slowdown_is_found_despite_a_slow_baseline_process(
+        tmp_path):
+    rng = np.random.default_rng(13)
+    base = _write(tmp_path / "b.jsonl", _repeat_records("m", _processes(rng, 1.0, 8, slow=1)))
+    cand = _write(tmp_path / "c.jsonl", _repeat_records("m", _processes(rng, 1.05, 8)))
+    row = compare.compare(load(base), load(cand), threshold=0.03).iloc[0]
+    assert row["verdict"] == "slower"
+    assert row["ratio"] == pytest.approx(1.05, rel=0.01)
+
+
+def test_repeats_run_round_robin_in_fresh_processes_and_compare_as_one_case(tmp_path, capsys):
+    out = tmp_path / "repeats.jsonl"
+    assert main(["run", "-m", "perceptron,softmax_classifier", "-b", "1", "--repeats", "3",
+                 "--max-time", "0.02", "--warmup-time", "0.01", "-q", "--out", str(out)]) == 0
+    cases = [r for r in iter_records(out) if r["record"] == "case"]
+    assert [(r["model"], r["repeat"]) for r in cases] == [
+        (m, i) for i in range(3) for m in ("perceptron", "softmax_classifier")]
+    capsys.readouterr()
+    assert main(["compare", str(out), str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["cases"]) == 2 and report["cases"][0]["repeats"] == [3, 3]
