@@ -24,7 +24,8 @@ from harness.errors import HarnessError, UsageError
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
-from harness.results import ResultsWriter, default_path, last_run, list_runs, load_selection
+from harness.results import (ResultsWriter, default_path, last_run, list_runs, load_selection,
+                             merge_runs)
 from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
 from harness.worker import count_params
 
@@ -51,6 +52,17 @@ def _positive_int(text: str) -> int:
     if len(values) != 1:
         raise argparse.ArgumentTypeError(f"expected one positive integer, got {text!r}")
     return values[0]
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        shard = (0, 0)
+    if not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+    return shard
 
 
 def _batch_sizes(text: str) -> tuple[int, ...] | str:
@@ -184,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, metavar="N",
                    help="measure each case in N fresh processes, spread over the run, so "
                         "'harness compare' sees process-to-process noise (default 1)")
+    p.add_argument("--shard", type=_shard, metavar="I/N",
+                   help="run only shard I of N: a deterministic, balanced slice of the sweep "
+                        "(merge the shards with 'harness results merge')")
     p.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
                    help="run each case in a fresh process (default) or in this one")
     p.add_argument("--timeout", type=_seconds(), metavar="SECONDS",
@@ -212,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_run)
 
-    p = commands.add_parser("results", help="list the runs in results files")
+    p = commands.add_parser("results", help="list the runs in results files; "
+                                             "'results merge SHARD... -o OUT' joins shards")
     p.add_argument("paths", nargs="*", type=Path, default=[Path("results")], metavar="PATH",
                    help="results files or directories (default: results/)")
+    p.add_argument("--out", "-o", type=Path, metavar="PATH", help="merge: the merged file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.set_defaults(func=cmd_results)
@@ -307,7 +324,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 _SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
                       "compile", "backend", "mode", "threads", "timeout", "max_time",
-                      "min_time", "warmup_time", "target_precision", "target_mde", "repeats")
+                      "min_time", "warmup_time", "target_precision", "target_mde", "repeats", "shard")
 
 
 def _target_precision(args: argparse.Namespace) -> float | None:
@@ -325,6 +342,7 @@ def _request(args: argparse.Namespace) -> Request:
         dims=dict(args.dim), devices=args.devices, dtypes=args.dtypes,
         precision=args.precision, compile_modes=args.compile, backend=args.backend,
         modes=args.mode, threads=args.threads, timeout=args.timeout, repeats=args.repeats,
+        shard=args.shard,
         measure={"max_time": args.max_time, "min_time": args.min_time,
                  "warmup_time": args.warmup_time,
                  "target_precision": _target_precision(args)})
@@ -381,6 +399,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    if args.paths and args.paths[0] == Path("merge"):
+        if len(args.paths) < 2 or not args.out:
+            raise UsageError("usage: harness results merge SHARD.jsonl... --out MERGED.jsonl")
+        summary = merge_runs(args.paths[1:], args.out)
+        missing = summary["missing_shards"]
+        console.stdout.print(f"merged {summary['cases']} cases from {summary['runs']} runs into "
+                             f"{summary['out']}" + (f"; missing shards: {missing}" if missing
+                                                    else ""), soft_wrap=True)
+        return 0
     runs = list_runs(args.paths)
     if args.json:
         print(json.dumps(runs, indent=2))

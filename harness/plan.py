@@ -112,6 +112,7 @@ class Request:
     threads: int | None = None
     timeout: float | None = None
     repeats: int | None = None
+    shard: tuple[int, int] | None = None  # (index, count), 1-based
     measure: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +133,34 @@ class Plan:
     label: str
     request: Request
     timeout: float = DEFAULT_TIMEOUT
+
+
+def shard_cases(cases: Sequence[Case], index: int, count: int) -> list[Case]:
+    """Shard ``index`` of ``count``: a deterministic, balanced slice of ``cases``.
+
+    A configuration's batch sizes and compile modes stay together, so out-of-memory
+    skipping and speedups over eager work within a shard; groups go largest first to
+    the shard with the fewest cases so far (ties: lowest shard), in plan order.
+    """
+    if not 1 <= index <= count:
+        raise UsageError(f"shard {index}/{count} does not exist; use I/N with 1 <= I <= N")
+    groups: dict[tuple[Any, ...], list[Case]] = {}
+    for case in cases:
+        groups.setdefault(_shard_group(case), []).append(case)
+    loads = [0] * count
+    mine: set[tuple[Any, ...]] = set()
+    for key, group in sorted(groups.items(), key=lambda item: -len(item[1])):
+        target = loads.index(min(loads))
+        loads[target] += len(group)
+        if target == index - 1:
+            mine.add(key)
+    return [c for c in cases if _shard_group(c) in mine]
+
+
+def _shard_group(case: Case) -> tuple[Any, ...]:
+    """The case without batch size and compile mode: what a shard keeps together."""
+    return (case.model, tuple(sorted(case.dims.items())), case.device, case.dtype,
+            case.precision, case.mode, case.repeat)
 
 
 def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]) -> list[str]:
@@ -202,6 +231,8 @@ def build_plan(registry: Registry, request: Request) -> Plan:
     repeats = request.repeats or sweep.get("repeats") or 1
     # Repeats go round-robin over the sweep, so each case's processes are spread in time.
     cases = [dataclasses.replace(c, repeat=r) for r in range(repeats) for c in cases]
+    if request.shard:
+        cases = shard_cases(cases, *request.shard)
     settings = {k: v for k, v in sweep.items() if k in MEASURE_KEYS}
     settings.update({k: v for k, v in request.measure.items() if v is not None})
     try:

@@ -21,7 +21,7 @@ import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from harness.errors import ResultsError
+from harness.plan import case_key_of_record
 
 SCHEMA_VERSION = 1
 SUFFIX = ".jsonl"
@@ -212,4 +213,62 @@ def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]
                 status = record.get("status", "ok")
                 summary["statuses"][status] = summary["statuses"].get(status, 0) + 1
     return sorted(runs.values(), key=lambda r: (r["time"] or "", r["file"]))
+
+
+_NOT_MERGED = {"record", "schema", "run_id"}
+
+
+def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
+    """Join the last runs of ``paths`` (shards of one sweep) into one run in ``out``.
+
+    Refused when their requests (shard aside) or measurement settings differ, when a
+    shard or a case appears twice, or when ``out`` is one of the inputs. Missing shards
+    are allowed and reported, so a failed CI job does not block the others' results.
+    """
+    out = Path(out)
+    if any(Path(p).resolve() == out.resolve() for p in paths):
+        raise ResultsError(f"the merged file {out} is one of the inputs; choose another --out")
+    runs = [(Path(p), *last_run(p)) for p in paths]
+    first_path, first, _ = runs[0]
+    request = {**first["request"], "shard": None}
+    shards: dict[tuple[int, int] | None, Path] = {}
+    for path, header, _ in runs[1:]:
+        for part, plural in (("settings", "settings"), ("request", "requests")):
+            mine = {**header.get(part, {}), **({"shard": None} if part == "request" else {})}
+            theirs = request if part == "request" else first.get("settings", {})
+            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            if differing:
+                raise ResultsError(f"cannot merge {path} with {first_path}: their {plural} "
+                                   f"differ in {', '.join(differing)}")
+    for path, header, _ in runs:
+        shard = header["request"].get("shard")
+        shard = tuple(shard) if shard else None
+        if shard in shards:
+            raise ResultsError(f"{path} and {shards[shard]} are the same shard "
+                               f"({'/'.join(map(str, shard)) if shard else 'unsharded'})")
+        shards[shard] = path
+    counts = {s[1] for s in shards if s}
+    missing = sorted(set(range(1, max(counts) + 1)) - {s[0] for s in shards if s}) if counts else []
+    seen: dict[tuple, Path] = {}
+    merged_from = []
+    for path, header, cases in runs:
+        for case in cases:
+            key = case_key_of_record(case)
+            if key in seen:
+                raise ResultsError(f"case {case['model']} (batch {case['batch_size']}) is in both "
+                                   f"{seen[key]} and {path}")
+            seen[key] = path
+        env = header.get("environment", {})
+        merged_from.append({"file": str(path), "run_id": header["run_id"],
+                            "shard": header["request"].get("shard"),
+                            "hostname": env.get("hostname"), "cases": len(cases)})
+    header = {"command": first.get("command"), "request": request,
+              "environment": first.get("environment", {}), "settings": first.get("settings", {}),
+              "merged_from": merged_from, "missing_shards": missing}
+    with ResultsWriter(out, header) as writer:
+        for path, shard_header, cases in runs:
+            for case in cases:
+                writer.write_case({**{k: v for k, v in case.items() if k not in _NOT_MERGED},
+                                   "environment": shard_header.get("environment", {})})
+    return {"out": str(out), "runs": len(runs), "cases": len(seen), "missing_shards": missing}
 
