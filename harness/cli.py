@@ -1,4 +1,4 @@
-"""The ``harness`` command: list, check, run and compare models from the plugin registry.
+"""The ``harness`` command: list, check, run, compare and profile models from the plugin registry.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,11 +19,11 @@ from typing import Any, NoReturn
 import torch
 
 import harness
-from harness import axes, compare, console, environment
+from harness import axes, compare, console, environment, profile
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
 from harness.isolation import ISOLATION_MODES, make_executor
-from harness.plan import Request, build_plan, case_key_of_record, select_models
+from harness.plan import Case, Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
 from harness.results import (ResultsWriter, default_path, last_run, list_runs, load_selection,
                              merge_runs)
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", type=Path, metavar="PATH",
                    help="results file (JSON Lines; appended to if it exists; "
                         "default: a new file under results/)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the sweep, profile each case that ran (as 'harness profile', "
+                        "in this process) into profiles/<results file name>/ beside the results")
     _common(p)
     p.set_defaults(func=cmd_run)
 
@@ -248,6 +252,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.set_defaults(func=cmd_compare)
+    p = commands.add_parser("profile", help="profile one case with torch.profiler: a trace for "
+                                             "TensorBoard, top operators, memory")
+    p.add_argument("--model", "-m", required=True, metavar="NAME", help="the model")
+    p.add_argument("--batch-size", "-b", type=_positive_int, metavar="N",
+                   help="batch size (default: the largest of the model's defaults)")
+    p.add_argument("--dim", "-d", action="append", type=_dim, default=[], metavar="NAME=V",
+                   help="a dimension's value, e.g. H=128 (repeatable)")
+    p.add_argument("--device", choices=axes.DEVICES, default="cpu", help="default cpu")
+    p.add_argument("--dtype", choices=axes.DTYPES, default="float32", help="default float32")
+    p.add_argument("--precision", choices=axes.PRECISIONS, help="cast (default) or amp")
+    p.add_argument("--compile", choices=axes.COMPILE_MODES, default="none",
+                   help="torch.compile mode (default none)")
+    p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
+    p.add_argument("--mode", choices=axes.MODES, default="infer",
+                   help="inference or a training step (default infer)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads")
+    p.add_argument("--steps", type=_positive_int, default=profile.DEFAULT_STEPS, metavar="N",
+                   help=f"steps recorded, after {profile.WAIT_STEPS} skipped and "
+                        f"{profile.WARMUP_STEPS} warm-up steps "
+                        f"(default {profile.DEFAULT_STEPS})")
+    p.add_argument("--with-stack", action="store_true",
+                   help="record Python call stacks of operators (slower; TensorBoard shows them)")
+    p.add_argument("--top", type=_positive_int, default=profile.DEFAULT_TOP, metavar="N",
+                   help=f"rows of each operator table (default {profile.DEFAULT_TOP})")
+    p.add_argument("--out", "-o", type=Path, default=profile.DEFAULT_FOLDER, metavar="DIR",
+                   help=f"folder of profiles (default {profile.DEFAULT_FOLDER}); this one goes "
+                        "in DIR/<time>-<model>/<case>/")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    _common(p)
+    p.set_defaults(func=cmd_profile)
     return parser
 
 
@@ -367,6 +401,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = _request(args)
     plan = build_plan(registry, request)
     out = args.resume or args.out or default_path(plan.label)
+    if args.profile:
+        profile.require_viewer()
+        profiles = profile.output_folder(out.parent / "profiles" / out.stem)
     cases = [c for c in plan.cases if c.key() not in done]
     executor = make_executor(args.isolation, registry,
                              *plugin_selection(args.plugin, args.disable_plugin),
@@ -395,7 +432,63 @@ def cmd_run(args: argparse.Namespace) -> int:
              f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
     console.stdout.print(console.results_table(rows, title))
     console.stdout.print(f"results: {out}", soft_wrap=True)
-    return 1 if failed else 0
+    failures: list[str] = []
+    if args.profile:
+        ran = [dataclasses.replace(c, batch_size=r["batch_size"]) for c, r in rows
+               if r["status"] == "ok"]
+        failures = _profile(registry, ran, profiles, profile.DEFAULT_STEPS, False,
+                            profile.DEFAULT_TOP, args.quiet)
+        for message in failures:
+            console.stderr.print(f"harness: error: {message}", markup=False, soft_wrap=True)
+    return 1 if failed or failures else 0
+
+
+def _profile(registry: Registry, cases: Sequence[Case], folder: Path, steps: int,
+             with_stack: bool, top: int, quiet: bool) -> list[str]:
+    """Profile each case into its own folder under ``folder`` and print the summaries and
+    the command that shows them; a case that fails is left out and its message returned."""
+    results, failures = [], []
+    with console.Progress(len(cases), quiet=quiet) as progress:
+        for index, case in enumerate(cases):
+            progress.start(index, f"profiling {case.label}")
+            try:
+                results.append(profile.profile_case(
+                    registry.model(case.model).spec, case,
+                    folder / profile.case_folder_name(case), steps, with_stack))
+                progress.finish("done")
+            except HarnessError as exc:
+                failures.append(str(exc))
+                progress.finish("failed")
+    for result in results:
+        console.print_profile(result, top)
+    if results:
+        console.stdout.print(f"view: tensorboard --logdir {shlex.quote(str(folder))}",
+                             soft_wrap=True, markup=False)
+    return failures
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    profile.require_viewer()
+    registry = _registry(args)
+    spec = registry.model(args.model).spec
+    several = [name for name, values in args.dim if len(values) > 1]
+    if several:
+        raise UsageError(f"harness profile takes one value per dimension; {several[0]} has "
+                         "several ('harness run --profile' sweeps them)")
+    plan = build_plan(registry, Request(
+        models=(spec.name,), batch_sizes=(args.batch_size or max(spec.batch_sizes),),
+        dims=dict(args.dim), devices=(args.device,), dtypes=(args.dtype,),
+        precision=args.precision, compile_modes=(args.compile,), backend=args.backend,
+        modes=(args.mode,), threads=args.threads))
+    if not plan.cases:
+        raise UsageError(f"model {spec.name!r} has no training step; profile it with "
+                         "--mode infer")
+    folder = profile.output_folder(args.out / profile.run_name(spec.name))
+    failures = _profile(registry, plan.cases, folder, args.steps, args.with_stack, args.top,
+                        args.quiet)
+    if failures:
+        raise HarnessError(failures[0])
+    return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:

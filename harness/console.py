@@ -16,10 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColu
 from rich.progress import Progress as RichProgress
 from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from harness.check import CheckResult
 from harness.memory import format_bytes
 from harness.plan import Case
+from harness.profile import ProfileResult
 from harness.stats import format_seconds
 
 # Redirected output (files, CI logs) gets wide rows instead of rich's 80 columns.
@@ -185,6 +187,74 @@ def runs_table(runs: Sequence[dict[str, Any]]) -> Table:
                       (run["commit"] or "-")[:10], run["torch"] or "-",
                       f"{run['cases']}: {statuses or 'none'}{resumed}", run["file"])
     return table
+def _operators_table(title: str, columns: Sequence[str],
+                     rows: Iterable[Sequence[str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(columns[0], overflow="fold")  # a long name wraps, never cut short
+    for column in columns[1:]:
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*map(Text, row))  # operator names are not markup
+    return table
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
+
+
+def print_profile(result: ProfileResult, top: int) -> None:
+    """The top operators by self time (CPU, and the device's on CUDA) and by the memory they
+    allocated (net of what they freed themselves; ranked with their callees, since the
+    bytes themselves are allocated by ``aten::empty``), the memory peak, a compiled case's
+    graphs, graph breaks and generated kernels, and the files."""
+    case, steps = result.case, result.steps
+    device = case.device.upper()
+    parts: list[Any] = [
+        Text.assemble((case.label, "bold"), f": {steps} profiled steps of "
+                      f"{format_seconds(result.step_time)} on average, "
+                      f"{_plural(result.threads, 'thread')}"),
+        _operators_table(
+            f"self CPU time, top {top} operators over {steps} steps",
+            ("operator", "calls", "self CPU", "self CPU %", "CPU total"),
+            ((o.name, str(o.calls), format_seconds(o.self_time),
+              _share(o.self_time, result.cpu_time), format_seconds(o.total_time))
+             for o in result.top("self_time", top)))]
+    if case.device == "cuda":
+        parts.append(_operators_table(
+            f"self CUDA time, top {top} operators and kernels over {steps} steps",
+            ("operator", "calls", "self CUDA", "self CUDA %", "CUDA total"),
+            ((o.name, str(o.calls), format_seconds(o.self_device_time),
+              _share(o.self_device_time, result.device_time),
+              format_seconds(o.total_device_time))
+             for o in result.top("self_device_time", top))))
+    parts.append(_operators_table(
+        f"{device} memory allocated, top {top} operators over {steps} steps",
+        ("operator", "calls", "with callees", "self"),
+        ((o.name, str(o.calls), format_bytes(o.total_memory), format_bytes(o.self_memory))
+         for o in result.top("total_memory", top))))
+    parts.append(f"memory: peak {format_bytes(result.memory_peak)} allocated on "
+                 f"{case.device} during the profiled steps, above their start "
+                 f"({result.memory_events} allocator events)")
+    notes = result.compile
+    if notes is not None:
+        parts.append(f"compiled with {notes.backend}: {_plural(notes.graphs, 'graph')}, "
+                     f"{_plural(notes.graph_breaks, 'graph break')}")
+        parts += [f"  graph break ({count}x): {reason.splitlines()[0][:160]}"
+                  for reason, count in notes.break_reasons]
+        kernels = notes.generated_kernels
+        parts.append(f"  generated kernels in the profile: {len(kernels)}"
+                     + (f" ({', '.join(kernels[:3])}{', ...' if len(kernels) > 3 else ''})"
+                        if kernels else ""))
+    parts.append(f"trace (TensorBoard; also opens in ui.perfetto.dev): {result.trace}")
+    if result.memory_snapshot:
+        parts.append(f"CUDA memory snapshot (pytorch.org/memory_viz): {result.memory_snapshot}")
+        parts.append(f"CUDA memory timeline: {result.memory_timeline}")
+    for part in parts:  # tables fit the terminal; a line with a path is never broken
+        stdout.print(part, soft_wrap=not isinstance(part, Table), markup=False)
 
 
 class Progress:

@@ -42,7 +42,7 @@ def peak_key(device: str, dtype: str) -> str:
 
 
 @dataclass
-class _Workload:
+class Workload:
     """A ready-to-call step plus what it was built from."""
 
     step: Callable[[], object]
@@ -52,7 +52,7 @@ class _Workload:
     context: contextlib.ExitStack
 
 
-def _step(forward: Callable[..., Any], workload: _Workload, spec: ModelSpec) -> Callable[[], object]:
+def _step(forward: Callable[..., Any], workload: Workload, spec: ModelSpec) -> Callable[[], object]:
     """Inference calls ``forward``; training adds loss, backward and an optimizer step."""
     inputs, optimizer = workload.inputs, workload.optimizer
     if optimizer is None:
@@ -66,7 +66,7 @@ def _step(forward: Callable[..., Any], workload: _Workload, spec: ModelSpec) -> 
     return train_step
 
 
-def _prepare(spec: ModelSpec, case: Case, batch_size: int) -> _Workload:
+def prepare_workload(spec: ModelSpec, case: Case, batch_size: int) -> Workload:
     device = torch.device(case.device)
     dtype = DTYPES[case.dtype]
     # "cast" runs model and inputs in the dtype; "amp" keeps float32 weights under autocast.
@@ -83,12 +83,12 @@ def _prepare(spec: ModelSpec, case: Case, batch_size: int) -> _Workload:
     else:
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    workload = _Workload(lambda: None, model, inputs, optimizer, context)
+    workload = Workload(lambda: None, model, inputs, optimizer, context)
     workload.step = _step(model, workload, spec)
     return workload
 
 
-def _compile(workload: _Workload, case: Case, spec: ModelSpec) -> None:
+def compile_workload(workload: Workload, case: Case, spec: ModelSpec) -> None:
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     compiled = torch.compile(workload.model, backend=case.backend,
@@ -100,15 +100,19 @@ def _frames_compiled() -> int:
     return int(torch._dynamo.utils.counters["frames"]["total"])
 
 
-def _compile_stats(first_call: float, median: float, frames_after_first: int) -> dict[str, Any]:
+def graph_counts() -> dict[str, int]:
+    """Graphs compiled and graph breaks since :func:`compile_workload` cleared the counters."""
     counters = torch._dynamo.utils.counters
+    return {"graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
+
+
+def _compile_stats(first_call: float, median: float, frames_after_first: int) -> dict[str, Any]:
     return {"time_s": max(0.0, first_call - median), "first_call_s": first_call,
-            "graphs": int(counters["stats"]["unique_graphs"]),
-            "graph_breaks": int(sum(counters["graph_break"].values())),
-            "recompiles": _frames_compiled() - frames_after_first}
+            **graph_counts(), "recompiles": _frames_compiled() - frames_after_first}
 
 
-def _state_bytes(workload: _Workload) -> dict[str, int]:
+def _state_bytes(workload: Workload) -> dict[str, int]:
     model, optimizer = workload.model, workload.optimizer
     state = [t for s in optimizer.state.values() for t in s.values()
              if isinstance(t, torch.Tensor)] if optimizer else []
@@ -150,12 +154,12 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
     initialise_runtime()
     try:
         with PeakMemory(device) as memory:
-            workload = _prepare(spec, case, batch_size)
+            workload = prepare_workload(spec, case, batch_size)
             record["params"] = count_params(workload.model)
             with workload.context:
                 flops = count_flops(workload.step)  # eager, before any compilation
                 if case.compile_mode != "none":
-                    _compile(workload, case, spec)
+                    compile_workload(workload, case, spec)
                     first_call = time_call(workload.step, device)  # compilation included
                     frames = _frames_compiled()
                 result = measure(workload.step, device, config)
@@ -181,10 +185,10 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
 def probe_case(spec: ModelSpec, case: Case, batch_size: int) -> str:
     """Run a few steps at ``batch_size``: ``ok``, ``oom`` or ``error: ...`` (batch search)."""
     try:
-        workload = _prepare(spec, case, batch_size)
+        workload = prepare_workload(spec, case, batch_size)
         with workload.context:
             if case.compile_mode != "none":
-                _compile(workload, case, spec)
+                compile_workload(workload, case, spec)
             for _ in range(PROBE_STEPS):
                 workload.step()
     except Exception as exc:

@@ -33,7 +33,7 @@ from harness.registry import load_registry
 from harness.results import iter_records
 from harness.devices import default_threads
 from harness.timing import MeasureConfig
-from harness.worker import _prepare, measure_case
+from harness.worker import prepare_workload, measure_case
 
 ROUNDS = 7
 AGREEMENT_CASES = [("mlp", 8), ("dcgan_generator", 2), ("lstm", 4), ("alexnet", 1)]
@@ -56,7 +56,7 @@ def overhead() -> dict:
                      outputs=["(B, 1)"])
     case = Case("identity", 1)
     config = MeasureConfig(max_time=0.5, target_precision=0.005)
-    workload = _prepare(spec, case, 1)  # the very call the harness times
+    workload = prepare_workload(spec, case, 1)  # the very call the harness times
     harness_s, bare_s = [], []
     with workload.context:
         for _ in range(ROUNDS):
@@ -85,7 +85,7 @@ def agreement() -> list[dict]:
     for name, batch in AGREEMENT_CASES:
         spec = registry.model(name).spec
         case = Case(name, batch, dims=spec.resolve_dims())
-        workload = _prepare(spec, case, batch)
+        workload = prepare_workload(spec, case, batch)
         ratios, ours, theirs = [], [], []
         with workload.context:
             timer = _timer(workload)
@@ -115,7 +115,7 @@ def agreement() -> list[dict]:
 def _autorange_once(name: str, batch: int) -> float:
     """blocked_autorange's median for one case in this (fresh) process."""
     spec = load_registry().model(name).spec
-    workload = _prepare(spec, Case(name, batch, dims=spec.resolve_dims()), batch)
+    workload = prepare_workload(spec, Case(name, batch, dims=spec.resolve_dims()), batch)
     with workload.context:
         return _timer(workload).blocked_autorange(min_run_time=1.0).median
 
