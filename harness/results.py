@@ -213,3 +213,14 @@ def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]
                 summary["statuses"][status] = summary["statuses"].get(status, 0) + 1
     return sorted(runs.values(), key=lambda r: (r["time"] or "", r["file"]))
 
+
+def load_runs(selections: Iterable[str | Path]) -> pd.DataFrame:
+    """Cases of every run of ``selections`` (each as ``load_selection`` takes it), each
+    run once however often it is named."""
+    frames, seen = [], set()
+    for selection in selections:
+        frame = load_selection(selection)
+        runs = list(zip(frame["file"], frame["run_id"]))
+        frames.append(frame[[run not in seen for run in runs]])
+        seen.update(runs)
+    return pd.concat(frames, ignore_index=True)
