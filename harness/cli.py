@@ -1,4 +1,4 @@
-"""The ``harness`` command: list, check, run, compare and profile models from the plugin registry.
+"""The ``harness`` command: list, check, run, compare, track, report on and profile models.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -19,14 +19,14 @@ from typing import Any, NoReturn
 import torch
 
 import harness
-from harness import axes, compare, console, environment, profile
+from harness import axes, compare, console, environment, history, profile, report
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Case, Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
-from harness.results import (ResultsWriter, default_path, last_run, list_runs, load_selection,
-                             merge_runs)
+from harness.results import (ResultsWriter, default_path, last_run, list_runs, load_runs,
+                             load_selection, merge_runs)
 from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
 from harness.worker import count_params
 
@@ -282,7 +282,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     _common(p)
     p.set_defaults(func=cmd_profile)
+    _history_and_report(commands)
     return parser
+
+
+def _history_and_report(commands: Any) -> None:
+    """The ``history`` and ``report`` subcommands: both read a series of runs."""
+    def runs_and_order(p: argparse.ArgumentParser) -> None:
+        p.add_argument("runs", nargs="*", default=["results"], metavar="RUN",
+                       help="results files or directories, or FILE#RUN for one run "
+                            "(default: results/)")
+        p.add_argument("--order", choices=history.ORDERS, default="time",
+                       help="order runs by their time (default) or by the commit they "
+                            "measured, as 'git rev-list --topo-order' of the repository here")
+        p.add_argument("--threshold", type=_fraction, default=compare.DEFAULT_THRESHOLD,
+                       metavar="FRACTION", help="smallest step that counts, e.g. 5%% (default)")
+        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+    p = commands.add_parser("history", help="find the runs where a case got slower or faster")
+    runs_and_order(p)
+    p.add_argument("--metric", choices=history.METRICS, default="latency")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 if any case stepped to a worse level")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=cmd_history)
+
+    p = commands.add_parser("report", help="write a self-contained HTML report of runs")
+    runs_and_order(p)
+    p.add_argument("--out", "-o", type=Path, default=Path("report.html"), metavar="PATH",
+                   help="the HTML file to write (default report.html)")
+    p.add_argument("--title", default="harness report", help="the report's heading")
+    p.set_defaults(func=cmd_report)
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -537,6 +567,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.stdout.print(f"{len(table)} cases: {summary}" + (f"; {extra}" if extra else ""),
                              soft_wrap=True)
     return 1 if regressed and args.fail_on_regression else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    found = history.history(load_runs(args.runs), args.metric, args.threshold, args.order)
+    counts = history.summary(found)
+    if args.json:
+        print(json.dumps(history.as_mapping(found), indent=2, default=str))
+    else:
+        console.stdout.print(console.history_table(found))
+        if found.steps:
+            console.stdout.print(console.steps_table(found))
+        console.stdout.print(f"{len(found.runs)} runs, {len(found.series)} cases: "
+                             f"{counts['regressions']} regressions, "
+                             f"{counts['improvements']} improvements", soft_wrap=True)
+    return 1 if counts["regressions"] and args.fail_on_regression else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    html = report.render(load_runs(args.runs), args.title, args.order, args.threshold)
+    console.stdout.print(f"report: {report.write(html, args.out)}", soft_wrap=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

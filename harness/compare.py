@@ -185,7 +185,7 @@ def latest_cases(frame: pd.DataFrame) -> dict[tuple[Any, ...], list[dict[str, An
     return cases
 
 
-def _value(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+def metric_value(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
     """The metric over a case's repeats: the median of their values."""
     values = [v for v in (_one_value(r, metric) for r in rows) if v is not None]
     return float(np.median(values)) if values else None
@@ -201,7 +201,7 @@ def _one_value(row: Mapping[str, Any], metric: str) -> float | None:
     return float(peaks[0]) if peaks else None
 
 
-def _samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
+def metric_samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
     """Per-iteration samples in the metric's own terms; memory has none."""
     samples = row.get("latency.samples")
     if metric == "memory" or not isinstance(samples, list) or len(samples) < 2:
@@ -214,10 +214,15 @@ def _samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
 def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
              metric: str) -> ShiftEstimate | None:
     """Process-level when both sides have enough repeats, else on the pooled samples."""
-    xs = [s for s in (_samples(r, metric) for r in base) if s]
-    ys = [s for s in (_samples(r, metric) for r in cand) if s]
-    if not xs or not ys:
-        return None
+    xs = [s for s in (metric_samples(r, metric) for r in base) if s]
+    ys = [s for s in (metric_samples(r, metric) for r in cand) if s]
+    return shift_of_processes(xs, ys) if xs and ys else None
+
+
+def shift_of_processes(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]
+                       ) -> ShiftEstimate:
+    """Samples grouped by process: a bootstrap over processes when both sides have
+    enough of them, else the shift of the pooled samples."""
     if len(xs) >= MIN_REPEATS and len(ys) >= MIN_REPEATS:
         return shift_of_repeats(xs, ys)
     return shift([v for s in xs for v in s], [v for s in ys for v in s])
@@ -239,7 +244,8 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
         row: dict[str, Any] = {"case": case_label(key), "model": key[0], "batch_size": key[1],
                                "device": key[3], "dtype": key[4], "compile_mode": key[6],
                                "mode": key[8], "suite": c[0].get("suite") or b[0].get("suite"),
-                               "baseline": _value(b, metric), "candidate": _value(c, metric)}
+                               "baseline": metric_value(b, metric),
+                               "candidate": metric_value(c, metric)}
         est = estimate(b, c, metric)
         if est:
             row.update(ratio=est.ratio, ci_low=est.ci_low, ci_high=est.ci_high,
@@ -251,7 +257,7 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
             continue
         for side, records in (("baseline", b), ("candidate", c)):
             row[f"{side}_utilisation"] = _median(r.get("flops.utilisation") for r in records)
-            row[f"{side}_memory"] = _value(records, "memory")
+            row[f"{side}_memory"] = metric_value(records, "memory")
         rows.append(row)
     table = pd.DataFrame(rows)
     tested = table["p_value"].notna()

@@ -19,6 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.check import CheckResult
+from harness.compare import ALPHA
+from harness.history import History
 from harness.memory import format_bytes
 from harness.plan import Case
 from harness.profile import ProfileResult
@@ -255,6 +257,59 @@ def print_profile(result: ProfileResult, top: int) -> None:
         parts.append(f"CUDA memory timeline: {result.memory_timeline}")
     for part in parts:  # tables fit the terminal; a line with a path is never broken
         stdout.print(part, soft_wrap=not isinstance(part, Table), markup=False)
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 32) -> str:
+    """Values as block characters, lowest to highest; long series are averaged into
+    ``width`` bins."""
+    if not values:
+        return ""
+    count = min(width, len(values))
+    bins = [values[i * len(values) // count:(i + 1) * len(values) // count] for i in range(count)]
+    means = [sum(b) / len(b) for b in bins]
+    lo, hi = min(means), max(means)
+    top = len(_SPARKS) - 1
+    return "".join(_SPARKS[round((m - lo) / (hi - lo) * top) if hi > lo else 0] for m in means)
+
+
+def history_table(found: History) -> Table:
+    """Per case: runs, first and last value, a sparkline (higher is larger), and steps."""
+    table = Table(title=f"{found.metric} over {len(found.runs)} runs ({found.order} order)",
+                  title_justify="left")
+    for column in ("case", "runs", "first", "last", "trend", "steps"):
+        table.add_column(column, justify="right" if column in ("runs", "first", "last")
+                         else "left", no_wrap=column in ("case", "trend"))
+    for series in found.series:
+        steps = found.steps_of(series.key)
+        marks = ", ".join(f"[{_VERDICT_STYLE[s.verdict]}]{s.ratio - 1:+.1%}[/] at {s.run.label}"
+                          for s in steps)
+        table.add_row(series.label, str(len(series.points)),
+                      _metric_value(series.values[0], found.metric),
+                      _metric_value(series.values[-1], found.metric), sparkline(series.values),
+                      marks or "[dim]none[/]")
+    return table
+
+
+def steps_table(found: History) -> Table:
+    """Each confirmed step: where, the levels either side, the ratio with its CI, q."""
+    table = Table(title=f"{len(found.steps)} steps (threshold {found.threshold:.1%}, "
+                        f"q <= {ALPHA})", title_justify="left")
+    for column in ("case", "from run", "to run", "before", "after", "ratio", "95% CI", "q",
+                   "verdict"):
+        table.add_column(column, justify="left" if column in ("case", "from run", "to run",
+                                                              "verdict") else "right",
+                         no_wrap=column == "case")
+    for step in found.steps:
+        word = "regression" if step.verdict == "slower" else "improvement"
+        table.add_row(step.case, step.previous.label, step.run.label,
+                      _metric_value(step.before, found.metric),
+                      _metric_value(step.after, found.metric), f"{step.ratio:.3f}",
+                      f"{step.ci_low:.3f} - {step.ci_high:.3f}", f"{step.q_value:.2g}",
+                      f"[{_VERDICT_STYLE[step.verdict]}]{word} ({step.verdict})[/]")
+    return table
 
 
 class Progress:

@@ -31,3 +31,12 @@ class ResultsError(HarnessError):
 
 class CompareError(HarnessError):
     """Two runs that cannot be compared: nothing in common, or mixed schemas."""
+
+
+class HistoryError(HarnessError):
+    """Runs that cannot be made a history: no time or commit to order them by, no
+    repository to take the commit order from, or an unknown metric."""
+
+
+class ReportError(HarnessError):
+    """A report that cannot be written."""

@@ -272,3 +272,13 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
                                    "environment": shard_header.get("environment", {})})
     return {"out": str(out), "runs": len(runs), "cases": len(seen), "missing_shards": missing}
 
+def load_runs(selections: Iterable[str | Path]) -> pd.DataFrame:
+    """Cases of every run of ``selections`` (each as ``load_selection`` takes it), each
+    run once however often it is named."""
+    frames, seen = [], set()
+    for selection in selections:
+        frame = load_selection(selection)
+        runs = list(zip(frame["file"], frame["run_id"]))
+        frames.append(frame[[run not in seen for run in runs]])
+        seen.update(runs)
+    return pd.concat(frames, ignore_index=True)

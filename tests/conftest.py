@@ -58,3 +58,63 @@ TOY_PLUGIN = """
                       outputs=["(B, 4)"], batch_sizes=(1,)),
         ]
 """
+
+
+SERIES_CASES = [("mlp", 1, "float32", "none"), ("mlp", 8, "float32", "none"),
+                ("mlp", 64, "float32", "none"), ("mlp", 8, "bfloat16", "none"),
+                ("mlp", 8, "float32", "default"), ("conv", 1, "float32", "none"),
+                ("conv", 4, "float32", "none")]
+
+
+def series_record(model: str, batch: int, dtype: str, compile_mode: str, samples) -> dict:
+    """A case record as ``harness run`` writes it, with the fields reports read."""
+    import numpy as np
+
+    median = float(np.median(samples))
+    return {"model": model, "suite": "synthetic", "batch_size": batch, "device": "cpu",
+            "dtype": dtype, "precision": "cast", "compile_mode": compile_mode,
+            "backend": None if compile_mode == "none" else "inductor", "mode": "infer",
+            "dims": {"N": 8}, "status": "ok", "error": None,
+            "latency": {"unit": "s", "median": median, "samples": [float(s) for s in samples],
+                        "block_size": 1},
+            "throughput": batch / median,
+            "memory": {"cpu_peak_rss_bytes": 300 * 2**20 + batch * 2**20},
+            "flops": {"utilisation": 0.4}}
+
+
+def write_series(directory: Path, runs: int = 12, steps=None, outliers=(), seed: int = 0,
+                 commits=None, noise: float = 0.01) -> list[Path]:
+    """One results file per run, a day apart, of the ``SERIES_CASES``.
+
+    ``steps`` maps (model, batch, dtype, compile_mode) to (first run at the new level,
+    ratio); ``outliers`` lists (case, run) pairs measured 40 % slower, once;
+    ``commits`` gives each run's git commit.
+    """
+    import math
+
+    import numpy as np
+
+    from harness.results import ResultsWriter
+
+    rng = np.random.default_rng(seed)
+    steps = steps or {}
+    paths = []
+    for i in range(runs):
+        env = {"hostname": "box", "cpu_model": "test cpu", "cpu_count": 2, "threads": 1,
+               "gpus": [], "torch_version": "2.13.0", "python_version": "3.11",
+               "time": f"2026-11-{i + 1:02d}T03:00:00+00:00",
+               "git": {"commit": commits[i] if commits else f"{i:02d}" + "ab" * 19,
+                       "dirty": False}}
+        path = directory / f"run-{i:02d}.jsonl"
+        with ResultsWriter(path, {"command": ["harness", "run"], "environment": env}) as writer:
+            for case in SERIES_CASES:
+                model, batch, dtype, compile_mode = case
+                level = 1e-4 * batch ** 0.8 * (0.6 if dtype == "bfloat16" else 1) * (
+                    0.8 if compile_mode != "none" else 1)
+                at, ratio = steps.get(case, (runs, 1.0))
+                level *= (ratio if i >= at else 1) * math.exp(rng.normal(0, noise))
+                level *= 1.4 if (case, i) in outliers else 1
+                samples = level * rng.lognormal(0, 0.03, 30)
+                writer.write_case(series_record(model, batch, dtype, compile_mode, samples))
+        paths.append(path)
+    return paths
