@@ -16,7 +16,7 @@ from html import escape
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948",
            "#9c755f", "#ff9da7", "#bab0ac")
 FONT_SIZE = 12
-CHAR_WIDTH = 0.6 * FONT_SIZE  # average advance of a sans-serif character
+CHAR_WIDTH = 0.7 * FONT_SIZE  # a generous average advance: capitals and digits are wide
 AXIS = "#555"
 GRID = "#e6e6e6"
 
