@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import textwrap
 from pathlib import Path
 
@@ -58,3 +59,45 @@ TOY_PLUGIN = """
                       outputs=["(B, 4)"], batch_sizes=(1,)),
         ]
 """
+
+
+WORK_PLUGIN = """
+    import os
+    import torch
+    from torch import nn
+    import harness
+    from harness import Input, ModelSpec
+    from harness.suites import Suite
+
+    class Work(nn.Module):
+        '''HARNESS_TEST_WORK products with one matrix: a regression is an env var away.'''
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.eye(64))
+            self.work = int(os.environ.get("HARNESS_TEST_WORK", "1"))
+
+        def forward(self, x):
+            for _ in range(self.work):
+                x = x @ self.weight
+            return x
+
+    @harness.hookimpl
+    def harness_models():
+        return [ModelSpec(name="toy_work", constructor=Work, inputs=[Input("x", "(B, 64)")],
+                          outputs=["(B, 64)"], batch_sizes=(2,))]
+
+    @harness.hookimpl
+    def harness_suites():
+        return [Suite(name="toy", models=("toy_work",),
+                      sweep={"batch_sizes": (2,), "max_time": 0.05, "warmup_time": 0.01})]
+"""
+
+
+@pytest.fixture(scope="module")
+def work_plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a subprocess that loads WORK_PLUGIN (model toy_work, suite toy)."""
+    directory = tmp_path_factory.mktemp("work_plugin")
+    (directory / "harness_test_work.py").write_text(textwrap.dedent(WORK_PLUGIN))
+    return {**os.environ, "PYTHONPATH": str(directory), "HARNESS_PLUGINS": "harness_test_work",
+            "HARNESS_TEST_WORK": "1"}
