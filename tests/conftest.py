@@ -1,8 +1,9 @@
-"""Shared fixtures: the real registry, and throwaway plugin modules written to disk."""
+"""Shared fixtures: the real registry, throwaway plugin modules written to disk, asv."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -101,3 +102,19 @@ def work_plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (directory / "harness_test_work.py").write_text(textwrap.dedent(WORK_PLUGIN))
     return {**os.environ, "PYTHONPATH": str(directory), "HARNESS_PLUGINS": "harness_test_work",
             "HARNESS_TEST_WORK": "1"}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+ASV_OUTPUTS = ("results_dir", "html_dir", "env_dir")
+
+
+def asv_config(directory: Path) -> Path:
+    """The project's asv.conf.json with everything asv writes moved into ``directory``."""
+    from asv.util import load_json
+
+    conf = load_json(ROOT / "asv.conf.json", js_comments=True)
+    conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / conf["benchmark_dir"]),
+                **{key: str(directory / conf[key]) for key in ASV_OUTPUTS})
+    path = directory / "asv.conf.json"
+    path.write_text(json.dumps(conf))
+    return path

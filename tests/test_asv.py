@@ -18,28 +18,30 @@ from asv.util import load_json
 
 from harness.suites import ModelOverride, Suite
 from harness.tracking import SUITES_ENV
+from tests.conftest import ASV_OUTPUTS, ROOT, asv_config
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def test_the_configuration_pins_torch_and_writes_under_results():
+    conf = load_json(ROOT / "asv.conf.json", js_comments=True)
+    assert conf["environment_type"] == "virtualenv"
+    assert conf["matrix"] == {"req": {"torch": ["2.13.0"]}}
+    assert "--no-deps" in conf["build_command"][0]
+    assert "--force-reinstall" not in conf["install_command"][0]
+    assert all(conf[key].startswith("results/asv/") for key in ASV_OUTPUTS)
 
 
 @pytest.fixture
 def asv(tmp_path: Path):
     """Runs asv with the project's configuration, its outputs and machine file in tmp_path."""
-    conf = load_json(ROOT / "asv.conf.json", js_comments=True)
-    assert conf["environment_type"] == "virtualenv"
-    assert conf["matrix"] == {"req": {"torch": ["2.13.0"]}}
-    assert all(conf[d].startswith("results/asv/") for d in ("results_dir", "html_dir", "env_dir"))
-    conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / conf["benchmark_dir"]),
-                **{d: str(tmp_path / conf[d]) for d in ("results_dir", "html_dir", "env_dir")})
-    (tmp_path / "asv.conf.json").write_text(json.dumps(conf))
+    config = asv_config(tmp_path)
     env = {**{k: v for k, v in os.environ.items() if k != SUITES_ENV}, "HOME": str(tmp_path)}
 
-    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "asv", *args, "--config",
-                               str(tmp_path / "asv.conf.json")], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "asv", *args, "--config", str(config)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
 
-    run.results = tmp_path / conf["results_dir"]
+    run.results = tmp_path / "results/asv/results"
     return run
 
 
