@@ -1,4 +1,5 @@
-"""The ``harness`` command: list, check, run and compare models from the plugin registry.
+"""The ``harness`` command: list, check, run and compare models from the plugin registry,
+and import asv's results as runs.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -19,6 +20,7 @@ import torch
 
 import harness
 from harness import axes, compare, console, environment
+from harness.asv_import import load_asv_runs
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
 from harness.isolation import ISOLATION_MODES, make_executor
@@ -221,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.set_defaults(func=cmd_compare)
+
+    p = commands.add_parser("import-asv", help="turn asv's results into harness runs, "
+                                               "for compare and reports")
+    p.add_argument("directory", nargs="?", type=Path, default=Path("results/asv/results"),
+                   metavar="DIR", help="asv's results directory (default results/asv/results)")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
+                   help="results file to write (JSON Lines; appended to if it exists)")
+    p.add_argument("--commit", metavar="PREFIX", help="only the results of this commit")
+    p.add_argument("--machine", metavar="NAME", help="only the results of this asv machine")
+    _common(p)
+    p.set_defaults(func=cmd_import_asv)
     return parser
 
 
@@ -407,6 +420,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.stdout.print(f"{len(table)} cases: {summary}" + (f"; {extra}" if extra else ""),
                              soft_wrap=True)
     return 1 if regressed and args.fail_on_regression else 0
+
+
+def cmd_import_asv(args: argparse.Namespace) -> int:
+    runs = load_asv_runs(args.directory, _registry(args), args.commit, args.machine)
+    for run in runs:
+        with ResultsWriter(args.out, {**run.header, "command": ["harness", *sys.argv[1:]]}) as out:
+            for case in run.cases:
+                out.write_case(case)
+        env = run.header["environment"]
+        console.stdout.print(f"{env['git']['commit'][:12]} on {env['hostname']} "
+                             f"({env['asv_env']}): {len(run.cases)} cases, run {out.run_id}",
+                             soft_wrap=True)
+    console.stdout.print(f"results: {args.out}", soft_wrap=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

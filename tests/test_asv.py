@@ -100,3 +100,14 @@ def test_generated_parameters_follow_the_axes_the_cases_vary_in(generated):
     assert metrics.mlp().tracked((4, "bfloat16", "default")).case.dims["NHID"] == 1024
     with pytest.raises(NotImplementedError, match="not tracked"):
         metrics.mlp().tracked((3, "float32", "none"))
+
+
+def test_importing_asv_results_needs_a_results_directory_with_results(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["import-asv", str(tmp_path / "none"), "--out", str(tmp_path / "a.jsonl")]) == 1
+    assert "is not a directory of asv results" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["import-asv", str(tmp_path / "empty"), "--commit", "abc",
+                 "--out", str(tmp_path / "a.jsonl")]) == 1
+    assert f"no asv results in {tmp_path / 'empty'} for commit abc" in capsys.readouterr().err
