@@ -14,7 +14,8 @@ from harness.errors import PluginError, SuiteError
 from harness.registry import load_registry
 from tests.conftest import TOY_PLUGIN
 
-BUILTIN_FAMILIES = {"gan", "unet", "vision", "dense", "sequence", "autoencoder", "einops"}
+BUILTIN_FAMILIES = {"gan", "unet", "vision", "dense", "sequence", "autoencoder", "einops",
+                    "calibration"}
 REQUIRED_SUITES = {"gan", "classifiers", "sequence", "autoencoders", "segmentation", "smoke", "all"}
 
 
