@@ -1,5 +1,5 @@
 """The ``harness`` command: list, check, run and compare models from the plugin registry,
-and import asv's results as runs.
+import asv's results as runs and export runs as pytest-benchmark JSON.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -21,6 +21,7 @@ import torch
 import harness
 from harness import axes, compare, console, environment
 from harness.asv_import import load_asv_runs
+from harness.export import to_pytest_benchmark
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
 from harness.isolation import ISOLATION_MODES, make_executor
@@ -234,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", metavar="NAME", help="only the results of this asv machine")
     _common(p)
     p.set_defaults(func=cmd_import_asv)
+
+    p = commands.add_parser("export", help="write a run as pytest-benchmark JSON")
+    p.add_argument("run", metavar="RUN", help="results file or directory, or FILE#RUN")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
+                   help="the JSON file for 'pytest-benchmark compare' or --benchmark-compare")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -433,6 +441,16 @@ def cmd_import_asv(args: argparse.Namespace) -> int:
                              f"({env['asv_env']}): {len(run.cases)} cases, run {out.run_id}",
                              soft_wrap=True)
     console.stdout.print(f"results: {args.out}", soft_wrap=True)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    document = to_pytest_benchmark(load_selection(args.run))
+    try:
+        args.out.write_text(json.dumps(document, indent=2, default=str))
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    console.stdout.print(f"{len(document['benchmarks'])} cases: {args.out}", soft_wrap=True)
     return 0
 
 

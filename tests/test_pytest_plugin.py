@@ -74,3 +74,29 @@ def test_a_bad_selection_is_a_one_line_usage_error(user_tests):
     result = user_tests.runpytest_subprocess("-p", "no:cacheprovider", "--harness-suite", "gna")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*harness: unknown suite 'gna'; did you mean 'gan'*"])
+
+
+def test_harness_export_writes_runs_that_pytest_benchmark_compare_reads(tmp_path, capsys):
+    from harness.cli import main
+    from harness.results import ResultsWriter
+
+    samples = [2e-4, 2.2e-4, 2.1e-4, 2.05e-4, 3e-4]
+    case = {"model": "mlp", "suite": None, "batch_size": 8, "device": "cpu",
+            "dtype": "float32", "precision": "cast", "compile_mode": "none", "backend": None,
+            "mode": "infer", "dims": {"NIN": 100}, "status": "ok", "error": None,
+            "latency": {"unit": "s", "median": 2.1e-4, "samples": samples, "block_size": 16}}
+    env = {"hostname": "box", "cpu_model": "cpu", "git": {"commit": "ab" * 20, "dirty": False}}
+    with ResultsWriter(tmp_path / "run.jsonl", {"command": ["t"], "environment": env}) as out:
+        out.write_case(case)
+        out.write_case({**case, "model": "vae", "status": "error", "latency": None})
+
+    assert main(["export", str(tmp_path / "run.jsonl"), "--out", str(tmp_path / "b.json")]) == 0
+    assert "1 cases" in capsys.readouterr().out
+    (benchmark,) = json.loads((tmp_path / "b.json").read_text())["benchmarks"]
+    assert benchmark["name"] == "mlp[B=8,NIN=100]" and benchmark["extra_info"]["batch_size"] == 8
+    assert benchmark["stats"]["median"] == 2.1e-4 and benchmark["stats"]["rounds"] == 5
+    assert benchmark["stats"]["iterations"] == 16
+    compared = subprocess.run([sys.executable, "-m", "pytest_benchmark", "compare",
+                               str(tmp_path / "b.json")], capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stderr
+    assert "mlp[B=8,NIN=100]" in compared.stdout
