@@ -21,9 +21,9 @@ import torch
 import harness
 from harness import axes, compare, console, environment
 from harness.asv_import import load_asv_runs
-from harness.export import to_pytest_benchmark
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
+from harness.export import to_pytest_benchmark
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="write a run as pytest-benchmark JSON")
     p.add_argument("run", metavar="RUN", help="results file or directory, or FILE#RUN")
     p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
-                   help="the JSON file for 'pytest-benchmark compare' or --benchmark-compare")
+                   help="the JSON file, for 'pytest-benchmark compare'")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.set_defaults(func=cmd_export)
     return parser
