@@ -1,4 +1,5 @@
-"""The ``harness`` command: list, check, run, compare, track, report on and profile models.
+"""The ``harness`` command: list, check, run, compare, track, report on and profile models,
+import asv's results as runs and export runs as pytest-benchmark JSON.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -20,8 +21,10 @@ import torch
 
 import harness
 from harness import axes, compare, console, environment, history, profile, report
+from harness.asv_import import load_asv_runs
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
+from harness.export import to_pytest_benchmark
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Case, Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
@@ -283,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_profile)
     _history_and_report(commands)
+
+    p = commands.add_parser("import-asv", help="turn asv's results into harness runs, "
+                                               "for compare and reports")
+    p.add_argument("directory", nargs="?", type=Path, default=Path("results/asv/results"),
+                   metavar="DIR", help="asv's results directory (default results/asv/results)")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
+                   help="results file to write (JSON Lines; appended to if it exists)")
+    p.add_argument("--commit", metavar="PREFIX", help="only the results of this commit")
+    p.add_argument("--machine", metavar="NAME", help="only the results of this asv machine")
+    _common(p)
+    p.set_defaults(func=cmd_import_asv)
+
+    p = commands.add_parser("export", help="write a run as pytest-benchmark JSON")
+    p.add_argument("run", metavar="RUN", help="results file or directory, or FILE#RUN")
+    p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
+                   help="the JSON file, for 'pytest-benchmark compare'")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -587,6 +608,30 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     html = report.render(load_runs(args.runs), args.title, args.order, args.threshold)
     console.stdout.print(f"report: {report.write(html, args.out)}", soft_wrap=True)
+    return 0
+
+
+def cmd_import_asv(args: argparse.Namespace) -> int:
+    runs = load_asv_runs(args.directory, _registry(args), args.commit, args.machine)
+    for run in runs:
+        with ResultsWriter(args.out, {**run.header, "command": ["harness", *sys.argv[1:]]}) as out:
+            for case in run.cases:
+                out.write_case(case)
+        env = run.header["environment"]
+        console.stdout.print(f"{env['git']['commit'][:12]} on {env['hostname']} "
+                             f"({env['asv_env']}): {len(run.cases)} cases, run {out.run_id}",
+                             soft_wrap=True)
+    console.stdout.print(f"results: {args.out}", soft_wrap=True)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    document = to_pytest_benchmark(load_selection(args.run))
+    try:
+        args.out.write_text(json.dumps(document, indent=2, default=str))
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    console.stdout.print(f"{len(document['benchmarks'])} cases: {args.out}", soft_wrap=True)
     return 0
 
 

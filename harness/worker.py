@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from harness.devices import DTYPES, default_threads, is_out_of_memory
+from harness.devices import DTYPES, default_threads, is_out_of_memory, synchronize
 from harness.flops import count_flops
 from harness.memory import PeakMemory, tensor_bytes
 from harness.plan import Case
@@ -94,6 +94,33 @@ def compile_workload(workload: Workload, case: Case, spec: ModelSpec) -> None:
     compiled = torch.compile(workload.model, backend=case.backend,
                              mode=None if case.compile_mode == "default" else case.compile_mode)
     workload.step = _step(compiled, workload, spec)
+
+
+@contextlib.contextmanager
+def prepared(spec: ModelSpec, case: Case) -> Iterator[Callable[[], object]]:
+    """The step :func:`measure_case` times, for another timer (asv, pytest-benchmark).
+
+    Built and, for a compiled case, compiled, then called once, so neither building
+    nor compilation lands in the timer's first sample; it runs in the case's context
+    (inference mode, autocast) until the block ends. On an accelerator the step also
+    waits for the device, since those timers never synchronise.
+    """
+    torch.set_num_threads(case.threads or default_threads())
+    workload = prepare_workload(spec, case, case.batch_size)
+    with workload.context:
+        if case.compile_mode != "none":
+            compile_workload(workload, case, spec)
+        device = torch.device(case.device)
+        step = workload.step if device.type == "cpu" else _synchronised(workload.step, device)
+        step()
+        yield step
+
+
+def _synchronised(step: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    def call() -> None:
+        step()
+        synchronize(device)
+    return call
 
 
 def _frames_compiled() -> int:
