@@ -28,8 +28,8 @@ from harness.export import to_pytest_benchmark
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Case, Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
-from harness.results import (ResultsWriter, default_path, last_run, list_runs, load_runs,
-                             load_selection, merge_runs)
+from harness.results import (ResultsWriter, default_path, environment_of, last_run, list_runs,
+                             load_runs, load_selection, merge_runs)
 from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
 from harness.worker import count_params
 
@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", type=_choices(axes.MODES), metavar="infer,train",
                    help="inference and/or a training step: forward, loss, backward, SGD step "
                         "(default infer)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch intra-op threads per case")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch intra-op threads per case")
     p.add_argument("--repeats", type=_positive_int, metavar="N",
                    help="measure each case in N fresh processes, spread over the run, so "
                         "'harness compare' sees process-to-process noise (default 1)")
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
     p.add_argument("--mode", choices=axes.MODES, default="infer",
                    help="inference or a training step (default infer)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch intra-op threads")
     p.add_argument("--steps", type=_positive_int, default=profile.DEFAULT_STEPS, metavar="N",
                    help=f"steps recorded, after {profile.WAIT_STEPS} skipped and "
                         f"{profile.WARMUP_STEPS} warm-up steps "
@@ -409,7 +410,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 _SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
                       "compile", "backend", "mode", "threads", "timeout", "max_time",
-                      "min_time", "warmup_time", "target_precision", "target_mde", "repeats", "shard")
+                      "min_time", "warmup_time", "target_precision", "target_mde", "repeats",
+                      "shard")
 
 
 def _target_precision(args: argparse.Namespace) -> float | None:
@@ -566,8 +568,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     counts = compare.summarise(table, args.metric)
     keys = [set(compare.latest_cases(f)) for f in (baseline, candidate)]
     only = {"baseline": len(keys[0] - keys[1]), "candidate": len(keys[1] - keys[0])}
-    environments = [{c[4:]: f[c].iloc[0] for c in f.columns if c.startswith("env.")}
-                    for f in (baseline, candidate)]
+    environments = [environment_of(f.iloc[0]) for f in (baseline, candidate)]
     hardware = compare.different_machines(environments)
     speedups = compare.geomean_speedups(table, metric=args.metric)
     regressed = bool(table["regressed"].any())

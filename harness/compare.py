@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import CompareError
+from harness.plan import case_key_of_record
 from harness.stats import z_quantile
 
 METRICS = ("latency", "throughput", "memory")
@@ -152,11 +153,10 @@ def verdict(ratio: float, ci: tuple[float, float], significant: bool, threshold:
 
 
 def case_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    backend = row.get("backend") if row.get("compile_mode") != "none" else None
-    dims = row.get("dims") or {}
-    return (row["model"], int(row["batch_size"]), tuple(sorted(dims.items())), row["device"],
-            row["dtype"], row.get("precision") or "cast", row["compile_mode"], backend,
-            row["mode"])
+    """A case's identity across runs: its record's key at the batch size actually
+    measured (``auto`` included), without the repeat."""
+    return case_key_of_record({**row, "batch_size": int(row["batch_size"]),
+                               "batch_search": None})[:-1]
 
 
 def case_label(key: tuple[Any, ...]) -> str:

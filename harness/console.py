@@ -149,10 +149,9 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
                          no_wrap=column == "case")
     for row in rows:
         ratio, ci = _ratio_text(row)
-        mde = f"{row['mde']:.1%}" if row.get("mde") is not None and row["mde"] == row["mde"] else "-"
         q = f"{row['q_value']:.2g}" if row.get("q_value") is not None else "-"
         cells = [row["case"], _metric_value(row["baseline"], metric),
-                 _metric_value(row["candidate"], metric), ratio, ci, mde, q,
+                 _metric_value(row["candidate"], metric), ratio, ci, _percent(row.get("mde")), q,
                  f"[{_VERDICT_STYLE[row['verdict']]}]{row['verdict']}[/]"]
         if hardware:
             cells += [_percent(row.get("baseline_utilisation")),

@@ -14,6 +14,7 @@ import pandas as pd
 
 from harness.compare import case_key, case_label, latest_cases
 from harness.errors import ResultsError, UsageError
+from harness.results import environment_of
 
 
 def _stats(samples: list[float], iterations: int) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
             rows.append({**records[0], "latency.samples": samples})
     if not rows:
         raise ResultsError("no successful cases with samples to export")
-    env = {c[4:]: v for c, v in rows[-1].items() if c.startswith("env.")}
+    env = environment_of(rows[-1])
     return {"machine_info": {"node": env.get("hostname"), "processor": env.get("cpu_model"),
                              "machine": env.get("machine"), "system": env.get("os"),
                              "python_version": env.get("python_version"),

@@ -89,10 +89,10 @@ class Case:
 def case_key_of_record(record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The :meth:`Case.key` of a written record (auto-batch records keep ``None``)."""
     batch = None if record.get("batch_search") else record["batch_size"]
-    return (record["model"], batch, tuple(sorted(record["dims"].items())), record["device"],
-            record["dtype"], record.get("precision", "cast"), record["compile_mode"],
-            record.get("backend") if record["compile_mode"] != "none" else None, record["mode"],
-            record.get("repeat", 0))
+    return Case(record["model"], batch, record["dims"], device=record["device"],
+                dtype=record["dtype"], precision=record.get("precision", "cast"),
+                compile_mode=record["compile_mode"], backend=record.get("backend") or "inductor",
+                mode=record["mode"], repeat=record.get("repeat", 0)).key()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from harness import compare, history, svg
 from harness.console import format_rate
 from harness.errors import CompareError, ReportError
 from harness.memory import format_bytes
+from harness.results import environment_of
 from harness.stats import format_seconds
 
 MAX_RUNS_PER_BOX = 6  # beyond this, distributions show the first and last run only
@@ -204,17 +205,12 @@ def _section(anchor: str, heading: str, intro: str, content: str) -> str:
             f"{content}</section>")
 
 
-def _environment(frame: pd.DataFrame) -> dict[str, Any]:
-    first = frame.iloc[0]
-    return {c[4:]: first[c] for c in frame.columns if c.startswith("env.")}
-
-
 def runs_section(runs: Sequence[history.Run], frames: Mapping[RunKey, pd.DataFrame]) -> str:
     coloured = {i for i, _ in _distributed(runs)}
     rows = []
     for i, run in enumerate(runs):
         part = frames[run.key]
-        env = _environment(part)
+        env = environment_of(part.iloc[0])
         gpus = env.get("gpus")
         gpu_names = ", ".join(g.get("name", "?") for g in gpus) if isinstance(gpus, list) else ""
         statuses = part["status"].value_counts().to_dict()

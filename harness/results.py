@@ -154,6 +154,11 @@ def _flatten(prefix: str, value: Mapping[str, Any], out: dict[str, Any]) -> None
             out[f"{prefix}{key}"] = item
 
 
+def environment_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The run environment of a row of :func:`load`: its ``env.*`` columns, unprefixed."""
+    return {key[4:]: value for key, value in row.items() if key.startswith("env.")}
+
+
 def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """A tidy DataFrame, one row per case, from result files or directories of them.
 

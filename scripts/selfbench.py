@@ -188,7 +188,8 @@ def main() -> None:
         return
     unknown = set(args.which) - set(BENCHMARKS)
     if unknown:
-        parser.error(f"unknown benchmark {sorted(unknown)[0]!r}; choose from {', '.join(BENCHMARKS)}")
+        parser.error(f"unknown benchmark {sorted(unknown)[0]!r}; "
+                     f"choose from {', '.join(BENCHMARKS)}")
     results = {}
     for name in args.which or BENCHMARKS:
         results[name] = BENCHMARKS[name]()

@@ -51,7 +51,8 @@ MODEL = "calibration_matmul"
 BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
 ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
 
-Rule = Callable[[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]], bool]
+Records = Sequence[Mapping[str, Any]]  # one role's repeats
+Rule = Callable[[Records, Records], bool]
 
 
 def measure(rounds: int, repeats: int, sample_time: float, out: Path) -> None:
@@ -73,22 +74,19 @@ def measure(rounds: int, repeats: int, sample_time: float, out: Path) -> None:
             print(f"round {index + 1}/{rounds} done", flush=True)
 
 
-Records = Sequence[Mapping[str, Any]]  # one role's repeats
-
-
 def _pooled(records: Records) -> list[float]:
     return [s for r in records for s in r["latency"]["samples"]]
 
 
-def _flat(records: Records) -> list[dict[str, Any]]:
-    """Records as ``harness.results.load`` rows (dotted keys), for ``compare.estimate``."""
-    return [{"latency.samples": r["latency"]["samples"], "batch_size": r["batch_size"]}
-            for r in records]
+def _shift(base: Records, cand: Records) -> compare.ShiftEstimate:
+    """What ``harness compare`` estimates for one role against another."""
+    return compare.shift_of_processes([r["latency"]["samples"] for r in base],
+                                      [r["latency"]["samples"] for r in cand])
 
 
 def harness_rule(threshold: float) -> Rule:
     def slower(base: Records, cand: Records) -> bool:
-        est = compare.estimate(_flat(base), _flat(cand), "latency")
+        est = _shift(base, cand)
         return compare.verdict(est.ratio, (est.ci_low, est.ci_high),
                                est.p_value <= compare.ALPHA, threshold, True) == "slower"
     return slower
@@ -137,8 +135,8 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
                        "false_alarms": false_alarms / len(complete)}
     measured = [sum(s * r["latency"]["block_size"] for r in role for s in r["latency"]["samples"])
                 for group in complete for role in group.values()]
-    ratios = [compare.estimate(_flat(r["a"]), _flat(r["b"]), "latency").ratio for r in complete]
-    aa = [compare.estimate(_flat(r["a2"]), _flat(r["a3"]), "latency").ratio for r in complete]
+    ratios = [_shift(r["a"], r["b"]).ratio for r in complete]
+    aa = [_shift(r["a2"], r["a3"]).ratio for r in complete]
     return {"pairs": len(complete), "rules": table,
             "measuring_time_per_run_s": sum(measured) / len(measured),
             "slowdown_ratio_median": sorted(ratios)[len(ratios) // 2],
