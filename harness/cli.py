@@ -1,5 +1,6 @@
 """The ``harness`` command: list, check, run, compare, track, report on and profile models,
-import asv's results as runs and export runs as pytest-benchmark JSON.
+time two versions of a model turn about (ab), import asv's results as runs and export
+runs as pytest-benchmark JSON.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -13,14 +14,16 @@ import json
 import re
 import shlex
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import pandas as pd
 import torch
 
 import harness
-from harness import axes, compare, console, environment, history, profile, report
+from harness import axes, compare, console, environment, history, interleave, profile, report
 from harness.asv_import import load_asv_runs
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
@@ -28,10 +31,14 @@ from harness.export import to_pytest_benchmark
 from harness.isolation import ISOLATION_MODES, make_executor
 from harness.plan import Case, Request, build_plan, case_key_of_record, select_models
 from harness.registry import Registry, load_registry, plugin_selection
-from harness.results import (ResultsWriter, default_path, environment_of, last_run, list_runs,
-                             load_runs, load_selection, merge_runs)
+from harness.results import (SUFFIX, ResultsWriter, default_path, environment_of, last_run,
+                             list_runs, load, load_runs, load_selection, merge_runs)
 from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
+from harness.timing import MeasureConfig
 from harness.worker import count_params
+
+AB_TIME = 2.0  # seconds of samples per side: see the README's validation of harness ab
+AB_TIMEOUT = 300.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,6 +164,24 @@ def _selection(parser: argparse.ArgumentParser, *, dims: bool) -> None:
                                                        "(repeatable; lists are swept)")
 
 
+def _one_case_options(p: argparse.ArgumentParser) -> None:
+    """The options naming one case (profile, ab): one value per axis."""
+    p.add_argument("--model", "-m", required=True, metavar="NAME", help="the model")
+    p.add_argument("--batch-size", "-b", type=_positive_int, metavar="N",
+                   help="batch size (default: the largest of the model's defaults)")
+    p.add_argument("--dim", "-d", action="append", type=_dim, default=[], metavar="NAME=V",
+                   help="a dimension's value, e.g. H=128 (repeatable)")
+    p.add_argument("--device", choices=axes.DEVICES, default="cpu", help="default cpu")
+    p.add_argument("--dtype", choices=axes.DTYPES, default="float32", help="default float32")
+    p.add_argument("--precision", choices=axes.PRECISIONS, help="cast (default) or amp")
+    p.add_argument("--compile", choices=axes.COMPILE_MODES, default="none",
+                   help="torch.compile mode (default none)")
+    p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
+    p.add_argument("--mode", choices=axes.MODES, default="infer",
+                   help="inference or a training step (default infer)")
+    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch intra-op threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
@@ -258,20 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
     p = commands.add_parser("profile", help="profile one case with torch.profiler: a trace for "
                                              "TensorBoard, top operators, memory")
-    p.add_argument("--model", "-m", required=True, metavar="NAME", help="the model")
-    p.add_argument("--batch-size", "-b", type=_positive_int, metavar="N",
-                   help="batch size (default: the largest of the model's defaults)")
-    p.add_argument("--dim", "-d", action="append", type=_dim, default=[], metavar="NAME=V",
-                   help="a dimension's value, e.g. H=128 (repeatable)")
-    p.add_argument("--device", choices=axes.DEVICES, default="cpu", help="default cpu")
-    p.add_argument("--dtype", choices=axes.DTYPES, default="float32", help="default float32")
-    p.add_argument("--precision", choices=axes.PRECISIONS, help="cast (default) or amp")
-    p.add_argument("--compile", choices=axes.COMPILE_MODES, default="none",
-                   help="torch.compile mode (default none)")
-    p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
-    p.add_argument("--mode", choices=axes.MODES, default="infer",
-                   help="inference or a training step (default infer)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch intra-op threads")
+    _one_case_options(p)
     p.add_argument("--steps", type=_positive_int, default=profile.DEFAULT_STEPS, metavar="N",
                    help=f"steps recorded, after {profile.WAIT_STEPS} skipped and "
                         f"{profile.WARMUP_STEPS} warm-up steps "
@@ -286,6 +298,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     _common(p)
     p.set_defaults(func=cmd_profile)
+    p = commands.add_parser(
+        "ab", help="time one case's baseline and candidate code turn about, then compare",
+        description="Time one case with two versions of the model code (by default HEAD "
+                    "against the working tree) in two processes at once, in alternating "
+                    "turns of about 20 ms, so the machine's drift hits both alike; then "
+                    "judge the per-turn ratios as 'harness compare' does.")
+    _one_case_options(p)
+    p.add_argument("--baseline", default="HEAD", metavar="REV|DIR",
+                   help="the baseline's model code: a git revision of this checkout or a "
+                        "folder with a plugins package (default HEAD)")
+    p.add_argument("--candidate", metavar="REV|DIR",
+                   help="the candidate's model code, likewise (default: the working tree)")
+    p.add_argument("--time", type=_seconds(), default=AB_TIME, metavar="SECONDS",
+                   help=f"seconds of timed samples per side (default {AB_TIME:g})")
+    p.add_argument("--timeout", type=_seconds(), default=AB_TIMEOUT, metavar="SECONDS",
+                   help=f"longest wait for one side's answer (default {AB_TIMEOUT:g})")
+    p.add_argument("--threshold", type=_fraction, default=compare.DEFAULT_THRESHOLD,
+                   metavar="PCT", help="smallest change that counts, e.g. 3%% (default 5%%)")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 if the candidate is significantly slower by the threshold")
+    p.add_argument("--out", "-o", type=Path, default=Path("results/ab"), metavar="DIR",
+                   help="folder of sessions (default results/ab); this one writes "
+                        "DIR/<time>-<model>/baseline.jsonl and candidate.jsonl")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    _common(p)
+    p.set_defaults(func=cmd_ab)
     _history_and_report(commands)
 
     p = commands.add_parser("import-asv", help="turn asv's results into harness runs, "
@@ -520,28 +559,68 @@ def _profile(registry: Registry, cases: Sequence[Case], folder: Path, steps: int
     return failures
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    profile.require_viewer()
-    registry = _registry(args)
+def _one_case(args: argparse.Namespace, registry: Registry, command: str) -> Case:
     spec = registry.model(args.model).spec
     several = [name for name, values in args.dim if len(values) > 1]
     if several:
-        raise UsageError(f"harness profile takes one value per dimension; {several[0]} has "
-                         "several ('harness run --profile' sweeps them)")
+        raise UsageError(f"harness {command} takes one value per dimension; {several[0]} has "
+                         "several ('harness run' sweeps them)")
     plan = build_plan(registry, Request(
         models=(spec.name,), batch_sizes=(args.batch_size or max(spec.batch_sizes),),
         dims=dict(args.dim), devices=(args.device,), dtypes=(args.dtype,),
         precision=args.precision, compile_modes=(args.compile,), backend=args.backend,
         modes=(args.mode,), threads=args.threads))
     if not plan.cases:
-        raise UsageError(f"model {spec.name!r} has no training step; profile it with "
-                         "--mode infer")
-    folder = profile.output_folder(args.out / profile.run_name(spec.name))
-    failures = _profile(registry, plan.cases, folder, args.steps, args.with_stack, args.top,
+        raise UsageError(f"model {spec.name!r} has no training step; use --mode infer")
+    return plan.cases[0]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    profile.require_viewer()
+    registry = _registry(args)
+    case = _one_case(args, registry, "profile")
+    folder = profile.output_folder(args.out / profile.run_name(case.model))
+    failures = _profile(registry, [case], folder, args.steps, args.with_stack, args.top,
                         args.quiet)
     if failures:
         raise HarnessError(failures[0])
     return 0
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    case = _one_case(args, registry, "ab")
+    config = MeasureConfig(max_time=args.time)
+    with tempfile.TemporaryDirectory(prefix="harness-ab-") as scratch, \
+            console.Progress(1, quiet=args.quiet) as progress:
+        sides = [interleave.side(case, revision, Path(scratch) / role)
+                 for role, revision in (("baseline", args.baseline),
+                                        ("candidate", args.candidate))]
+        progress.start(0, f"{case.label}: {sides[0].source} against "
+                          f"{sides[1].source}, turn about")
+        records = interleave.measure_interleaved(
+            *sides, config, plugins=args.plugin, disabled=args.disable_plugin,
+            timeout=args.timeout,
+            on_turn=lambda done: progress.status(f"{case.label}: {done:.0%}"))
+        progress.finish("done")
+    folder = default_path(case.model, args.out).with_suffix("")
+    env = {**environment.collect(), "peak_flops": {}}
+    paths = []
+    for side, record in zip(sides, records):
+        role = record["interleaved"]["side"]
+        header = {"command": ["harness", *sys.argv[1:]], "environment": env,
+                  "settings": {**dataclasses.asdict(config), "timeout": args.timeout,
+                               "isolation": "interleaved"},
+                  "interleaved": {"session": record["interleaved"]["session"], "side": role,
+                                  "source": side.source}}
+        paths.append(folder / f"{role}{SUFFIX}")
+        with ResultsWriter(paths[-1], header) as writer:
+            writer.write_case(record)
+    status = _print_comparison(load(paths[0]), load(paths[1]), [str(p) for p in paths],
+                               "latency", args.threshold, args.json, args.fail_on_regression)
+    if not args.json:
+        console.stdout.print(f"results: {folder}", soft_wrap=True)
+    return status
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -563,24 +642,31 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    baseline, candidate = load_selection(args.baseline), load_selection(args.candidate)
-    table = compare.compare(baseline, candidate, args.metric, args.threshold)
-    counts = compare.summarise(table, args.metric)
+    return _print_comparison(load_selection(args.baseline), load_selection(args.candidate),
+                             [args.baseline, args.candidate], args.metric, args.threshold,
+                             args.json, args.fail_on_regression)
+
+
+def _print_comparison(baseline: pd.DataFrame, candidate: pd.DataFrame, names: Sequence[str],
+                      metric: str, threshold: float, as_json: bool, fail: bool) -> int:
+    """The comparison's tables (or JSON); 1 if ``fail`` and a case regressed."""
+    table = compare.compare(baseline, candidate, metric, threshold)
+    counts = compare.summarise(table, metric)
     keys = [set(compare.latest_cases(f)) for f in (baseline, candidate)]
     only = {"baseline": len(keys[0] - keys[1]), "candidate": len(keys[1] - keys[0])}
     environments = [environment_of(f.iloc[0]) for f in (baseline, candidate)]
     hardware = compare.different_machines(environments)
-    speedups = compare.geomean_speedups(table, metric=args.metric)
+    speedups = compare.geomean_speedups(table, metric=metric)
     regressed = bool(table["regressed"].any())
-    if args.json:
-        print(json.dumps({"metric": args.metric, "threshold": args.threshold, "summary": counts,
+    if as_json:
+        print(json.dumps({"metric": metric, "threshold": threshold, "summary": counts,
                           "only_in": only, "different_machines": hardware,
                           "geomean_speedups": speedups.to_dict("records"),
                           "cases": table.to_dict("records")}, indent=2, default=str))
     else:
-        title = (f"{args.metric}: {args.baseline} -> {args.candidate} "
-                 f"(threshold {args.threshold:.1%}, q <= {compare.ALPHA})")
-        console.stdout.print(console.comparison_table(table.to_dict("records"), args.metric,
+        title = (f"{metric}: {names[0]} -> {names[1]} "
+                 f"(threshold {threshold:.1%}, q <= {compare.ALPHA})")
+        console.stdout.print(console.comparison_table(table.to_dict("records"), metric,
                                                       title, hardware))
         if hardware or len(speedups) > 1:
             console.stdout.print(console.speedup_table(speedups.to_dict("records")))
@@ -588,7 +674,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         extra = ", ".join(f"{n} only in {side}" for side, n in only.items() if n)
         console.stdout.print(f"{len(table)} cases: {summary}" + (f"; {extra}" if extra else ""),
                              soft_wrap=True)
-    return 1 if regressed and args.fail_on_regression else 0
+    return 1 if regressed and fail else 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:

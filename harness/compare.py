@@ -16,6 +16,11 @@ and its interval and p-value come from a bootstrap over processes. The lower qua
 because interference on a shared machine only ever adds time: the faster processes
 are the less disturbed, and a quartile still cannot be set by one odd process.
 
+The two sides of one ``harness ab`` session were timed turn about (``interleave``):
+then each turn of the candidate is paired with the baseline's turn beside it, and the
+ratio is the Hodges-Lehmann estimate of the per-turn log-ratios of medians with the
+Wilcoxon signed-rank interval and p-value, so the machine's drift cancels.
+
 A change must be both significant and at least ``threshold`` to count: a tiny but
 "significant" change is not what anyone gates a merge on, and with a single process
 per case the samples cannot see process-to-process drift.
@@ -123,6 +128,31 @@ def shift_of_repeats(baseline: Sequence[Sequence[float]], candidate: Sequence[Se
     return _estimate(float(level(b) - level(a)), float(low), float(high), p_value)
 
 
+def shift_of_turns(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]]
+                   ) -> ShiftEstimate:
+    """Samples of an interleaved session (``harness ab``) grouped by turn: the
+    Hodges-Lehmann estimate of the per-turn log-ratios of medians, with the Wilcoxon
+    signed-rank interval and p-value (normal approximation with tie correction)."""
+    if len(baseline) != len(candidate) or len(baseline) < 2:
+        raise ValueError("a shift of turns needs the same number (at least two) of turns")
+    d = (np.log([np.median(t) for t in candidate]) - np.log([np.median(t) for t in baseline]))
+    n = len(d)
+    upper = np.triu_indices(n)
+    walsh = np.sort(((d[:, None] + d[None, :]) / 2)[upper])
+    nonzero = d[d != 0]
+    ranks = pd.Series(np.abs(nonzero)).rank().to_numpy()
+    m = len(nonzero)
+    _, counts = np.unique(np.abs(nonzero), return_counts=True)
+    sd = math.sqrt(m * (m + 1) * (2 * m + 1) / 24 - (counts**3 - counts).sum() / 48)
+    w_plus = ranks[nonzero > 0].sum()
+    z = (abs(w_plus - m * (m + 1) / 4) - 0.5) / sd if sd else 0.0
+    p_value = min(1.0, 2 * _normal_sf(max(z, 0.0)))
+    k = round(len(walsh) / 2 - _Z_ALPHA * math.sqrt(n * (n + 1) * (2 * n + 1) / 24)) - 1
+    k = min(max(k, 0), (len(walsh) - 1) // 2)
+    return _estimate(float(np.median(walsh)), float(walsh[k]), float(walsh[len(walsh) - 1 - k]),
+                     p_value)
+
+
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     """Adjusted p-values (q-values) controlling the false discovery rate."""
     count = len(p_values)
@@ -213,10 +243,34 @@ def metric_samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
 
 def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
              metric: str) -> ShiftEstimate | None:
-    """Process-level when both sides have enough repeats, else on the pooled samples."""
+    """Turn by turn for the two sides of one interleaved session; process-level when
+    both sides have enough repeats; else on the pooled samples."""
+    turns = interleaved_turns(base, cand, metric)
+    if turns:
+        return shift_of_turns(*turns)
     xs = [s for s in (metric_samples(r, metric) for r in base) if s]
     ys = [s for s in (metric_samples(r, metric) for r in cand) if s]
     return shift_of_processes(xs, ys) if xs and ys else None
+
+
+def interleaved_turns(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
+                      metric: str) -> tuple[list[list[float]], list[list[float]]] | None:
+    """Both sides' samples cut into their turns, if they are the two sides of one
+    interleaved session; else None."""
+    if len(base) != 1 or len(cand) != 1:
+        return None
+    (b,), (c,) = base, cand
+    session = b.get("interleaved.session")
+    if not isinstance(session, str) or session != c.get("interleaved.session"):
+        return None
+    sides = []
+    for row in (b, c):
+        samples, counts = metric_samples(row, metric), row.get("interleaved.turns")
+        if not samples or not isinstance(counts, list) or sum(counts) != len(samples):
+            return None
+        cuts = np.cumsum([0, *counts])
+        sides.append([samples[i:j] for i, j in zip(cuts[:-1], cuts[1:])])
+    return (sides[0], sides[1]) if len(sides[0]) == len(sides[1]) >= 2 else None
 
 
 def shift_of_processes(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]

@@ -111,12 +111,21 @@ def time_call(fn: Callable[[], object], device: torch.device | str = "cpu") -> f
     return _Clock(torch.device(device)).time(fn, 1)
 
 
-def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
-            config: MeasureConfig = MeasureConfig()) -> Measurement:
-    """Warm ``fn`` up, then time it in blocks until precise enough or out of time."""
-    device = torch.device(device)
-    clock = _Clock(device)
-    first_call = clock.time(fn, 1)  # includes lazy initialisation and any compilation
+@dataclass(frozen=True)
+class WarmUp:
+    """What warming a callable up found: its first call, and the block to time it in."""
+
+    first_call: float  # includes lazy initialisation and any compilation
+    iters: int
+    last: float  # seconds of the last warm call: what a block of ``block_size`` costs each
+    block_size: int
+
+
+def warm_up(fn: Callable[[], object], device: torch.device | str = "cpu",
+            config: MeasureConfig = MeasureConfig()) -> WarmUp:
+    """Call ``fn`` until its times stop falling, then size a block to dwarf the clock."""
+    clock = _Clock(torch.device(device))
+    first_call = clock.time(fn, 1)
     times = [clock.time(fn, 1)]
     warm = times[0]  # a running total: fast calls make ``times`` long
     budget = max(config.warmup_time, config.max_time)
@@ -126,7 +135,23 @@ def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
         warm += times[-1]
     last = min(times[-2:])
     block_size = max(1, math.ceil(clock.overhead() / OVERHEAD_FRACTION / max(last, 1e-9)))
+    return WarmUp(first_call, len(times) + 1, last, block_size)
 
+
+def time_blocks(fn: Callable[[], object], device: torch.device | str, block_size: int,
+                count: int) -> list[float]:
+    """``count`` samples of per-call seconds, each over a block of ``block_size`` calls."""
+    clock = _Clock(torch.device(device))
+    return [clock.time(fn, block_size) / block_size for _ in range(count)]
+
+
+def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
+            config: MeasureConfig = MeasureConfig()) -> Measurement:
+    """Warm ``fn`` up, then time it in blocks until precise enough or out of time."""
+    device = torch.device(device)
+    clock = _Clock(device)
+    warm = warm_up(fn, device, config)
+    block_size = warm.block_size
     samples: list[float] = []
     spent = 0.0
     next_check = 6  # the median's CI needs six samples; re-check as the count grows 10 %
@@ -144,7 +169,7 @@ def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
             if LatencyStats.from_samples(samples).relative_ci_halfwidth <= config.target_precision:
                 break
             next_check = math.ceil(len(samples) * 1.1)
-    return Measurement(tuple(samples), block_size, len(times) + 1, first_call)
+    return Measurement(tuple(samples), block_size, warm.iters, warm.first_call)
 
 
 def _falling(times: list[float]) -> bool:

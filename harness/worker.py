@@ -22,7 +22,7 @@ from harness.flops import count_flops
 from harness.memory import PeakMemory, tensor_bytes
 from harness.plan import Case
 from harness.spec import ModelSpec, flatten_outputs
-from harness.timing import MeasureConfig, measure, time_call
+from harness.timing import MeasureConfig, Measurement, measure, time_call
 
 MAX_ERROR_CHARS = 500
 PROBE_STEPS = 2
@@ -170,6 +170,15 @@ def failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     return {**record, "status": status, "error": error_message(exc)}
 
 
+def latency_fields(case: Case, result: Measurement) -> dict[str, Any]:
+    """A record's latency (raw samples kept) and throughput, from one measurement."""
+    return {"latency": {"unit": "s", **result.stats.to_dict(), "block_size": result.block_size,
+                        "iterations": result.iterations, "blocks": len(result.samples),
+                        "warmup_iters": result.warmup_iters, "first_call": result.first_call,
+                        "samples": list(result.samples)},
+            "throughput": case.batch_size / result.stats.median}
+
+
 def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
                  peaks: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Measure ``case`` (whose batch size is set); exceptions become the record's status."""
@@ -191,12 +200,7 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
                     frames = _frames_compiled()
                 result = measure(workload.step, device, config)
         stats = result.stats
-        record["latency"] = {
-            "unit": "s", **stats.to_dict(), "block_size": result.block_size,
-            "iterations": result.iterations, "blocks": len(result.samples),
-            "warmup_iters": result.warmup_iters, "first_call": result.first_call,
-            "samples": list(result.samples)}
-        record["throughput"] = batch_size / stats.median
+        record.update(latency_fields(case, result))
         record["memory"] = {**memory.result, **_state_bytes(workload)}
         peak = (peaks or {}).get(peak_key(case.device, case.dtype))
         record["flops"] = {"per_step": flops, "achieved_per_s": flops / stats.median,

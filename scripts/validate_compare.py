@@ -1,19 +1,27 @@
-"""How often does `harness compare` catch a true 5 % slowdown, and how often does it cry wolf?
+"""How often does the harness catch a true 5 % slowdown, and how often does it cry wolf?
 
-    python scripts/validate_compare.py [--rounds 40] [--repeats 8] [--threshold 0.03]
-                                       [--out FILE] [--json PATH]
+    python scripts/validate_compare.py [--method ab|runs] [--rounds 40] [--threshold 0.03]
+                                       [--sample-time S] [--repeats R] [--out FILE] [--json PATH]
     python scripts/validate_compare.py --analyse FILE [--threshold 0.03]
 
 Each round measures the built-in ``calibration_matmul`` in four roles: WORK=20 and
 WORK=21 (exactly 5 % more work: the slowdown pair), and WORK=20 twice more (the A/A
-pair). Each role is measured as ``harness run --repeats R`` would: R fresh processes,
-round-robin over the roles, each sampling for ``--sample-time`` seconds, so a role
-gets the same timed sampling as one default run. The role order alternates between
-rounds. The same pairs are then judged by:
+pair). Two methods:
 
-* harness compare: with R >= 5, the ratio of medians of per-process medians with a
-  bootstrap over processes (else Hodges-Lehmann on the samples); slower if p <= 0.05
-  and the ratio is at least 1 + threshold;
+* ``ab`` (default): each pair is one ``harness ab`` session: both sides warm in two
+  processes pinned to the same cores, timed in alternating turns of about 20 ms for
+  ``--sample-time`` seconds each (default 2, ``harness ab``'s default). Which pair goes
+  first alternates between rounds.
+* ``runs``: each role is measured as separate ``harness run --repeats R`` runs would
+  be: R fresh processes, round-robin over the roles, each sampling ``--sample-time``
+  seconds (default 0.03); the role order alternates between rounds.
+
+The same pairs are then judged by:
+
+* the harness: ``compare.estimate``, exactly as ``harness compare`` (and ``harness ab``)
+  judge them: per-turn ratios for an ab session, a bootstrap over processes with
+  R >= 5, else Hodges-Lehmann on the samples; slower if p <= 0.05 and the ratio is at
+  least 1 + threshold;
 * asv compare's default rule: its own ``_is_result_better`` with factor 1.1 (a
   Mann-Whitney test at p < 0.002, or non-overlapping 99 % CIs, and a 10 % change);
 * pytest-benchmark's ``--benchmark-compare-fail`` with ``min:5%``, ``median:5%`` and
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -40,10 +49,11 @@ from asv_runner.statistics import compute_stats
 from pytest_benchmark.utils import parse_compare_fail
 
 from harness import compare
+from harness.interleave import Side, measure_interleaved
 from harness.isolation import ProcessExecutor
 from harness.plan import Case
 from harness.registry import load_registry
-from harness.results import ResultsWriter, iter_records
+from harness.results import ResultsWriter, load
 from harness.stats import LatencyStats
 from harness.timing import MeasureConfig
 
@@ -51,37 +61,54 @@ MODEL = "calibration_matmul"
 BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
 ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
 
-Records = Sequence[Mapping[str, Any]]  # one role's repeats
+Records = Sequence[Mapping[str, Any]]  # one role's records, as rows of results.load
 Rule = Callable[[Records, Records], bool]
+METHODS = {"ab": 2.0, "runs": 0.03}  # and each one's default seconds of samples per process
 
 
-def measure(rounds: int, repeats: int, sample_time: float, out: Path) -> None:
-    registry = load_registry()
-    spec = registry.model(MODEL).spec
-    executor = ProcessExecutor([], [], timeout=300)
-    config = MeasureConfig(warmup_time=0.1, min_time=sample_time, max_time=sample_time)
+def _cases() -> dict[str, Case]:
+    spec = load_registry().model(MODEL).spec
     base = Case(MODEL, spec.batch_sizes[0], dims=spec.resolve_dims({"WORK": BASE_WORK}))
     slow = replace(base, dims=spec.resolve_dims({"WORK": SLOW_WORK}))
-    cases = {"a": base, "b": slow, "a2": base, "a3": base}
-    header = {"command": ["scripts/validate_compare.py"], "settings": config.__dict__}
-    with ResultsWriter(out, header) as writer:
-        for index in range(rounds):
-            order = ROLES if index % 2 == 0 else ("b", "a", "a3", "a2")
-            for repeat in range(repeats):
-                for role in order:
-                    record = executor.measure(replace(cases[role], repeat=repeat), config, {})
-                    writer.write_case({**record, "round": index, "role": role})
-            print(f"round {index + 1}/{rounds} done", flush=True)
+    return {"a": base, "b": slow, "a2": base, "a3": base}
+
+
+def measure_runs(rounds: int, repeats: int, sample_time: float, writer: ResultsWriter) -> None:
+    """Every role as R fresh processes, round-robin over the roles."""
+    cases = _cases()
+    executor = ProcessExecutor([], [], timeout=300)
+    config = MeasureConfig(warmup_time=0.1, min_time=sample_time, max_time=sample_time)
+    for index in range(rounds):
+        order = ROLES if index % 2 == 0 else ("b", "a", "a3", "a2")
+        for repeat in range(repeats):
+            for role in order:
+                record = executor.measure(replace(cases[role], repeat=repeat), config, {})
+                writer.write_case({**record, "round": index, "role": role})
+        print(f"round {index + 1}/{rounds} done", flush=True)
+
+
+def measure_ab(rounds: int, sample_time: float, writer: ResultsWriter) -> None:
+    """Every pair as one interleaved session, as ``harness ab`` measures it."""
+    cases = _cases()
+    config = MeasureConfig(max_time=sample_time)
+    for index in range(rounds):
+        pairs = [("a", "b"), ("a2", "a3")]
+        for base, cand in pairs if index % 2 == 0 else pairs[::-1]:
+            records = measure_interleaved(Side(cases[base]), Side(cases[cand]), config)
+            for role, record in zip((base, cand), records):
+                writer.write_case({**record, "round": index, "role": role})
+        print(f"round {index + 1}/{rounds} done", flush=True)
 
 
 def _pooled(records: Records) -> list[float]:
-    return [s for r in records for s in r["latency"]["samples"]]
+    return [s for r in records for s in r["latency.samples"]]
 
 
 def _shift(base: Records, cand: Records) -> compare.ShiftEstimate:
     """What ``harness compare`` estimates for one role against another."""
-    return compare.shift_of_processes([r["latency"]["samples"] for r in base],
-                                      [r["latency"]["samples"] for r in cand])
+    est = compare.estimate(base, cand, "latency")
+    assert est is not None, "every role has samples"
+    return est
 
 
 def harness_rule(threshold: float) -> Rule:
@@ -95,7 +122,7 @@ def harness_rule(threshold: float) -> Rule:
 def asv_rule(base: Records, cand: Records) -> bool:
     def asv_result(records: Records) -> tuple[float, tuple[dict, list[float]]]:
         samples = _pooled(records)
-        value, stats = compute_stats(samples, records[0]["latency"]["block_size"])
+        value, stats = compute_stats(samples, int(records[0]["latency.block_size"]))
         return value, (stats, samples)
 
     a, a_ss = asv_result(base)
@@ -117,9 +144,9 @@ def pytest_benchmark_rule(expression: str) -> Rule:
 
 def analyse(path: Path, threshold: float) -> dict[str, Any]:
     rounds: dict[int, dict[str, list]] = {}
-    for record in iter_records(path):
-        if record["record"] == "case" and record["status"] == "ok":
-            rounds.setdefault(record["round"], {}).setdefault(record["role"], []).append(record)
+    for row in load(path).to_dict("records"):
+        if row["status"] == "ok":
+            rounds.setdefault(row["round"], {}).setdefault(row["role"], []).append(row)
     complete = [r for r in rounds.values() if set(r) == set(ROLES)]
     rules: dict[str, Rule] = {
         f"harness compare (threshold {threshold:.0%})": harness_rule(threshold),
@@ -133,7 +160,7 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
         false_alarms = sum(rule(r["a2"], r["a3"]) for r in complete)
         table[name] = {"detection": detected / len(complete),
                        "false_alarms": false_alarms / len(complete)}
-    measured = [sum(s * r["latency"]["block_size"] for r in role for s in r["latency"]["samples"])
+    measured = [sum(s * r["latency.block_size"] for r in role for s in r["latency.samples"])
                 for group in complete for role in group.values()]
     ratios = [_shift(r["a"], r["b"]).ratio for r in complete]
     aa = [_shift(r["a2"], r["a3"]).ratio for r in complete]
@@ -146,22 +173,33 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=METHODS, default="ab",
+                        help="interleaved sessions (ab, default) or separate runs (runs)")
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=8, help="processes per role")
-    parser.add_argument("--sample-time", type=float, default=0.03,
-                        help="seconds of timed samples per process (default 0.03)")
+    parser.add_argument("--repeats", type=int, default=8, help="runs: processes per role")
+    parser.add_argument("--sample-time", type=float,
+                        help="seconds of timed samples per process (default: ab 2, runs 0.03)")
     parser.add_argument("--threshold", type=float, default=0.03,
-                        help="harness compare's threshold as a fraction (default 0.03)")
-    parser.add_argument("--out", type=Path, default=Path("results/validation/compare.jsonl"))
+                        help="the harness's threshold as a fraction (default 0.03)")
+    parser.add_argument("--out", type=Path, help="raw records (default "
+                        "results/validation/compare-METHOD.jsonl)")
     parser.add_argument("--analyse", type=Path, metavar="FILE", help="judge recorded rounds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     source = args.analyse
     if source is None:
+        source = args.out or Path(f"results/validation/compare-{args.method}.jsonl")
+        sample_time = args.sample_time or METHODS[args.method]
+        header = {"command": ["scripts/validate_compare.py", *sys.argv[1:]],
+                  "settings": {"method": args.method, "sample_time": sample_time,
+                               "repeats": args.repeats if args.method == "runs" else 1}}
         started = time.monotonic()
-        measure(args.rounds, args.repeats, args.sample_time, args.out)
+        with ResultsWriter(source, header) as writer:
+            if args.method == "ab":
+                measure_ab(args.rounds, sample_time, writer)
+            else:
+                measure_runs(args.rounds, args.repeats, sample_time, writer)
         print(f"measured {args.rounds} rounds in {time.monotonic() - started:.0f} s")
-        source = args.out
     result = analyse(source, args.threshold)
     print(f"{result['pairs']} slowdown pairs and {result['pairs']} A/A pairs from {source}; "
           f"{result['measuring_time_per_run_s']:.2f} s of timed samples per role")
