@@ -23,17 +23,19 @@ import pandas as pd
 import torch
 
 import harness
-from harness import axes, compare, console, environment, history, interleave, profile, report
+from harness import (axes, compare, console, environment, history, interleave, profile,
+                     ray_executor, report)
 from harness.asv_import import load_asv_runs
 from harness.check import check_model
 from harness.errors import HarnessError, UsageError
 from harness.export import to_pytest_benchmark
 from harness.isolation import ISOLATION_MODES, make_executor
-from harness.plan import Case, Request, build_plan, case_key_of_record, select_models
+from harness.plan import Case, Plan, Request, build_plan, case_key_of_record, select_models
+from harness.ray_executor import NodeKind
 from harness.registry import Registry, load_registry, plugin_selection
 from harness.results import (SUFFIX, ResultsWriter, default_path, environment_of, last_run,
                              list_runs, load, load_runs, load_selection, merge_runs)
-from harness.runner import DEFAULT_MAX_BATCH, Runner, calibrate_peaks
+from harness.runner import DEFAULT_MAX_BATCH, Executor, Runner, calibrate_peaks
 from harness.timing import MeasureConfig
 from harness.worker import count_params
 
@@ -74,6 +76,14 @@ def _shard(text: str) -> tuple[int, int]:
     if not 1 <= shard[0] <= shard[1]:
         raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
     return shard
+
+
+def _node_kinds(text: str) -> tuple[NodeKind, ...]:
+    try:
+        kinds = tuple(dict.fromkeys(NodeKind.parse(t.strip()) for t in text.split(",")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return kinds
 
 
 def _batch_sizes(text: str) -> tuple[int, ...] | str:
@@ -231,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(merge the shards with 'harness results merge')")
     p.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
                    help="run each case in a fresh process (default) or in this one")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="run the cases here (default) or on a Ray cluster, one benchmark per "
+                        "node at a time (needs pip install 'harness[ray]')")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="the Ray cluster to use (default: start a local one for this run)")
+    p.add_argument("--nodes", type=_node_kinds, metavar="SELECTOR[,SELECTOR]",
+                   help="Ray nodes to use, by label (accelerator=H100) or custom resource "
+                        "(cpu-only); several: one run per kind, then their comparison")
     p.add_argument("--timeout", type=_seconds(), metavar="SECONDS",
                    help="end a case that runs longer as 'timeout' (default 300; process "
                         "isolation only)")
@@ -474,10 +492,29 @@ def _request(args: argparse.Namespace) -> Request:
                  "target_precision": _target_precision(args)})
 
 
+def _check_executor_options(args: argparse.Namespace) -> None:
+    if args.executor != "ray":
+        given = [o for o in ("address", "nodes") if getattr(args, o)]
+        if given:
+            raise UsageError(f"--{given[0]} needs --executor ray")
+        return
+    if args.isolation == "none":
+        raise UsageError("--executor ray runs each case in its own process; "
+                         "drop --isolation none")
+    if args.profile:
+        raise UsageError("--profile profiles on this machine, not on the cluster's nodes; "
+                         "drop it, or run 'harness profile' on a node")
+    if args.resume and args.nodes and len(args.nodes) > 1:
+        raise UsageError("--resume finishes one node kind's results file; give --nodes "
+                         "one selector")
+    ray_executor.require_ray()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if args.isolation == "none" and args.memory_limit:
         raise UsageError("--memory-limit needs --isolation process")
+    _check_executor_options(args)
     run_id, done, peaks = None, set(), None
     if args.resume:
         given = [f"--{o.replace('_', '-')}" for o in _SELECTION_OPTIONS if getattr(args, o)]
@@ -486,44 +523,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                              f"{' --out' if args.out else ''}")
         header, recorded = last_run(args.resume)
         request = Request.from_dict(header["request"])
-        run_id, out = header["run_id"], args.resume
+        run_id = header["run_id"]
         done = {case_key_of_record(r) for r in recorded}
         peaks = header.get("environment", {}).get("peak_flops")
     else:
         request = _request(args)
     plan = build_plan(registry, request)
     out = args.resume or args.out or default_path(plan.label)
+    resumed = _Resumed(run_id, frozenset(done), peaks)
+    if args.executor == "ray":
+        return _run_on_ray(args, registry, plan, out, resumed)
     if args.profile:
         profile.require_viewer()
         profiles = profile.output_folder(out.parent / "profiles" / out.stem)
-    cases = [c for c in plan.cases if c.key() not in done]
     executor = make_executor(args.isolation, registry,
                              *plugin_selection(args.plugin, args.disable_plugin),
                              timeout=plan.timeout, memory_limit=args.memory_limit)
-    rows = []
-    with console.Progress(len(cases), quiet=args.quiet) as progress:
-        if peaks is None:
-            progress.status("calibrating peak FLOP/s")
-            peaks = calibrate_peaks(executor, cases)
-        header = {"command": ["harness", *sys.argv[1:]], "request": request.to_dict(),
-                  "environment": {**environment.collect(), "peak_flops": peaks},
-                  "settings": {**dataclasses.asdict(plan.measure), "timeout": plan.timeout,
-                               "isolation": args.isolation}}
-        if args.resume:
-            header["resumed"] = True
-        with ResultsWriter(out, header, run_id=run_id) as writer:
-            runner = Runner(plan, registry, executor, writer, peaks, args.max_batch_size,
-                            on_start=lambda index, case: progress.start(index, case.label),
-                            on_status=progress.status)
-            for case, record in runner.run(cases):
-                progress.finish(console.outcome(record))
-                rows.append((case, record))
-    failed = [r for _, r in rows if r["status"] not in ("ok", "skipped")]
-    skipped = sum(r["status"] == "skipped" for _, r in rows)
-    title = (f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
-             f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
-    console.stdout.print(console.results_table(rows, title))
-    console.stdout.print(f"results: {out}", soft_wrap=True)
+    rows = _sweep(args, registry, plan, executor, out, resumed)
     failures: list[str] = []
     if args.profile:
         ran = [dataclasses.replace(c, batch_size=r["batch_size"]) for c, r in rows
@@ -532,7 +548,88 @@ def cmd_run(args: argparse.Namespace) -> int:
                             profile.DEFAULT_TOP, args.quiet)
         for message in failures:
             console.stderr.print(f"harness: error: {message}", markup=False, soft_wrap=True)
-    return 1 if failed or failures else 0
+    return 1 if _failed(rows) or failures else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resumed:
+    """What ``--resume`` takes from the run it finishes (nothing for a new run)."""
+
+    run_id: str | None
+    done: frozenset
+    peaks: dict[str, float | None] | None
+
+
+def _failed(rows: Sequence[tuple[Case, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [r for _, r in rows if r["status"] not in ("ok", "skipped")]
+
+
+def _sweep(args: argparse.Namespace, registry: Registry, plan: Plan, executor: Executor,
+           out: Path, resumed: _Resumed, executor_header: dict[str, Any] | None = None
+           ) -> list[tuple[Case, dict[str, Any]]]:
+    """Calibrate, then measure the plan's unrecorded cases into ``out``, showing progress
+    and ending with the results table; the (case, record) pairs of this sweep."""
+    cases = [c for c in plan.cases if c.key() not in resumed.done]
+    rows = []
+    with console.Progress(len(cases), quiet=args.quiet) as progress:
+        peaks = resumed.peaks
+        if peaks is None:
+            progress.status("calibrating peak FLOP/s")
+            peaks = calibrate_peaks(executor, cases)
+        header = {"command": ["harness", *sys.argv[1:]], "request": plan.request.to_dict(),
+                  "environment": {**environment.collect(), "peak_flops": peaks},
+                  "settings": {**dataclasses.asdict(plan.measure), "timeout": plan.timeout,
+                               "isolation": args.isolation}}
+        if executor_header:
+            header["executor"] = executor_header
+        if resumed.run_id:
+            header["resumed"] = True
+        with ResultsWriter(out, header, run_id=resumed.run_id) as writer:
+            runner = Runner(plan, registry, executor, writer, peaks, args.max_batch_size,
+                            on_start=lambda index, case: progress.start(index, case.label),
+                            on_status=progress.status)
+            for case, record in runner.run(cases):
+                progress.finish(console.outcome(record))
+                rows.append((case, record))
+    failed = _failed(rows)
+    skipped = sum(r["status"] == "skipped" for _, r in rows)
+    done = resumed.done
+    title = (f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
+             f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
+    console.stdout.print(console.results_table(rows, title))
+    console.stdout.print(f"results: {out}", soft_wrap=True)
+    return rows
+
+
+def _run_on_ray(args: argparse.Namespace, registry: Registry, plan: Plan, out: Path,
+                resumed: _Resumed) -> int:
+    """The plan on each node kind of ``--nodes`` in turn (one results file each), then,
+    for several kinds, their comparison against the first and its HTML report."""
+    kinds: Sequence[NodeKind | None] = args.nodes or (None,)
+    paths = [out if len(kinds) == 1 else kind.results_path(out) for kind in kinds]
+    failed = False
+    with ray_executor.connect(args.address) as ray:
+        executors = [ray_executor.RayExecutor(ray, kind,
+                                              *plugin_selection(args.plugin, args.disable_plugin),
+                                              timeout=plan.timeout,
+                                              memory_limit=args.memory_limit)
+                     for kind in kinds]  # every selector is checked before anything runs
+        for executor, path in zip(executors, paths):
+            if len(kinds) > 1:
+                console.stdout.print(f"nodes {executor.kind.text}:", soft_wrap=True)
+            rows = _sweep(args, registry, plan, executor, path, resumed,
+                          {**executor.describe(), "address": args.address or "local"})
+            failed = failed or bool(_failed(rows))
+    for path in paths[1:]:
+        _print_comparison(load_selection(paths[0]), load_selection(path),
+                          [str(paths[0]), str(path)], "latency", compare.DEFAULT_THRESHOLD,
+                          as_json=False, fail=False)
+    if len(paths) > 1:
+        html = report.render(load_runs(paths), f"harness: {plan.label} on "
+                             f"{', '.join(k.text for k in kinds)}")
+        written = report.write(html, out.with_name(f"{out.stem}-comparison.html"))
+        console.stdout.print(f"report: {written}", soft_wrap=True)
+    return 1 if failed else 0
 
 
 def _profile(registry: Registry, cases: Sequence[Case], folder: Path, steps: int,

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from harness import worker
+from harness import environment, worker
 from harness.devices import DTYPES
 from harness.flops import calibrate_peak
 from harness.plan import Case
@@ -68,6 +68,8 @@ def _child(conn: Any, job_text: str) -> None:
             _limit_address_space(job["memory_limit"])
         if job["kind"] == "calibrate":
             answer: Any = calibrate_peak(job["device"], DTYPES[job["dtype"]], job["threads"])
+        elif job["kind"] == "environment":
+            answer = environment.collect()
         else:
             registry = load_registry(job["plugins"], job["disabled"], from_env=False)
             case = Case.from_dict(job["case"])
@@ -162,6 +164,10 @@ class ProcessExecutor:
             return "oom" if "SIGKILL" in str(exc) else f"{exc.status}: {exc}"
         except RuntimeError as exc:
             return f"error: {exc}"
+
+    def environment(self) -> dict[str, Any]:
+        """This machine's fingerprint as a case's process sees it (threads included)."""
+        return self._run({"kind": "environment"}, self.timeout)
 
     def calibrate(self, device: str, dtype: str, threads: int | None) -> float | None:
         try:

@@ -157,10 +157,16 @@ def shard_cases(cases: Sequence[Case], index: int, count: int) -> list[Case]:
     return [c for c in cases if _shard_group(c) in mine]
 
 
+def ordered_group(case: Case) -> tuple[Any, ...]:
+    """The case without batch size, compile mode and repeat: cases that must run one after
+    another, since out-of-memory skipping, speedups over eager and batch searches link them."""
+    return (case.model, tuple(sorted(case.dims.items())), case.device, case.dtype,
+            case.precision, case.mode)
+
+
 def _shard_group(case: Case) -> tuple[Any, ...]:
     """The case without batch size and compile mode: what a shard keeps together."""
-    return (case.model, tuple(sorted(case.dims.items())), case.device, case.dtype,
-            case.precision, case.mode, case.repeat)
+    return (*ordered_group(case), case.repeat)
 
 
 def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]) -> list[str]:

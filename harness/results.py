@@ -155,8 +155,12 @@ def _flatten(prefix: str, value: Mapping[str, Any], out: dict[str, Any]) -> None
 
 
 def environment_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The run environment of a row of :func:`load`: its ``env.*`` columns, unprefixed."""
-    return {key[4:]: value for key, value in row.items() if key.startswith("env.")}
+    """The environment that measured a row of :func:`load`: its run's ``env.*`` columns,
+    unprefixed, overridden by the case's own ``environment.*`` where it has one (a case
+    measured on a cluster node, or one merged from a shard)."""
+    run = {key[4:]: value for key, value in row.items() if key.startswith("env.")}
+    own = {key[12:]: value for key, value in row.items() if key.startswith("environment.")}
+    return {**run, **own} if isinstance(own.get("hostname"), str) else run
 
 
 def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -273,8 +277,8 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     with ResultsWriter(out, header) as writer:
         for path, shard_header, cases in runs:
             for case in cases:
-                writer.write_case({**{k: v for k, v in case.items() if k not in _NOT_MERGED},
-                                   "environment": shard_header.get("environment", {})})
+                writer.write_case({"environment": shard_header.get("environment", {}),
+                                   **{k: v for k, v in case.items() if k not in _NOT_MERGED}})
     return {"out": str(out), "runs": len(runs), "cases": len(seen), "missing_shards": missing}
 
 def load_runs(selections: Iterable[str | Path]) -> pd.DataFrame:

@@ -3,17 +3,22 @@
 The runner owns what spans cases: an out-of-memory at one batch size skips the
 larger ones of that configuration, a compiled case learns its speedup from its
 eager twin, ``auto`` batch sizes are searched, and the peak FLOP/s of each device
-and dtype is calibrated once. Where a case runs is the executor's business.
+and dtype is calibrated once. Where a case runs is the executor's business; an
+executor with several slots (a cluster) gets one stream of cases per slot, each
+stream a whole group of linked cases in plan order, and records are written in the
+order they finish.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import queue
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness import worker
-from harness.plan import Case, Plan
+from harness.plan import Case, Plan, ordered_group
 from harness.registry import Registry
 from harness.results import ResultsWriter
 from harness.timing import MeasureConfig
@@ -30,6 +35,17 @@ class Executor(Protocol):
     def probe(self, case: Case, batch_size: int) -> str: ...
 
     def calibrate(self, device: str, dtype: str, threads: int | None) -> float | None: ...
+
+
+@runtime_checkable
+class ClusterExecutor(Executor, Protocol):
+    """An executor whose calls may run at once from ``slots`` threads, each call on
+    whichever slot of the cluster frees first."""
+
+    slots: int
+
+    def cancel(self) -> None:
+        """Cancel the calls in flight and refuse new ones (the driver's Ctrl-C)."""
 
 
 def calibrate_peaks(executor: Executor, cases: Iterable[Case]) -> dict[str, float | None]:
@@ -140,10 +156,60 @@ class Runner:
                 record["speedup_vs_eager"] = self._eager_median[case.eager_key()] / median
         return record
 
+    def _record(self, case: Case) -> dict[str, Any]:
+        return {"plugin": self.registry.model(case.model).plugin, **self._run_one(case),
+                "isolation": self.executor.isolation}
+
     def run(self, cases: Iterable[Case] | None = None) -> Iterator[tuple[Case, dict[str, Any]]]:
-        for index, case in enumerate(self.plan.cases if cases is None else cases):
+        cases = list(self.plan.cases if cases is None else cases)
+        if isinstance(self.executor, ClusterExecutor) and self.executor.slots > 1:
+            yield from self._run_concurrently(cases, self.executor)
+            return
+        for index, case in enumerate(cases):
             self.on_start(index, case)
-            record = {"plugin": self.registry.model(case.model).plugin, **self._run_one(case),
-                      "isolation": self.executor.isolation}
+            record = self._record(case)
             self.writer.write_case(record)
             yield case, record
+
+    def _run_concurrently(self, cases: Sequence[Case], executor: ClusterExecutor
+                          ) -> Iterator[tuple[Case, dict[str, Any]]]:
+        """Each group of linked cases in its own thread, ``slots`` at once; records are
+        written here, in one thread, as they arrive. Ctrl-C cancels what is in flight."""
+        groups: dict[tuple[Any, ...], list[Case]] = {}
+        for case in cases:
+            groups.setdefault(ordered_group(case), []).append(case)
+        finished: queue.Queue[tuple[Case, dict[str, Any]] | BaseException] = queue.Queue()
+
+        def run_group(group: list[Case]) -> None:
+            try:
+                for case in group:
+                    finished.put((case, self._record(case)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+                finished.put(exc)
+
+        pool = ThreadPoolExecutor(executor.slots, thread_name_prefix="harness-slot")
+        try:
+            for group in groups.values():
+                pool.submit(run_group, group)
+            for index in range(len(cases)):
+                item = _next(finished)
+                if isinstance(item, BaseException):
+                    raise item
+                case, record = item
+                self.on_start(index, case)
+                self.writer.write_case(record)
+                yield case, record
+        except BaseException:
+            executor.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _next(items: queue.Queue) -> Any:
+    """The next item; waits in short steps so that Ctrl-C reaches this thread at once."""
+    while True:
+        try:
+            return items.get(timeout=0.2)
+        except queue.Empty:
+            continue
