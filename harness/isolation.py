@@ -10,6 +10,7 @@ forkserver itself never runs a kernel, so no CUDA context or thread pool is fork
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import resource
@@ -59,8 +60,20 @@ def _limit_address_space(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (current + extra_bytes, hard))
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_forkserver() -> None:
+    """End this case when the forkserver ends, as it does when the process that started
+    it dies (a killed Ray worker): an orphaned case would go on measuring beside the
+    next one on the same machine."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _child(conn: Any, job_text: str) -> None:
     """Entry point of a case's process: run one job, send back one JSON answer."""
+    _die_with_forkserver()
     job = json.loads(job_text)
     sys.path[:] = job["sys_path"]
     try:
