@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,14 @@ def asv_config(directory: Path) -> Path:
     path = directory / "asv.conf.json"
     path.write_text(json.dumps(conf))
     return path
+
+
+def wait_for_cases(child: subprocess.Popen, out: Path, count: int) -> None:
+    """Wait until the run ``child`` has recorded ``count`` cases in ``out``, and is still
+    running (so a test can interrupt it mid-run)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        if out.exists() and out.read_text().count('"record": "case"') >= count:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, "the run ended before it could be interrupted"

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from harness.registry import load_registry
 from harness.results import CorruptLineWarning, iter_records, load
 from harness.timing import MeasureConfig
 from harness.worker import measure_case
-from tests.conftest import TOY_PLUGIN
+from tests.conftest import TOY_PLUGIN, wait_for_cases
 
 QUICK = MeasureConfig(warmup_time=0.01, max_time=0.02)
 QUICK_ARGS = ["--max-time", "0.02", "--warmup-time", "0.01", "-q"]
@@ -160,12 +159,7 @@ def test_a_run_killed_with_sigkill_resumes_each_remaining_case_exactly_once(tmp_
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and child.poll() is None:
-            if out.exists() and out.read_text().count('"record": "case"') >= 2:
-                break
-            time.sleep(0.05)
-        assert child.poll() is None, "the run ended before it could be killed"
+        wait_for_cases(child, out, 2)
         os.killpg(child.pid, signal.SIGKILL)
     finally:
         child.wait()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from harness.cli import main
 from harness.plan import case_key_of_record
 from harness.ray_executor import MISSING_RAY, SLOT
 from harness.results import iter_records
+from tests.conftest import wait_for_cases
 from tests.test_engine import QUICK_ARGS, _case_lines
 
 KILLER_PLUGIN = """
@@ -157,12 +157,7 @@ def test_ctrl_c_cancels_what_is_pending_keeps_what_finished_and_resume_completes
                "--executor", "ray", "--address", cluster["address"], "--out", str(out)]
     child = subprocess.Popen(command, env=cluster["env"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:
-        if out.exists() and out.read_text().count('"record": "case"') >= 2:
-            break
-        time.sleep(0.05)
-    assert child.poll() is None, "the run ended before it could be interrupted"
+    wait_for_cases(child, out, 2)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and err.strip().endswith("harness: interrupted")
