@@ -9,7 +9,9 @@ Line kinds, told apart by ``"record"``:
 * ``{"record": "run", "schema": 1, "run_id", "command", "environment", "settings"}``
 * ``{"record": "case", "schema": 1, "run_id", "model", "plugin", "suite", "batch_size",
   "device", "dtype", "compile_mode", "mode", "dims", "status", "error", "params",
-  "latency": {"median", "mean", ..., "samples", "unit": "s"}, "throughput"}``
+  "latency": {"median", "mean", ..., "samples", "unit": "s"}, "throughput"}``; a case
+  measured on a Ray cluster adds ``"node"`` and ``"environment"`` (the node's), and a
+  case merged from a shard the shard's ``"environment"``
 
 Readers ignore keys they do not know, so later versions add fields without a
 schema bump; the version only changes when a field changes meaning.

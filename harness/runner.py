@@ -4,7 +4,7 @@ The runner owns what spans cases: an out-of-memory at one batch size skips the
 larger ones of that configuration, a compiled case learns its speedup from its
 eager twin, ``auto`` batch sizes are searched, and the peak FLOP/s of each device
 and dtype is calibrated once. Where a case runs is the executor's business; an
-executor with several slots (a cluster) gets one stream of cases per slot, each
+executor with slots (a cluster) gets one stream of cases per slot, each
 stream a whole group of linked cases in plan order, and records are written in the
 order they finish.
 """
@@ -162,7 +162,7 @@ class Runner:
 
     def run(self, cases: Iterable[Case] | None = None) -> Iterator[tuple[Case, dict[str, Any]]]:
         cases = list(self.plan.cases if cases is None else cases)
-        if isinstance(self.executor, ClusterExecutor) and self.executor.slots > 1:
+        if isinstance(self.executor, ClusterExecutor):
             yield from self._run_concurrently(cases, self.executor)
             return
         for index, case in enumerate(cases):
