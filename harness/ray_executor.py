@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -86,6 +87,7 @@ def connect(address: str | None) -> Iterator[ModuleType]:
     slot on its one node, and shut down on the way out (whatever happened inside)."""
     ray = require_ray()
     if address:
+        _check_reachable(address)
         options: dict[str, Any] = {"address": address}
     else:
         options = {"num_cpus": os.cpu_count(), "resources": {SLOT: 1},
@@ -100,6 +102,20 @@ def connect(address: str | None) -> Iterator[ModuleType]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a HOST:PORT where nothing listens, which Ray would retry for minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto" and Ray Client addresses are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: "
+                         f"{exc.strerror or exc}; check --address (the head node's "
+                         "HOST:PORT, 6379 by default), or leave it out to start a local "
+                         "cluster") from None
 
 
 def slot_nodes(ray: ModuleType, kind: NodeKind | None) -> list[dict[str, Any]]:

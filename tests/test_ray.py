@@ -183,3 +183,11 @@ def test_without_ray_installed_the_executor_is_a_one_line_error():
 def test_cluster_options_need_the_ray_executor(capsys, option):
     assert main(["run", "-m", "perceptron", *option]) == 2
     assert f"harness: error: {option[0]} needs --executor ray" in capsys.readouterr().err
+
+
+def test_an_address_where_no_cluster_listens_is_a_one_line_usage_error(capsys):
+    pytest.importorskip("ray", reason="the Ray executor needs pip install 'harness[ray]'")
+    assert main(["run", "-m", "perceptron", "--executor", "ray", "--address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("harness: error: cannot reach the Ray cluster at 127.0.0.1:1: ")
+    assert len(err.strip().splitlines()) == 1
