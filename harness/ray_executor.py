@@ -125,13 +125,15 @@ def slot_nodes(ray: ModuleType, kind: NodeKind | None) -> list[dict[str, Any]]:
     if not slotted:
         raise UsageError(f"no node of the Ray cluster offers a {SLOT}; start each node with "
                          f"ray start --resources='{{\"{SLOT}\": 1}}'")
-    matching = [n for n in slotted if kind is None or kind.matches(n)]
+    if kind is None:
+        return slotted
+    matching = [n for n in slotted if kind.matches(n)]
     if not matching:
         labels = sorted({f"{k}={v}" for n in slotted for k, v in n.get("Labels", {}).items()
                          if not k.startswith("ray.io/")})
         resources = sorted({r for n in slotted for r in n["Resources"]
                             if not r.startswith("node:") and r != SLOT})
-        raise UsageError(f"no node with a {SLOT} matches --nodes {kind.text if kind else ''} "
+        raise UsageError(f"no node with a {SLOT} matches --nodes {kind.text} "
                          f"(labels: {', '.join(labels) or 'none'}; "
                          f"resources: {', '.join(resources)})")
     return matching
@@ -188,11 +190,11 @@ class RayExecutor:
                 self._in_flight.add(ref)
             try:
                 return self._ray.get(ref)
-            except self._ray.exceptions.RayTaskError as exc:  # harness itself failed there
-                raise RuntimeError(f"the Ray task failed: {_summary(exc)}") from None
             except self._ray.exceptions.RayError as exc:
                 if self._cancelled:
                     raise _Cancelled from None
+                if isinstance(exc, self._ray.exceptions.RayTaskError):  # the harness raised
+                    raise RuntimeError(f"the Ray task failed: {_summary(exc)}") from None
                 reasons.append(f"{type(exc).__name__}: {_summary(exc)}")
             finally:
                 with self._lock:

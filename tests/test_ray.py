@@ -114,7 +114,9 @@ def test_a_killed_worker_is_retried_once_then_recorded_crashed(cluster, tmp_path
     crashed = records["ray_kills_worker"]
     assert crashed["status"] == "crashed"
     assert "WorkerCrashedError" in crashed["error"] and "again on the retry" in crashed["error"]
-    assert len(cluster["kills"].read_text().split()) == 2  # the first try and one retry
+    # two workers killed: the first try's and the retry's (a case may run on for a moment
+    # after killing its worker, until its parent-death signal ends it)
+    assert len(set(cluster["kills"].read_text().split())) == 2
     assert records["perceptron"]["status"] == "ok"
 
 
