@@ -71,6 +71,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def two_nodes():
+    """The address of a two-node Ray cluster on this machine, a slot on each node."""
+    pytest.importorskip("ray", reason="the Ray executor needs pip install 'harness[ray]'")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {SLOT: 1}, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, resources={SLOT: 1})
+        cluster.wait_for_nodes()
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+
+
 def _harness(env: dict[str, str], *args: object, timeout: float = 300
              ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], env=env,
@@ -104,6 +120,7 @@ def test_the_smoke_suite_through_ray_has_the_cases_and_records_of_the_local_exec
     assert header["executor"]["name"] == "ray" and header["executor"]["address"] == "local"
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_once_then_recorded_crashed(cluster, tmp_path):
     out = tmp_path / "killed.jsonl"
     done = _harness(cluster["env"], "run", "-m", "ray_kills_worker,perceptron", "-b", "1",
@@ -120,6 +137,7 @@ def test_a_killed_worker_is_retried_once_then_recorded_crashed(cluster, tmp_path
     assert records["perceptron"]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_nodes_runs_each_kind_then_prints_and_reports_their_comparison(cluster, tmp_path):
     out = tmp_path / "hw.jsonl"
     done = _harness(cluster["env"], "run", "-m", "perceptron", "-b", "1,2", *QUICK_ARGS,
@@ -136,6 +154,23 @@ def test_nodes_runs_each_kind_then_prints_and_reports_their_comparison(cluster, 
         in " ".join(done.stdout.split())
     html = (tmp_path / "hw-comparison.html").read_text()
     assert '<section id="comparison">' in html and "Not comparable" not in html
+
+
+@pytest.mark.slow
+def test_two_slots_run_two_streams_at_once_and_record_every_case_once(two_nodes, tmp_path):
+    out = tmp_path / "two.jsonl"
+    done = _harness(dict(os.environ), "run", "-m", "perceptron,mlp,softmax_classifier",
+                    "-b", "1,2", *QUICK_ARGS, "--executor", "ray", "--address", two_nodes,
+                    "--out", out)
+    assert done.returncode == 0, done.stderr
+    records = _case_lines(out)
+    assert sorted((r["model"], r["batch_size"]) for r in records) == sorted(
+        (m, b) for m in ("perceptron", "mlp", "softmax_classifier") for b in (1, 2))
+    assert {r["status"] for r in records} == {"ok"}
+    # two streams at once need both slots, and so both nodes
+    assert len({r["node"]["id"] for r in records}) == 2
+    header = next(r for r in iter_records(out) if r["record"] == "run")
+    assert header["executor"]["slots"] == 2
 
 
 @pytest.mark.parametrize("selector", ["accelerator=H100", "no-such-resource"])
