@@ -12,7 +12,7 @@ order they finish.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
@@ -160,7 +160,8 @@ class Runner:
         return {"plugin": self.registry.model(case.model).plugin, **self._run_one(case),
                 "isolation": self.executor.isolation}
 
-    def run(self, cases: Iterable[Case] | None = None) -> Iterator[tuple[Case, dict[str, Any]]]:
+    def run(self, cases: Iterable[Case] | None = None
+            ) -> Generator[tuple[Case, dict[str, Any]], None, None]:
         cases = list(self.plan.cases if cases is None else cases)
         if isinstance(self.executor, ClusterExecutor):
             yield from self._run_concurrently(cases, self.executor)

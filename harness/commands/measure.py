@@ -1,0 +1,287 @@
+"""The commands that measure: `harness run` (here or on a Ray cluster), `harness profile`
+and `harness ab`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import compare, console, environment, interleave, profile, ray_executor, report
+from harness.commands import registry_of
+from harness.commands.analyse import print_comparison
+from harness.errors import HarnessError, UsageError
+from harness.isolation import make_executor
+from harness.plan import Case, Plan, Request, build_plan, case_key_of_record
+from harness.ray_executor import NodeKind
+from harness.registry import Registry, plugin_selection
+from harness.results import (SUFFIX, ResultsWriter, default_path, last_run, load, load_runs,
+                             load_selection)
+from harness.runner import Executor, Runner, calibrate_peaks
+from harness.timing import MeasureConfig
+
+AB_TIME = 2.0  # seconds of samples per side: see the README's validation of harness ab
+AB_TIMEOUT = 300.0
+# run options that --resume refuses: the resumed run's own request decides them
+_SELECTION_OPTIONS = ("suite", "model", "dim", "batch_sizes", "devices", "dtypes", "precision",
+                      "compile", "backend", "mode", "threads", "timeout", "max_time",
+                      "min_time", "warmup_time", "target_precision", "target_mde", "repeats",
+                      "shard")
+
+
+def _target_precision(args: argparse.Namespace) -> float | None:
+    """``--target-mde`` is a target precision in a comparison's terms."""
+    if args.target_mde is None:
+        return args.target_precision
+    if args.target_precision is not None:
+        raise UsageError("give --target-mde or --target-precision, not both")
+    return args.target_mde / compare.MDE_PER_PRECISION
+
+
+def _request(args: argparse.Namespace) -> Request:
+    return Request(
+        suite=args.suite, models=tuple(args.model), batch_sizes=args.batch_sizes,
+        dims=dict(args.dim), devices=args.devices, dtypes=args.dtypes,
+        precision=args.precision, compile_modes=args.compile, backend=args.backend,
+        modes=args.mode, threads=args.threads, timeout=args.timeout, repeats=args.repeats,
+        shard=args.shard,
+        measure={"max_time": args.max_time, "min_time": args.min_time,
+                 "warmup_time": args.warmup_time,
+                 "target_precision": _target_precision(args)})
+
+
+def _check_executor_options(args: argparse.Namespace) -> None:
+    if args.executor != "ray":
+        given = [o for o in ("address", "nodes") if getattr(args, o)]
+        if given:
+            raise UsageError(f"--{given[0]} needs --executor ray")
+        return
+    if args.isolation == "none":
+        raise UsageError("--executor ray runs each case in its own process; "
+                         "drop --isolation none")
+    if args.profile:
+        raise UsageError("--profile profiles on this machine, not on the cluster's nodes; "
+                         "drop it, or run 'harness profile' on a node")
+    if args.resume and args.nodes and len(args.nodes) > 1:
+        raise UsageError("--resume finishes one node kind's results file; give --nodes "
+                         "one selector")
+    ray_executor.require_ray()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry = registry_of(args)
+    if args.isolation == "none" and args.memory_limit:
+        raise UsageError("--memory-limit needs --isolation process")
+    _check_executor_options(args)
+    run_id, done, peaks = None, set(), None
+    if args.resume:
+        given = [f"--{o.replace('_', '-')}" for o in _SELECTION_OPTIONS if getattr(args, o)]
+        if given or args.out:
+            raise UsageError(f"--resume repeats the run's own request; drop {', '.join(given)}"
+                             f"{' --out' if args.out else ''}")
+        header, recorded = last_run(args.resume)
+        request = Request.from_dict(header["request"])
+        run_id = header["run_id"]
+        done = {case_key_of_record(r) for r in recorded}
+        peaks = header.get("environment", {}).get("peak_flops")
+    else:
+        request = _request(args)
+    plan = build_plan(registry, request)
+    out = args.resume or args.out or default_path(plan.label)
+    resumed = _Resumed(run_id, frozenset(done), peaks)
+    if args.executor == "ray":
+        return _run_on_ray(args, registry, plan, out, resumed)
+    if args.profile:
+        profile.require_viewer()
+        profiles = profile.output_folder(out.parent / "profiles" / out.stem)
+    executor = make_executor(args.isolation, registry,
+                             *plugin_selection(args.plugin, args.disable_plugin),
+                             timeout=plan.timeout, memory_limit=args.memory_limit)
+    rows = _sweep(args, registry, plan, executor, out, resumed)
+    failures: list[str] = []
+    if args.profile:
+        ran = [dataclasses.replace(c, batch_size=r["batch_size"]) for c, r in rows
+               if r["status"] == "ok"]
+        failures = _profile(registry, ran, profiles, profile.DEFAULT_STEPS, False,
+                            profile.DEFAULT_TOP, args.quiet)
+        for message in failures:
+            console.stderr.print(f"harness: error: {message}", markup=False, soft_wrap=True)
+    return 1 if _failed(rows) or failures else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resumed:
+    """What ``--resume`` takes from the run it finishes (nothing for a new run)."""
+
+    run_id: str | None
+    done: frozenset
+    peaks: dict[str, float | None] | None
+
+
+def _failed(rows: Sequence[tuple[Case, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [r for _, r in rows if r["status"] not in ("ok", "skipped")]
+
+
+def _sweep(args: argparse.Namespace, registry: Registry, plan: Plan, executor: Executor,
+           out: Path, resumed: _Resumed, executor_header: dict[str, Any] | None = None
+           ) -> list[tuple[Case, dict[str, Any]]]:
+    """Calibrate, then measure the plan's unrecorded cases into ``out``, showing progress
+    and ending with the results table; the (case, record) pairs of this sweep."""
+    cases = [c for c in plan.cases if c.key() not in resumed.done]
+    rows = []
+    with console.Progress(len(cases), quiet=args.quiet) as progress:
+        peaks = resumed.peaks
+        if peaks is None:
+            progress.status("calibrating peak FLOP/s")
+            peaks = calibrate_peaks(executor, cases)
+        header = {"command": ["harness", *sys.argv[1:]], "request": plan.request.to_dict(),
+                  "environment": {**environment.collect(), "peak_flops": peaks},
+                  "settings": {**dataclasses.asdict(plan.measure), "timeout": plan.timeout,
+                               "isolation": args.isolation}}
+        if executor_header:
+            header["executor"] = executor_header
+        if resumed.run_id:
+            header["resumed"] = True
+        with ResultsWriter(out, header, run_id=resumed.run_id) as writer:
+            runner = Runner(plan, registry, executor, writer, peaks, args.max_batch_size,
+                            on_start=lambda index, case: progress.start(index, case.label),
+                            on_status=progress.status)
+            # closed here, not whenever it is collected: a cluster's streams are cancelled
+            # and joined on Ctrl-C before the cluster connection goes
+            with contextlib.closing(runner.run(cases)) as records:
+                for case, record in records:
+                    progress.finish(console.outcome(record))
+                    rows.append((case, record))
+    failed = _failed(rows)
+    skipped = sum(r["status"] == "skipped" for _, r in rows)
+    done = resumed.done
+    title = (f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
+             f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
+    console.stdout.print(console.results_table(rows, title))
+    console.stdout.print(f"results: {out}", soft_wrap=True)
+    return rows
+
+
+def _run_on_ray(args: argparse.Namespace, registry: Registry, plan: Plan, out: Path,
+                resumed: _Resumed) -> int:
+    """The plan on each node kind of ``--nodes`` in turn (one results file each), then,
+    for several kinds, their comparison against the first and its HTML report."""
+    kinds: Sequence[NodeKind | None] = args.nodes or (None,)
+    paths = [out if len(kinds) == 1 else kind.results_path(out) for kind in kinds]
+    failed = False
+    with ray_executor.connect(args.address) as ray:
+        executors = [ray_executor.RayExecutor(ray, kind,
+                                              *plugin_selection(args.plugin, args.disable_plugin),
+                                              timeout=plan.timeout,
+                                              memory_limit=args.memory_limit)
+                     for kind in kinds]  # every selector is checked before anything runs
+        for executor, path in zip(executors, paths):
+            if len(kinds) > 1:
+                console.stdout.print(f"nodes {executor.kind.text}:", soft_wrap=True)
+            rows = _sweep(args, registry, plan, executor, path, resumed,
+                          {**executor.describe(), "address": args.address or "local"})
+            failed = failed or bool(_failed(rows))
+    for path in paths[1:]:
+        print_comparison(load_selection(paths[0]), load_selection(path),
+                          [str(paths[0]), str(path)], "latency", compare.DEFAULT_THRESHOLD,
+                          as_json=False, fail=False)
+    if len(paths) > 1:
+        html = report.render(load_runs(paths), f"harness: {plan.label} on "
+                             f"{', '.join(k.text for k in kinds)}")
+        written = report.write(html, out.with_name(f"{out.stem}-comparison.html"))
+        console.stdout.print(f"report: {written}", soft_wrap=True)
+    return 1 if failed else 0
+
+
+def _profile(registry: Registry, cases: Sequence[Case], folder: Path, steps: int,
+             with_stack: bool, top: int, quiet: bool) -> list[str]:
+    """Profile each case into its own folder under ``folder`` and print the summaries and
+    the command that shows them; a case that fails is left out and its message returned."""
+    results, failures = [], []
+    with console.Progress(len(cases), quiet=quiet) as progress:
+        for index, case in enumerate(cases):
+            progress.start(index, f"profiling {case.label}")
+            try:
+                results.append(profile.profile_case(
+                    registry.model(case.model).spec, case,
+                    folder / profile.case_folder_name(case), steps, with_stack))
+                progress.finish("done")
+            except HarnessError as exc:
+                failures.append(str(exc))
+                progress.finish("failed")
+    for result in results:
+        console.print_profile(result, top)
+    if results:
+        console.stdout.print(f"view: tensorboard --logdir {shlex.quote(str(folder))}",
+                             soft_wrap=True, markup=False)
+    return failures
+
+
+def _one_case(args: argparse.Namespace, registry: Registry, command: str) -> Case:
+    spec = registry.model(args.model).spec
+    several = [name for name, values in args.dim if len(values) > 1]
+    if several:
+        raise UsageError(f"harness {command} takes one value per dimension; {several[0]} has "
+                         "several ('harness run' sweeps them)")
+    plan = build_plan(registry, Request(
+        models=(spec.name,), batch_sizes=(args.batch_size or max(spec.batch_sizes),),
+        dims=dict(args.dim), devices=(args.device,), dtypes=(args.dtype,),
+        precision=args.precision, compile_modes=(args.compile,), backend=args.backend,
+        modes=(args.mode,), threads=args.threads))
+    if not plan.cases:
+        raise UsageError(f"model {spec.name!r} has no training step; use --mode infer")
+    return plan.cases[0]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    profile.require_viewer()
+    registry = registry_of(args)
+    case = _one_case(args, registry, "profile")
+    folder = profile.output_folder(args.out / profile.run_name(case.model))
+    failures = _profile(registry, [case], folder, args.steps, args.with_stack, args.top,
+                        args.quiet)
+    if failures:
+        raise HarnessError(failures[0])
+    return 0
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    registry = registry_of(args)
+    case = _one_case(args, registry, "ab")
+    config = MeasureConfig(max_time=args.time)
+    with tempfile.TemporaryDirectory(prefix="harness-ab-") as scratch, \
+            console.Progress(1, quiet=args.quiet) as progress:
+        sides = [interleave.side(case, revision, Path(scratch) / role)
+                 for role, revision in (("baseline", args.baseline),
+                                        ("candidate", args.candidate))]
+        progress.start(0, f"{case.label}: {sides[0].source} against "
+                          f"{sides[1].source}, turn about")
+        records = interleave.measure_interleaved(
+            *sides, config, plugins=args.plugin, disabled=args.disable_plugin,
+            timeout=args.timeout,
+            on_turn=lambda done: progress.status(f"{case.label}: {done:.0%}"))
+        progress.finish("done")
+    folder = default_path(case.model, args.out).with_suffix("")
+    env = {**environment.collect(), "peak_flops": {}}
+    paths = []
+    for side, record in zip(sides, records):
+        role = record["interleaved"]["side"]
+        header = {"command": ["harness", *sys.argv[1:]], "environment": env,
+                  "settings": {**dataclasses.asdict(config), "timeout": args.timeout,
+                               "isolation": "interleaved"},
+                  "interleaved": {"session": record["interleaved"]["session"], "side": role,
+                                  "source": side.source}}
+        paths.append(folder / f"{role}{SUFFIX}")
+        with ResultsWriter(paths[-1], header) as writer:
+            writer.write_case(record)
+    status = print_comparison(load(paths[0]), load(paths[1]), [str(p) for p in paths],
+                               "latency", args.threshold, args.json, args.fail_on_regression)
+    if not args.json:
+        console.stdout.print(f"results: {folder}", soft_wrap=True)
+    return status
