@@ -192,8 +192,11 @@ def test_ctrl_c_cancels_what_is_pending_keeps_what_finished_and_resume_completes
     command = [sys.executable, "-m", "harness", "run", "-m", "perceptron,softmax_classifier",
                "-b", "1,2,4,8", "--max-time", "0.3", "--warmup-time", "0.05", "-q",
                "--executor", "ray", "--address", cluster["address"], "--out", str(out)]
+    # A shell that starts a job in the background (CI runners, nohup) leaves SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: give the run the default.
     child = subprocess.Popen(command, env=cluster["env"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_cases(child, out, 2)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
