@@ -22,7 +22,6 @@ import json
 import os
 import random
 import select
-import signal
 import subprocess
 import sys
 import tarfile
@@ -35,6 +34,7 @@ from typing import IO, Any
 
 from harness.devices import default_threads
 from harness.errors import HarnessError, UsageError
+from harness.isolation import describe_exit
 from harness.plan import Case
 from harness.timing import MeasureConfig, Measurement
 
@@ -124,18 +124,16 @@ class _Worker:
                                   "raise --timeout if the model is that slow")
         line = self.proc.stdout.readline()
         if not line:
-            raise InterleaveError(f"{self.label} {self._death()}")
+            raise InterleaveError(f"{self.label}: {self._death()}")
         answer = json.loads(line)
         if "error" in answer:
             raise InterleaveError(f"{self.label} failed: {answer['error']}")
         return answer
 
     def _death(self) -> str:
-        code = self.proc.wait()
+        how = describe_exit(self.proc.wait())
         self._stderr.seek(0)
         tail = [line for line in self._stderr.read().splitlines() if line.strip()][-1:]
-        how = (f"was killed by {signal.Signals(-code).name}" if code < 0
-               else f"exited with status {code}")
         return how + (f": {tail[0]}" if tail else "")
 
     def close(self) -> None:
