@@ -171,7 +171,7 @@ def measure_interleaved(baseline: Side, candidate: Side, config: MeasureConfig =
             ready.append(work.ask({"case": side.case.to_dict(), "config": asdict(config),
                                    "plugins_dir": str(side.plugins) if side.plugins else None,
                                    "plugins": list(plugins), "disabled": list(disabled),
-                                   "cpus": cpus}))
+                                   "sys_path": sys.path, "cpus": cpus}))
         counts = [max(1, round(TURN_TIME / (r["last"] * r["block_size"]))) for r in ready]
         samples: list[list[float]] = [[], []]
         turns: list[list[int]] = [[], []]
@@ -234,6 +234,7 @@ def _serve() -> None:
 
         send(started=True)
         job = json.loads(sys.stdin.readline())
+        sys.path[:] = job["sys_path"]  # where the driver found --plugin modules
         if job["cpus"]:
             os.sched_setaffinity(0, job["cpus"])
         if job["plugins_dir"]:

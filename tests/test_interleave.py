@@ -16,6 +16,7 @@ from harness import compare
 from harness.cli import main
 from harness.interleave import MIN_TURNS, shared_cores
 from harness.results import load
+from tests.conftest import TOY_PLUGIN
 
 PLUGINS = Path(harness_plugins.__file__).parent
 FAST = ["-m", "calibration_matmul", "-b", "4", "-d", "N=32", "-d", "WORK=4", "--time", "0.1"]
@@ -165,3 +166,12 @@ def test_a_side_that_crashes_hangs_or_raises_is_a_one_line_error(tmp_path, capsy
         assert fragment in err
     assert not (tmp_path / "ab").exists()  # no half session left to be compared
 
+
+
+def test_ab_measures_models_of_plugins_named_in_the_environment(plugin_module, monkeypatch,
+                                                                tmp_path, capsys):
+    monkeypatch.setenv("HARNESS_PLUGINS", plugin_module(TOY_PLUGIN))
+    assert main(["ab", "-m", "toy_linear", "--time", "0.1", "--baseline", str(PLUGINS.parent),
+                 "--out", str(tmp_path), "-q", "--json"]) == 0
+    (case,) = json.loads(capsys.readouterr().out)["cases"]
+    assert case["model"] == "toy_linear"

@@ -262,9 +262,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
                                         ("candidate", args.candidate))]
         progress.start(0, f"{case.label}: {sides[0].source} against "
                           f"{sides[1].source}, turn about")
+        plugins, disabled = plugin_selection(args.plugin, args.disable_plugin)
         records = interleave.measure_interleaved(
-            *sides, config, plugins=args.plugin, disabled=args.disable_plugin,
-            timeout=args.timeout,
+            *sides, config, plugins=plugins, disabled=disabled, timeout=args.timeout,
             on_turn=lambda done: progress.status(f"{case.label}: {done:.0%}"))
         progress.finish("done")
     folder = default_path(case.model, args.out).with_suffix("")
