@@ -27,12 +27,13 @@ import sys
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from harness.devices import default_threads
+from harness.environment import git_state
 from harness.errors import HarnessError, UsageError
 from harness.isolation import describe_exit
 from harness.plan import Case
@@ -51,6 +52,7 @@ class Side:
     case: Case
     plugins: Path | None = None  # a folder to import harness_plugins from; None: installed
     source: str = WORKING_TREE  # what that folder holds, for the record
+    git: Mapping[str, Any] | None = None  # its commit, for the run header; None: the tree's
 
     def describe(self, role: str) -> str:
         return f"{role} ({self.source})"
@@ -74,13 +76,14 @@ def side(case: Case, revision: str | None, into: Path) -> Side:
         if not (package / "__init__.py").exists():
             raise UsageError(f"{revision} is neither a checkout with plugins/ nor a plugins "
                              "folder; give a git revision or such a folder")
-        return Side(case, package.resolve(), f"folder {package}")
+        return Side(case, package.resolve(), f"folder {package}", git_state(package))
     repo = Path(harness_plugins.__file__).resolve().parent.parent
     sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
     archive = _git(repo, "archive", "--format=tar", sha, "plugins", text=False)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
-    return Side(case, into / "plugins", f"{revision} ({sha[:10]})")
+    return Side(case, into / "plugins", f"{revision} ({sha[:10]})",
+                {"commit": sha, "dirty": False})
 
 
 def _git(repo: Path, *args: str, text: bool = True) -> Any:

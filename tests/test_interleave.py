@@ -15,7 +15,7 @@ import harness_plugins
 from harness import compare
 from harness.cli import main
 from harness.interleave import MIN_TURNS, shared_cores
-from harness.results import load
+from harness.results import iter_records, load
 from tests.conftest import TOY_PLUGIN
 
 PLUGINS = Path(harness_plugins.__file__).parent
@@ -121,17 +121,20 @@ def test_ab_calls_a_doubled_workload_slower_and_fails_when_asked(tmp_path, capsy
     assert 1.5 < case["ratio"] < 2.5 and case["ci_low"] > 1.3
 
 
-def test_ab_takes_the_baseline_from_a_git_revision(tmp_path, capsys):
-    repo = PLUGINS.parent
-    if subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
-                      capture_output=True).returncode:
-        pytest.skip("the harness is not in a git checkout here")
-    assert main(["ab", *FAST, "--out", str(tmp_path), "-q"]) == 0
+@pytest.mark.parametrize("revision", [None, "HEAD~1"])
+def test_ab_takes_the_baseline_from_a_git_revision_and_records_its_commit(tmp_path, revision):
+    found = subprocess.run(["git", "-C", str(PLUGINS.parent), "rev-parse", "--verify",
+                            revision or "HEAD"], capture_output=True, text=True)
+    if found.returncode:
+        pytest.skip(f"no {revision or 'HEAD'} here: not a git checkout, or a shallow one")
+    chosen = ["--baseline", revision] if revision else []
+    assert main(["ab", *FAST, *chosen, "--out", str(tmp_path), "-q"]) == 0
     (session,) = tmp_path.iterdir()
+    sha = found.stdout.strip()
     source = load(session / "baseline.jsonl").iloc[0]["interleaved.source"]
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout
-    assert source == f"HEAD ({head[:10]})"
+    assert source == f"{revision or 'HEAD'} ({sha[:10]})"
+    header = next(r for r in iter_records(session / "baseline.jsonl") if r["record"] == "run")
+    assert header["environment"]["git"] == {"commit": sha, "dirty": False}
 
 
 @pytest.mark.parametrize("argv, fragments", [

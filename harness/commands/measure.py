@@ -272,7 +272,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     paths = []
     for side, record in zip(sides, records):
         role = record["interleaved"]["side"]
-        header = {"command": ["harness", *sys.argv[1:]], "environment": env,
+        header = {"command": ["harness", *sys.argv[1:]],
+                  "environment": {**env, "git": side.git or env["git"]},
                   "settings": {**dataclasses.asdict(config), "timeout": args.timeout,
                                "isolation": "interleaved"},
                   "interleaved": {"session": record["interleaved"]["session"], "side": role,
