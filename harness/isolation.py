@@ -164,9 +164,9 @@ class ProcessExecutor:
         try:
             return self._run(job, self.timeout)
         except _Abnormal as exc:
-            return {**worker.base_record(case), "status": exc.status, "error": str(exc)}
+            return worker.unmeasured(case, exc.status, str(exc))
         except RuntimeError as exc:
-            return {**worker.base_record(case), "status": "error", "error": str(exc)}
+            return worker.unmeasured(case, "error", str(exc))
 
     def probe(self, case: Case, batch_size: int) -> str:
         job = {"kind": "probe", "case": case.to_dict(), "batch_size": batch_size}

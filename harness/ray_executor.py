@@ -214,9 +214,9 @@ class RayExecutor:
             record, node, environment = self._call(case.device, "measure", case, config,
                                                    dict(peaks))
         except _WorkerDied as exc:
-            return {**worker.base_record(case), "status": "crashed", "error": str(exc)}
+            return worker.unmeasured(case, "crashed", str(exc))
         except RuntimeError as exc:
-            return {**worker.base_record(case), "status": "error", "error": str(exc)}
+            return worker.unmeasured(case, "error", str(exc))
         return {**record, "node": node, "environment": environment}
 
     def probe(self, case: Case, batch_size: int) -> str:

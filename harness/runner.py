@@ -132,15 +132,15 @@ class Runner:
     def _run_one(self, case: Case) -> dict[str, Any]:
         reason = self._skip_reason(case)
         if reason:
-            return {**worker.base_record(case), "status": "skipped", "error": reason}
+            return worker.unmeasured(case, "skipped", reason)
         search = None
         if case.batch_size is None:
             sized, search = self._searched(case)
             if sized is None:
                 outcome = search["probes"][-1][1] if search["probes"] else "error"
                 status = "oom" if outcome == "oom" else "error"
-                return {**worker.base_record(case), "status": status, "batch_search": search,
-                        "error": f"no batch size fits (last probe: {outcome})"}
+                return {**worker.unmeasured(case, status, f"no batch size fits (last probe: "
+                                                          f"{outcome})"), "batch_search": search}
             case = sized
         record = self.executor.measure(case, self.plan.measure, self.peaks)
         if search:

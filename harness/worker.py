@@ -165,6 +165,11 @@ def base_record(case: Case) -> dict[str, Any]:
             "error": None}
 
 
+def unmeasured(case: Case, status: str, error: str) -> dict[str, Any]:
+    """The record of a case that yielded no measurement: skipped, crashed, timed out."""
+    return {**base_record(case), "status": status, "error": error}
+
+
 def failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     status = "oom" if is_out_of_memory(exc) else "error"
     return {**record, "status": status, "error": error_message(exc)}
