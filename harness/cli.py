@@ -9,18 +9,20 @@ usage and 1 for failures; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import harness
-from harness import axes, compare, history, profile
+from harness import ab, axes, compare, history, profile
 from harness.commands.analyse import (cmd_compare, cmd_export, cmd_history, cmd_import_asv,
                                       cmd_report, cmd_results)
 from harness.commands.catalogue import cmd_check, cmd_list
-from harness.commands.measure import AB_TIME, AB_TIMEOUT, cmd_ab, cmd_profile, cmd_run
+from harness.commands.measure import AB_THRESHOLD, AB_TIMEOUT, cmd_ab, cmd_profile, cmd_run
 from harness.errors import HarnessError
 from harness.isolation import ISOLATION_MODES
 from harness.ray_executor import NodeKind
@@ -158,6 +160,64 @@ def _selection(parser: argparse.ArgumentParser, *, dims: bool) -> None:
                                                        "(repeatable; lists are swept)")
 
 
+def _sweep(p: argparse.ArgumentParser) -> None:
+    """The sweep's axes beyond models and dimensions (run, ab)."""
+    p.add_argument("--batch-sizes", "-b", type=_batch_sizes, metavar="N[,N]|auto",
+                   help="batch sizes, or 'auto' for the largest that fits (run only) "
+                        "(default: the suite's, else each model's)")
+    p.add_argument("--devices", "--device", type=_choices(axes.DEVICES), metavar="cpu,cuda,mps",
+                   help="devices (default: cpu plus any accelerator present)")
+    p.add_argument("--dtypes", "--dtype", type=_choices(axes.DTYPES),
+                   metavar="float32,float16,bfloat16", help="dtypes (default float32)")
+    p.add_argument("--precision", choices=axes.PRECISIONS,
+                   help="'cast' runs model and inputs in the dtype (default); 'amp' keeps "
+                        "float32 weights under torch.autocast")
+    p.add_argument("--compile", type=_choices(axes.COMPILE_MODES), metavar="none,default,...",
+                   help="torch.compile modes: none, default, reduce-overhead, max-autotune "
+                        "(default none)")
+    p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
+    p.add_argument("--mode", type=_choices(axes.MODES), metavar="infer,train",
+                   help="inference and/or a training step: forward, loss, backward, SGD step "
+                        "(default infer)")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch intra-op threads per case")
+
+
+def _env_assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as OMP_NUM_THREADS=1, "
+                                         f"got {text!r}")
+    return name, value
+
+
+def _interpreter(text: str) -> str:
+    found = shutil.which(text) or (text if os.access(text, os.X_OK) and Path(text).is_file()
+                                   else None)
+    if not found:
+        raise argparse.ArgumentTypeError(f"no Python interpreter at {text!r}; give the "
+                                         "python of a virtual environment, e.g. venv/bin/python")
+    return str(Path(found).absolute())
+
+
+def _side_options(p: argparse.ArgumentParser) -> None:
+    """What may differ between the sides of harness ab, besides their code."""
+    for role in ("baseline", "candidate"):
+        group = p.add_argument_group(f"{role} settings (default: as the sweep says, for both)")
+        group.add_argument(f"--{role}-python", type=_interpreter, metavar="PATH",
+                           help=f"the {role}'s interpreter: another environment (torch, plugin "
+                                "or harness version); it needs this harness's version")
+        group.add_argument(f"--{role}-compile", choices=axes.COMPILE_MODES, metavar="MODE",
+                           help=f"the {role}'s torch.compile mode")
+        group.add_argument(f"--{role}-dtype", choices=axes.DTYPES, metavar="DTYPE")
+        group.add_argument(f"--{role}-precision", choices=axes.PRECISIONS, metavar="cast|amp")
+        group.add_argument(f"--{role}-backend", metavar="NAME")
+        group.add_argument(f"--{role}-threads", type=_positive_int, metavar="N")
+        group.add_argument(f"--{role}-env", action="append", type=_env_assignment, default=[],
+                           metavar="NAME=VALUE", help="an environment variable of the "
+                                                      f"{role}'s processes (repeatable)")
+
+
 def _one_case_options(p: argparse.ArgumentParser) -> None:
     """The options naming one case (profile, ab): one value per axis."""
     p.add_argument("--model", "-m", required=True, metavar="NAME", help="the model")
@@ -196,27 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run", help="measure models over a sweep of batch sizes, "
                                          "devices, dtypes, compile modes and modes")
     _selection(p, dims=True)
-    p.add_argument("--batch-sizes", "-b", type=_batch_sizes, metavar="N[,N]|auto",
-                   help="batch sizes, or 'auto' for the largest that fits "
-                        "(default: the suite's, else each model's)")
+    _sweep(p)
     p.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH, metavar="N",
                    help=f"upper bound of the 'auto' search (default {DEFAULT_MAX_BATCH})")
-    p.add_argument("--devices", type=_choices(axes.DEVICES), metavar="cpu,cuda,mps",
-                   help="devices (default: cpu plus any accelerator present)")
-    p.add_argument("--dtypes", type=_choices(axes.DTYPES), metavar="float32,float16,bfloat16",
-                   help="dtypes (default float32)")
-    p.add_argument("--precision", choices=axes.PRECISIONS,
-                   help="'cast' runs model and inputs in the dtype (default); 'amp' keeps "
-                        "float32 weights under torch.autocast")
-    p.add_argument("--compile", type=_choices(axes.COMPILE_MODES), metavar="none,default,...",
-                   help="torch.compile modes: none, default, reduce-overhead, max-autotune "
-                        "(default none)")
-    p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
-    p.add_argument("--mode", type=_choices(axes.MODES), metavar="infer,train",
-                   help="inference and/or a training step: forward, loss, backward, SGD step "
-                        "(default infer)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="torch intra-op threads per case")
     p.add_argument("--repeats", type=_positive_int, metavar="N",
                    help="measure each case in N fresh processes, spread over the run, so "
                         "'harness compare' sees process-to-process noise (default 1)")
@@ -301,28 +343,34 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_profile)
     p = commands.add_parser(
-        "ab", help="time one case's baseline and candidate code turn about, then compare",
-        description="Time one case with two versions of the model code (by default HEAD "
-                    "against the working tree) in two processes at once, in alternating "
-                    "turns of about 20 ms, so the machine's drift hits both alike; then "
-                    "judge the per-turn ratios as 'harness compare' does.")
-    _one_case_options(p)
-    p.add_argument("--baseline", default="HEAD", metavar="REV|DIR",
-                   help="the baseline's model code: a git revision of this checkout or a "
-                        "folder with a plugins package (default HEAD)")
+        "ab", help="did it get slower? baseline and candidate timed turn about, case by case",
+        description="Time each case of a sweep with a baseline and a candidate (by default HEAD "
+                    "against the working tree of the git checkout here) in pairs of fresh "
+                    "processes, turn about, so the machine's drift hits both alike; stop each "
+                    "case once a confidence sequence settles its verdict.")
+    _selection(p, dims=True)
+    _sweep(p)
+    p.add_argument("--baseline", metavar="REV|DIR",
+                   help="the baseline's model code: a git revision of the checkout here, or a "
+                        "folder (default HEAD; the installed code when only interpreters, "
+                        "options or environments differ)")
     p.add_argument("--candidate", metavar="REV|DIR",
                    help="the candidate's model code, likewise (default: the working tree)")
-    p.add_argument("--time", type=_seconds(), default=AB_TIME, metavar="SECONDS",
-                   help=f"seconds of timed samples per side (default {AB_TIME:g})")
+    _side_options(p)
+    p.add_argument("--threshold", type=_fraction, default=AB_THRESHOLD, metavar="PCT",
+                   help=f"smallest change that matters, e.g. 3%% (default {AB_THRESHOLD:.0%}%)")
+    p.add_argument("--time", type=_seconds(), default=ab.MAX_TIME, metavar="SECONDS",
+                   help=f"most time a case may take, both sides (default {ab.MAX_TIME:g})")
+    p.add_argument("--pair-time", type=_seconds(), default=ab.PAIR_TIME, metavar="SECONDS",
+                   help=f"timed seconds a side in each pair of processes "
+                        f"(default {ab.PAIR_TIME:g})")
     p.add_argument("--timeout", type=_seconds(), default=AB_TIMEOUT, metavar="SECONDS",
                    help=f"longest wait for one side's answer (default {AB_TIMEOUT:g})")
-    p.add_argument("--threshold", type=_fraction, default=compare.DEFAULT_THRESHOLD,
-                   metavar="PCT", help="smallest change that counts, e.g. 3%% (default 5%%)")
     p.add_argument("--fail-on-regression", action="store_true",
-                   help="exit 1 if the candidate is significantly slower by the threshold")
+                   help="exit 1 if a case is significantly slower")
     p.add_argument("--out", "-o", type=Path, default=Path("results/ab"), metavar="DIR",
                    help="folder of sessions (default results/ab); this one writes "
-                        "DIR/<time>-<model>/baseline.jsonl and candidate.jsonl")
+                        "DIR/<time>-<label>/baseline.jsonl and candidate.jsonl")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     _common(p)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import sequential
 from harness.errors import CompareError
 from harness.plan import case_key_of_record
 from harness.stats import z_quantile
@@ -56,6 +57,10 @@ MDE_PER_PRECISION = (_Z_ALPHA + _Z_POWER) * math.sqrt(2) / _Z_ALPHA
 KEY_COLUMNS = ("model", "batch_size", "dims", "device", "dtype", "precision", "compile_mode",
                "backend", "mode")
 VERDICTS = ("slower", "faster", "no change", "inconclusive")
+# The unit of evidence of an estimate: pooled samples, fresh processes (--repeats), the
+# turns of one interleaved pair (harness ab before pairs), or independent pairs
+# judged by a confidence sequence (harness ab).
+METHODS = ("samples", "processes", "turns", "pairs")
 MEMORY_WORDS = {"slower": "larger", "faster": "smaller"}  # the same verdicts, said of memory
 
 
@@ -68,10 +73,12 @@ class ShiftEstimate:
     ci_high: float
     p_value: float
     mde: float  # smallest relative change these samples detect with 80 % power
+    method: str = "samples"  # what the evidence is: see METHODS
 
     def __repr__(self) -> str:
         return (f"ShiftEstimate(ratio={self.ratio:.4f}, ci=[{self.ci_low:.4f}, "
-                f"{self.ci_high:.4f}], p={self.p_value:.3g}, mde={self.mde:.2%})")
+                f"{self.ci_high:.4f}], p={self.p_value:.3g}, mde={self.mde:.2%}, "
+                f"{self.method})")
 
 
 def _normal_sf(z: float) -> float:
@@ -102,10 +109,11 @@ def shift(baseline: Sequence[float], candidate: Sequence[float]) -> ShiftEstimat
     return _estimate(estimate, float(diffs[k]), float(diffs[n * m - 1 - k]), p_value)
 
 
-def _estimate(log_ratio: float, low: float, high: float, p_value: float) -> ShiftEstimate:
+def _estimate(log_ratio: float, low: float, high: float, p_value: float,
+              method: str = "samples") -> ShiftEstimate:
     se = (high - low) / (2 * _Z_ALPHA)
     return ShiftEstimate(math.exp(log_ratio), math.exp(low), math.exp(high), p_value,
-                         math.expm1((_Z_ALPHA + _Z_POWER) * se))
+                         math.expm1((_Z_ALPHA + _Z_POWER) * se), method)
 
 
 def shift_of_repeats(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]],
@@ -125,7 +133,7 @@ def shift_of_repeats(baseline: Sequence[Sequence[float]], candidate: Sequence[Se
     low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
     tail = min((boot <= 0).sum(), (boot >= 0).sum())
     p_value = min(1.0, 2 * (tail + 1) / (resamples + 1))
-    return _estimate(float(level(b) - level(a)), float(low), float(high), p_value)
+    return _estimate(float(level(b) - level(a)), float(low), float(high), p_value, "processes")
 
 
 def shift_of_turns(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]]
@@ -150,7 +158,7 @@ def shift_of_turns(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequ
     k = round(len(walsh) / 2 - _Z_ALPHA * math.sqrt(n * (n + 1) * (2 * n + 1) / 24)) - 1
     k = min(max(k, 0), (len(walsh) - 1) // 2)
     return _estimate(float(np.median(walsh)), float(walsh[k]), float(walsh[len(walsh) - 1 - k]),
-                     p_value)
+                     p_value, "turns")
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
@@ -201,18 +209,83 @@ def case_label(key: tuple[Any, ...]) -> str:
     return f"{model}[{','.join(parts)}]"
 
 
-def latest_cases(frame: pd.DataFrame) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+def latest_cases(frame: pd.DataFrame | Iterable[Mapping[str, Any]]
+                 ) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
     """Each case's ok records (one per repeat) from the last run that measured it."""
+    rows = frame.to_dict("records") if isinstance(frame, pd.DataFrame) else frame
     cases: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in frame.to_dict("records"):
+    for row in rows:
         if row.get("status") != "ok":
             continue
         key = case_key(row)
         if key in cases and cases[key][0].get("run_id") == row.get("run_id"):
-            cases[key].append(row)
+            cases[key].append(dict(row))
         else:
-            cases[key] = [row]
+            cases[key] = [dict(row)]
     return cases
+
+
+@dataclass(frozen=True)
+class Matched:
+    """One case of each side to compare: the same case of two runs, or the two sides of
+    one ab session (whose cases may differ in the options the sides set)."""
+
+    baseline_key: tuple[Any, ...]
+    candidate_key: tuple[Any, ...]
+    baseline: list[dict[str, Any]]
+    candidate: list[dict[str, Any]]
+
+    @property
+    def label(self) -> str:
+        """The candidate's case, and what the baseline's differs in."""
+        label = case_label(self.candidate_key)
+        names = ("model", "B", "dims", "device", "dtype", "precision", "compile", "backend",
+                 "mode")
+        differs = []
+        for name, b, c in zip(names, self.baseline_key, self.candidate_key):
+            if name == "dims":
+                differs += [f"{k}={v}" for k, v in b if (k, v) not in c]
+            elif b != c:
+                differs.append(f"{name}={b}")
+        return label + (f" vs {','.join(differs)}" if differs else "")
+
+
+def matched_cases(baseline: pd.DataFrame, candidate: pd.DataFrame
+                  ) -> tuple[list[Matched], dict[str, int]]:
+    """The cases to compare, and how many cases only one side has.
+
+    The sides of an ab session are matched by their session; a session with a failed
+    pair is left out (``harness ab`` reports the failure). Everything else is matched
+    by case identity, each case's last run.
+    """
+    sessions = [_sessions(f) for f in (baseline, candidate)]
+    shared = [s for s in sessions[0] if s in sessions[1]]
+    matched = []
+    for session in shared:
+        b, c = sessions[0][session], sessions[1][session]
+        if all(r.get("status") == "ok" for r in (*b, *c)):
+            matched.append(Matched(case_key(b[0]), case_key(c[0]), b, c))
+    rest = [latest_cases(r for r in f.to_dict("records")
+                         if r.get("interleaved.session") not in shared)
+            for f in (baseline, candidate)]
+    matched += [Matched(k, k, rest[0][k], rest[1][k]) for k in rest[0] if k in rest[1]]
+    only = {"baseline": len(set(rest[0]) - set(rest[1])),
+            "candidate": len(set(rest[1]) - set(rest[0]))}
+    if not matched:
+        raise CompareError(_nothing_in_common(rest[0], rest[1]))
+    return matched, only
+
+
+def _sessions(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Records of ab sessions (any status), by session id."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if "interleaved.session" not in frame:
+        return found
+    for row in frame.to_dict("records"):
+        session = row.get("interleaved.session")
+        if isinstance(session, str):
+            found.setdefault(session, []).append(row)
+    return found
 
 
 def metric_value(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
@@ -243,20 +316,35 @@ def metric_samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
 
 def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
              metric: str) -> ShiftEstimate | None:
-    """Turn by turn for the two sides of one interleaved session; process-level when
-    both sides have enough repeats; else on the pooled samples."""
-    turns = interleaved_turns(base, cand, metric)
-    if turns:
-        return shift_of_turns(*turns)
+    """By pairs of processes for the sides of one ``harness ab`` session, turn by turn
+    for a one-pair session of an earlier harness; process-level when both sides have
+    enough repeats; else on the pooled samples."""
+    pairs = session_pairs(base, cand, metric)
+    if pairs is not None:
+        if not any(isinstance(r.get("interleaved.pair"), int) for r in base):
+            return shift_of_turns(*pairs[0]) if len(pairs) == 1 else None
+        return shift_of_pairs(pairs)
     xs = [s for s in (metric_samples(r, metric) for r in base) if s]
     ys = [s for s in (metric_samples(r, metric) for r in cand) if s]
     return shift_of_processes(xs, ys) if xs and ys else None
 
 
+def shift_of_pairs(pairs: Sequence[tuple[list[list[float]], list[list[float]]]],
+                   alpha: float = sequential.ALPHA) -> ShiftEstimate:
+    """Independent pairs of an ab session, in the order they were measured: each one's
+    Hodges-Lehmann ratio over its turns, judged by the confidence sequence that decided
+    when the session stopped (its p-value is valid under those repeated looks)."""
+    look = sequential.look([math.log(shift_of_turns(*p).ratio) for p in pairs], alpha)
+    low, high = look.interval
+    se = (look.high - look.low) / (2 * _Z_ALPHA)
+    return ShiftEstimate(look.ratio, low, high, look.p_value,
+                         math.expm1((_Z_ALPHA + _Z_POWER) * se), "pairs")
+
+
 def interleaved_turns(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
                       metric: str) -> tuple[list[list[float]], list[list[float]]] | None:
     """Both sides' samples cut into their turns, if they are the two sides of one
-    interleaved session; else None."""
+    interleaved pair; else None."""
     if len(base) != 1 or len(cand) != 1:
         return None
     (b,), (c,) = base, cand
@@ -271,6 +359,25 @@ def interleaved_turns(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[
         cuts = np.cumsum([0, *counts])
         sides.append([samples[i:j] for i, j in zip(cuts[:-1], cuts[1:])])
     return (sides[0], sides[1]) if len(sides[0]) == len(sides[1]) >= 2 else None
+
+
+def session_pairs(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
+                  metric: str) -> list[tuple[list[list[float]], list[list[float]]]] | None:
+    """The turns of each pair of one ab session, in pair order; None unless the records
+    are exactly that session's two sides, pair for pair."""
+    def by_pair(rows: Sequence[Mapping[str, Any]]) -> dict[Any, Mapping[str, Any]]:
+        return {r.get("interleaved.pair"): r for r in rows}
+
+    b, c = by_pair(base), by_pair(cand)
+    if not base or len(b) != len(base) or len(c) != len(cand) or set(b) != set(c):
+        return None
+    pairs = []
+    for pair in sorted(b, key=lambda p: p if isinstance(p, int) else -1):
+        turns = interleaved_turns([b[pair]], [c[pair]], metric)
+        if turns is None:
+            return None
+        pairs.append(turns)
+    return pairs
 
 
 def shift_of_processes(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]
@@ -288,25 +395,25 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     if metric not in METRICS:
         raise CompareError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     _check_schemas(baseline, candidate)
-    base, cand = latest_cases(baseline), latest_cases(candidate)
-    common = [k for k in base if k in cand]
-    if not common:
-        raise CompareError(_nothing_in_common(base, cand))
     rows = []
-    for key in common:
-        b, c = base[key], cand[key]
-        row: dict[str, Any] = {"case": case_label(key), "model": key[0], "batch_size": key[1],
+    for match in matched_cases(baseline, candidate)[0]:
+        b, c, key = match.baseline, match.candidate, match.candidate_key
+        row: dict[str, Any] = {"case": match.label, "model": key[0], "batch_size": key[1],
                                "device": key[3], "dtype": key[4], "compile_mode": key[6],
                                "mode": key[8], "suite": c[0].get("suite") or b[0].get("suite"),
                                "baseline": metric_value(b, metric),
                                "candidate": metric_value(c, metric)}
         est = estimate(b, c, metric)
         if est:
-            row.update(ratio=est.ratio, ci_low=est.ci_low, ci_high=est.ci_high,
-                       p_value=est.p_value, mde=est.mde, repeats=(len(b), len(c)))
+            row.update(ratio=est.ratio, ci_low=_bound(est.ci_low), ci_high=_bound(est.ci_high),
+                       p_value=est.p_value, mde=_bound(est.mde), method=est.method,
+                       repeats=(len(b), len(c)))
+            if est.method == "pairs":
+                took = [r.get("interleaved.case_elapsed_s") for r in c]
+                row.update(pairs=len(c), time_s=max((t for t in took if t), default=None))
         elif row["baseline"] and row["candidate"] is not None:
             row.update(ratio=row["candidate"] / row["baseline"], ci_low=None, ci_high=None,
-                       p_value=None, mde=None)
+                       p_value=None, mde=None, method=None)
         else:
             continue
         for side, records in (("baseline", b), ("candidate", c)):
@@ -326,6 +433,12 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     return table
 
 
+def _bound(value: float) -> float | None:
+    """``None`` for a bound not yet known: a confidence sequence still open on that side
+    (a ratio of 0 or infinity)."""
+    return value if math.isfinite(value) and value > 0 else None
+
+
 def _median(values: Iterable[Any]) -> float | None:
     present = [v for v in values if v is not None and v == v]
     return float(np.median(present)) if present else None
@@ -336,6 +449,9 @@ def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) ->
         # a single number per side (memory): the threshold alone decides
         ratio = row["ratio"]
         return verdict(ratio, (ratio, ratio), True, threshold, worse_above)
+    if row.get("method") == "pairs":
+        return sequential.verdict(row["ratio"], row["ci_low"], row["ci_high"], row["q_value"],
+                                  threshold, worse_above=worse_above)
     return verdict(row["ratio"], (row["ci_low"], row["ci_high"]), row["q_value"] <= ALPHA,
                    threshold, worse_above)
 

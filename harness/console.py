@@ -24,6 +24,7 @@ from harness.history import History
 from harness.memory import format_bytes
 from harness.plan import Case
 from harness.profile import ProfileResult
+from harness.sequential import ALPHA as SEQUENTIAL_ALPHA
 from harness.stats import format_seconds
 
 # Redirected output (files, CI logs) gets wide rows instead of rich's 80 columns.
@@ -131,8 +132,10 @@ def _metric_value(value: float | None, metric: str) -> str:
 
 
 def _ratio_text(row: dict[str, Any]) -> tuple[str, str]:
-    ci = (f"{row['ci_low']:.3f} - {row['ci_high']:.3f}"
-          if row.get("ci_low") is not None and row["ci_low"] == row["ci_low"] else "-")
+    low, high = (row.get(k) for k in ("ci_low", "ci_high"))
+    known = [v is not None and v == v for v in (low, high)]
+    ci = (f"{low:.3f} - {high:.3f}" if all(known)
+          else "open" if row.get("method") == "pairs" else "-")
     return f"{row['ratio']:.3f}", ci
 
 
@@ -141,7 +144,12 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
     """Per case: both values, the ratio with its CI, the MDE, q-value and verdict;
     with ``hardware``, utilisation and memory of each side too."""
     table = Table(title=title, title_justify="left")
-    columns = ["case", "baseline", "candidate", "ratio", "95% CI", "MDE", "q", "verdict"]
+    sequential = any(row.get("method") == "pairs" for row in rows)
+    # pairs of an ab session are bounded by a confidence sequence at its own level
+    interval = f"{1 - SEQUENTIAL_ALPHA:.0%} CS" if sequential else "95% CI"
+    columns = ["case", "baseline", "candidate", "ratio", interval, "MDE", "q", "verdict"]
+    if sequential:
+        columns += ["pairs", "time"]
     if hardware:
         columns += ["util base", "util cand", "mem base", "mem cand"]
     for column in columns:
@@ -153,6 +161,10 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
         cells = [row["case"], _metric_value(row["baseline"], metric),
                  _metric_value(row["candidate"], metric), ratio, ci, _percent(row.get("mde")), q,
                  f"[{_VERDICT_STYLE[row['verdict']]}]{row['verdict']}[/]"]
+        if sequential:
+            pairs, took = row.get("pairs"), row.get("time_s")
+            cells += [str(pairs) if pairs == pairs and pairs is not None else "-",
+                      f"{took:.0f} s" if took == took and took is not None else "-"]
         if hardware:
             cells += [_percent(row.get("baseline_utilisation")),
                       _percent(row.get("candidate_utilisation")),
@@ -360,6 +372,13 @@ def outcome(record: dict[str, Any]) -> str:
         return f"{record['status']}: {record['error']}"
     batch = f" at B={record['batch_size']}" if record.get("batch_search") else ""
     return f"ok {format_seconds(record['latency']['median'])}{batch}"
+
+
+def print_failures(failures: Sequence[dict[str, Any]]) -> None:
+    """One line per case that has no verdict: which side failed, and how."""
+    for failure in failures:
+        stdout.print(f"failed: {failure['case']}: {failure['error']}", soft_wrap=True,
+                     markup=False)
 
 
 def print_lines(lines: Iterable[str]) -> None:

@@ -1,121 +1,156 @@
-"""Baseline and candidate timed turn about, so the machine's drift hits both alike.
+"""A baseline and a candidate timed turn about in two processes, so the machine's drift
+hits both alike: one *pair* of a ``harness ab`` session.
 
 On a shared or virtual machine the speed of the same code wanders by several percent
 over seconds (other tenants, clock frequency, the host's scheduler), so two runs made
-minutes apart can differ by more than the 5 % change one wants to see. ``harness ab``
-therefore keeps the baseline and the candidate warm in two processes at once and times
-them in short alternating turns (about 20 ms each, the order shuffled every turn).
-Each turn of the candidate is judged against the baseline's turn next to it, so
-whatever slowed the machine during those milliseconds slowed both; ``harness compare``
-sees the shared session and judges the per-turn ratios (:func:`compare.shift_of_turns`).
+minutes apart differ by more than the change one wants to see. A pair keeps both sides
+warm in two fresh processes pinned to the same cores and times them in short alternating
+turns (about 20 ms each, the order shuffled every turn); each candidate turn is judged
+against the baseline turn beside it (:func:`compare.shift_of_turns`).
 
-The sides differ in their model code: each side's ``harness_plugins`` package (the
-built-in models) is loaded from a folder: the working tree, a git revision checked out
-into a temporary folder, or any folder holding such a package. The measuring engine is
-this harness for both, so a change to the harness itself cannot muddy the verdict.
+A side is whatever differs (:class:`Side`): its model code (a tree of
+:mod:`harness.sources`), its interpreter (another environment, with another torch or
+plugin version, speaking this module's versioned protocol), its case options (compile
+mode, dtype, precision, backend, threads) and environment variables. Processes are
+started ahead of need on cores the pair is not timed on, so the next pair's imports
+overlap this pair's turns instead of adding to the wall time.
 """
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import json
 import os
+import platform
 import random
 import select
 import subprocess
 import sys
-import tarfile
 import tempfile
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 from harness.devices import default_threads
-from harness.environment import git_state
 from harness.errors import HarnessError, UsageError
 from harness.isolation import describe_exit
 from harness.plan import Case
+from harness.sources import CodeSource
 from harness.timing import MeasureConfig, Measurement
 
+PROTOCOL = 2  # bumped whenever a message changes; both ends must speak the same one
 TURN_TIME = 0.02  # seconds per side per turn: well inside the drift's correlation time
 MIN_TURNS = 12  # the paired test's interval needs a dozen turns to mean much
+REFILL_BELOW = TURN_TIME / 2  # calls shorter than this get an untimed call before a turn
 START_TIMEOUT = 120.0  # seconds for a side's process to import torch and the harness
-WORKING_TREE = "working tree"
+SIDE_OPTIONS = ("compile_mode", "dtype", "precision", "backend", "threads")  # may differ
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a case and where its model code comes from."""
+    """What one side of a comparison is: model code, interpreter, case options and
+    environment variables; whatever it does not set is the same on both sides."""
 
-    case: Case
-    plugins: Path | None = None  # a folder to import harness_plugins from; None: installed
-    source: str = WORKING_TREE  # what that folder holds, for the record
-    git: Mapping[str, Any] | None = None  # its commit, for the run header; None: the tree's
+    role: str = "candidate"
+    code: CodeSource | None = None  # None: the code installed in the interpreter
+    python: str | None = None  # None: the interpreter running the harness
+    options: Mapping[str, Any] = field(default_factory=dict)  # Case fields, SIDE_OPTIONS
+    env: Mapping[str, str] = field(default_factory=dict)
 
-    def describe(self, role: str) -> str:
-        return f"{role} ({self.source})"
+    def case(self, case: Case) -> Case:
+        return dataclasses.replace(case, **self.options)
+
+    @property
+    def source(self) -> str:
+        return self.code.description if self.code else "installed"
+
+    def describe(self) -> str:
+        """'candidate (HEAD~1 (1a2b3c4d5e), python /v/bin/python, compile_mode=default)'."""
+        parts = [self.source]
+        if self.python:
+            parts.append(f"python {self.python}")
+        parts += [f"{k}={v}" for k, v in self.options.items()]
+        parts += [f"{k}={v}" for k, v in self.env.items()]
+        return f"{self.role} ({', '.join(parts)})"
+
+    def process_key(self) -> tuple[Any, ...]:
+        """Processes with the same key are interchangeable until they are given a case."""
+        return self.python, tuple(sorted(self.env.items()))
 
 
 class InterleaveError(HarnessError):
-    """A side that failed to build, crashed or hung: the comparison has no verdict."""
+    """A side that failed to build, crashed or hung: this case has no verdict."""
+
+    def __init__(self, message: str, role: str, status: str = "error"):
+        super().__init__(message)
+        self.role = role
+        self.status = status
 
 
-def side(case: Case, revision: str | None, into: Path) -> Side:
-    """``case`` with the model code of ``revision``: None for the working tree, a folder,
-    or a git revision of the checkout the built-in plugins come from (extracted under
-    ``into``)."""
-    import harness_plugins
-
-    if revision is None:
-        return Side(case)
-    folder = Path(revision)
-    if folder.is_dir():
-        package = folder / "plugins" if (folder / "plugins" / "__init__.py").exists() else folder
-        if not (package / "__init__.py").exists():
-            raise UsageError(f"{revision} is neither a checkout with plugins/ nor a plugins "
-                             "folder; give a git revision or such a folder")
-        return Side(case, package.resolve(), f"folder {package}", git_state(package))
-    repo = Path(harness_plugins.__file__).resolve().parent.parent
-    sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
-    archive = _git(repo, "archive", "--format=tar", sha, "plugins", text=False)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return Side(case, into / "plugins", f"{revision} ({sha[:10]})",
-                {"commit": sha, "dirty": False})
-
-
-def _git(repo: Path, *args: str, text: bool = True) -> Any:
-    try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
-                              text=text, check=False)
-    except FileNotFoundError:
-        raise UsageError("git is not installed; give the side as a folder instead") from None
-    if done.returncode:
-        raise UsageError(f"no revision {args[-1].removesuffix('^{commit}')!r} in {repo} "
-                         "(git could not find it); give a commit, branch or tag there, or "
-                         "a folder holding a plugins package")
-    return done.stdout
+class SideSetupError(UsageError):
+    """A side whose interpreter cannot run this harness at all: no case can be measured."""
 
 
 class _Worker:
-    """One side's process: warmed up once, then asked for ``n`` samples at a time."""
+    """One side's process: greets, is given one case, warms it up, then times turns."""
 
-    def __init__(self, side: Side, role: str, timeout: float):
-        self.label = side.describe(role)
+    def __init__(self, side: Side, timeout: float, cpus: Sequence[int] | None = None):
+        self.side = side
+        self.python = side.python or sys.executable
         self.timeout = timeout
         self._stderr: IO[str] = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.interleave"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, text=True)
+        try:
+            # started in the root folder: the interpreter's own harness, never one that
+            # happens to sit in the current folder, is the side's engine
+            self.proc = subprocess.Popen([self.python, "-m", "harness.interleave"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self._stderr, text=True, cwd=os.sep,
+                                         env={**os.environ, **side.env})
+        except OSError as exc:
+            self._stderr.close()
+            raise SideSetupError(f"{side.role}'s interpreter {self.python} cannot be started: "
+                                 f"{exc.strerror}; give the python of a virtual environment "
+                                 "with harness installed") from None
+        if cpus:
+            try:
+                os.sched_setaffinity(self.proc.pid, cpus)  # imports stay off the timed cores
+            except OSError:
+                pass  # it died at once, or cannot be pinned here: greet() tells
+        self.hello: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.side.describe()
+
+    def greet(self) -> dict[str, Any]:
+        """The side's interpreter, harness and torch, once its protocol is known to match."""
+        if self.hello is not None:
+            return self.hello
+        try:
+            answer = self.receive(max(self.timeout, START_TIMEOUT))
+        except InterleaveError as exc:
+            if self.side.python:
+                raise SideSetupError(f"{self.side.role}'s interpreter {self.python} cannot run "
+                                     f"the harness ({exc}); install this harness there "
+                                     f"(harness {_harness_of(sys.executable)})") from None
+            raise
+        hello = answer.get("hello", {"protocol": 1})  # protocol 1 had no greeting
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
+            raise SideSetupError(
+                f"{self.side.role}'s interpreter {self.python} runs harness "
+                f"{_harness_of(self.python)}, which speaks ab protocol "
+                f"{hello.get('protocol') if isinstance(hello, dict) else '?'}; this harness "
+                f"{_harness_of(sys.executable)} speaks protocol {PROTOCOL}: install the same "
+                "harness version in both environments")
+        self.hello = hello
+        return hello
 
     def ask(self, message: Any) -> dict[str, Any]:
         try:
             assert self.proc.stdin is not None
             self.proc.stdin.write(json.dumps(message) + "\n")
             self.proc.stdin.flush()
-        except BrokenPipeError:
+        except (BrokenPipeError, OSError):
             pass  # it died: receive() says how
         return self.receive(self.timeout)
 
@@ -124,20 +159,30 @@ class _Worker:
         readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not readable:
             raise InterleaveError(f"{self.label} did not answer within {timeout:g} s; "
-                                  "raise --timeout if the model is that slow")
+                                  "raise --timeout if the model is that slow",
+                                  self.side.role, "timeout")
         line = self.proc.stdout.readline()
         if not line:
-            raise InterleaveError(f"{self.label}: {self._death()}")
-        answer = json.loads(line)
+            how, status = self._death()
+            raise InterleaveError(f"{self.label}: {how}", self.side.role, status)
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            raise InterleaveError(f"{self.label} sent a line that is not the ab protocol: "
+                                  f"{line.strip()[:80]!r}", self.side.role) from None
+        if not isinstance(answer, dict):
+            raise InterleaveError(f"{self.label} sent {type(answer).__name__}, not a message",
+                                  self.side.role)
         if "error" in answer:
-            raise InterleaveError(f"{self.label} failed: {answer['error']}")
+            raise InterleaveError(f"{self.label} failed: {answer['error']}", self.side.role,
+                                  answer.get("status", "error"))
         return answer
 
-    def _death(self) -> str:
-        how = describe_exit(self.proc.wait())
+    def _death(self) -> tuple[str, str]:
+        code = self.proc.wait()
         self._stderr.seek(0)
         tail = [line for line in self._stderr.read().splitlines() if line.strip()][-1:]
-        return how + (f": {tail[0]}" if tail else "")
+        return describe_exit(code) + (f": {tail[0]}" if tail else ""), "crashed"
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -148,43 +193,104 @@ class _Worker:
                 stream.close()
 
 
-def measure_interleaved(baseline: Side, candidate: Side, config: MeasureConfig = MeasureConfig(),
-                        *, plugins: Sequence[str] = (), disabled: Sequence[str] = (),
-                        timeout: float = 300.0, seed: int | None = None,
-                        on_turn: Callable[[float], None] | None = None
-                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Time both sides turn about until each has ``config.max_time`` of samples (and at
-    least :data:`MIN_TURNS` turns); one record per side, sharing a session id.
+def _harness_of(python: str) -> str:
+    """'0.2.0 at /venv/lib/.../harness': which harness an interpreter imports."""
+    probe = ("import importlib.metadata as m, os, harness; "
+             "print(m.version('harness'), 'at', os.path.dirname(harness.__file__))")
+    try:
+        done = subprocess.run([python, "-c", probe], capture_output=True, text=True,
+                              cwd=os.sep, timeout=START_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "(unknown version)"
+    return done.stdout.strip() or "(unknown version)"
 
-    Both processes are pinned to the same cores (:func:`shared_cores`): two vCPUs of
-    one VM can differ in speed by several percent, which pairing cannot cancel.
-    ``on_turn`` gets the fraction done after every turn (for a progress display).
-    """
-    cpus = shared_cores(baseline.case.threads or default_threads())
+
+class Spawner:
+    """Side processes started ahead of need: while one pair is timed on ``cpus``, the
+    next pair's interpreters import torch on the other cores (where there are any), so a
+    fresh pair costs its warm-up, not seconds of imports. Use as a context manager: the
+    processes nobody took are killed at the end."""
+
+    def __init__(self, cpus: Sequence[int] | None, timeout: float):
+        self.cpus = list(cpus) if cpus else None
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.spare = [c for c in allowed if c not in (self.cpus or allowed)] or None
+        self.timeout = timeout
+        self._ready: dict[tuple[Any, ...], list[_Worker]] = {}
+
+    def take(self, side: Side) -> _Worker:
+        """A started process for ``side``: one started ahead, else a new one."""
+        waiting = self._ready.get(side.process_key())
+        work = waiting.pop(0) if waiting else _Worker(side, self.timeout)
+        work.side = side  # the role and options may differ; the process does not
+        return work
+
+    def prepare(self, side: Side) -> None:
+        """Start a process for ``side``'s next pair now, if it can import off the timed cores."""
+        if self.spare is not None:
+            self._ready.setdefault(side.process_key(), []).append(
+                _Worker(side, self.timeout, self.spare))
+
+    def hello(self, side: Side) -> dict[str, Any]:
+        """What ``side``'s interpreter is (harness, torch, python, environment)."""
+        waiting = self._ready.setdefault(side.process_key(), [])
+        if not waiting:
+            waiting.append(_Worker(side, self.timeout, self.spare))
+        return waiting[0].greet()
+
+    def __enter__(self) -> Spawner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for workers in self._ready.values():
+            for work in workers:
+                work.close()
+        self._ready.clear()
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """How one pair is timed and which plugins its sides load."""
+
+    config: MeasureConfig = MeasureConfig()  # warm-up; ``max_time``: timed seconds a side
+    plugins: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+    require_defined: bool = True  # a tree side must define the model itself
+
+
+def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
+                 settings: PairSettings = PairSettings(), *, session: str, pair: int,
+                 rng: random.Random, on_turn: Callable[[float], None] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One pair: both sides' processes given ``case`` (with each side's options), warmed
+    up one at a time in random order, then timed turn about until each has
+    ``config.max_time`` seconds of samples and at least :data:`MIN_TURNS` turns; one
+    record per side. ``on_turn`` gets the fraction done after every turn."""
     sides = (baseline, candidate)
-    roles = ("baseline", "candidate")
+    cases = [s.case(case) for s in sides]
     workers: list[_Worker] = []
     try:
-        for side, role in zip(sides, roles):
-            workers.append(_Worker(side, role, timeout))
-        for work in workers:  # importing torch is slow on a busy machine, never a hang
-            work.receive(max(timeout, START_TIMEOUT))
-        ready = []
-        for side, work in zip(sides, workers):  # one at a time: warm-up undisturbed
-            ready.append(work.ask({"case": side.case.to_dict(), "config": asdict(config),
-                                   "plugins_dir": str(side.plugins) if side.plugins else None,
-                                   "plugins": list(plugins), "disabled": list(disabled),
-                                   "sys_path": sys.path, "cpus": cpus}))
+        for side in sides:
+            workers.append(spawner.take(side))
+        for work in workers:
+            work.greet()
+        for side in sides:  # the next pair's imports overlap this pair's turns
+            spawner.prepare(side)
+        config = settings.config
+        ready: list[dict[str, Any]] = [{}, {}]
+        order = [0, 1]
+        rng.shuffle(order)
+        for i in order:  # one at a time: warm-up undisturbed by the other side
+            ready[i] = workers[i].ask(_job(sides[i], cases[i], settings, spawner.cpus))
         counts = [max(1, round(TURN_TIME / (r["last"] * r["block_size"]))) for r in ready]
+        refill = [r["last"] < REFILL_BELOW for r in ready]
         samples: list[list[float]] = [[], []]
         turns: list[list[int]] = [[], []]
         spent = [0.0, 0.0]
-        order = [0, 1]
-        shuffle = random.Random(seed).shuffle
         while min(spent) < config.max_time or len(turns[0]) < MIN_TURNS:
-            shuffle(order)  # neither side always goes first after the other
+            rng.shuffle(order)  # neither side always goes first after the other
             for i in order:
-                got = workers[i].ask(counts[i])["samples"]
+                got = workers[i].ask({"turn": counts[i], "refill": refill[i]})["samples"]
                 samples[i] += got
                 turns[i].append(len(got))
                 spent[i] += sum(got) * ready[i]["block_size"]
@@ -193,9 +299,18 @@ def measure_interleaved(baseline: Side, candidate: Side, config: MeasureConfig =
     finally:
         for work in workers:
             work.close()
-    session = uuid.uuid4().hex[:12]
-    return tuple(_record(side, role, r, s, t, session)  # type: ignore[return-value]
-                 for side, role, r, s, t in zip(sides, roles, ready, samples, turns))
+    return tuple(_record(side, c, r, s, t, session, pair)  # type: ignore[return-value]
+                 for side, c, r, s, t in zip(sides, cases, ready, samples, turns))
+
+
+def _job(side: Side, case: Case, settings: PairSettings, cpus: Sequence[int] | None
+         ) -> dict[str, Any]:
+    return {"case": case.to_dict(), "config": asdict(settings.config),
+            "source": side.code.to_dict() if side.code else None,
+            "require_defined": settings.require_defined,
+            "plugins": list(settings.plugins), "disabled": list(settings.disabled),
+            # this interpreter's path finds --plugin modules; another has its own
+            "sys_path": None if side.python else sys.path, "cwd": os.getcwd(), "cpus": cpus}
 
 
 def shared_cores(threads: int) -> list[int] | None:
@@ -208,20 +323,43 @@ def shared_cores(threads: int) -> list[int] | None:
     return allowed[-threads:] if threads < len(allowed) else allowed
 
 
-def _record(side: Side, role: str, ready: dict[str, Any], samples: list[float],
-            turns: list[int], session: str) -> dict[str, Any]:
+def cores_for(cases: Sequence[Case]) -> list[int] | None:
+    """The cores both sides of these cases are pinned to: as many as the most threads."""
+    return shared_cores(max(c.threads or default_threads() for c in cases))
+
+
+def _record(side: Side, case: Case, ready: dict[str, Any], samples: list[float],
+            turns: list[int], session: str, pair: int) -> dict[str, Any]:
     from harness import worker
 
+    case = dataclasses.replace(case, dims=ready["dims"])  # as the side's own spec resolved them
     measured = Measurement(tuple(samples), ready["block_size"], ready["warmup_iters"],
                            ready["first_call"])
-    return {**worker.base_record(side.case), "threads": ready["threads"],
-            **worker.latency_fields(side.case, measured),
-            "interleaved": {"session": session, "side": role, "source": side.source,
-                            "turns": turns}}
+    return {**worker.base_record(case), "plugin": ready["plugin"], "threads": ready["threads"],
+            **worker.latency_fields(case, measured),
+            "interleaved": {"session": session, "pair": pair, "side": side.role,
+                            "source": side.source, "turns": turns}}
+
+
+def failed_records(baseline: Side, candidate: Side, case: Case, error: InterleaveError,
+                   session: str, pair: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a pair that failed leaves: the failing side's status and message, and the
+    other side ``skipped`` for it."""
+    from harness import worker
+
+    records = []
+    for side in (baseline, candidate):
+        failed = side.role == error.role
+        record = worker.unmeasured(side.case(case), error.status if failed else "skipped",
+                                   str(error) if failed else f"the {error.role} failed")
+        record["interleaved"] = {"session": session, "pair": pair, "side": side.role,
+                                 "source": side.source, "turns": []}
+        records.append(record)
+    return records[0], records[1]
 
 
 def _serve() -> None:
-    """A side's process: build and warm the case, then time blocks on request."""
+    """A side's process: greet, build and warm up the case it is given, then time turns."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # a model's prints go to stderr, never into the protocol
 
@@ -231,33 +369,53 @@ def _serve() -> None:
     try:
         import torch
 
-        from harness import worker
+        import harness
+        from harness import environment, worker
         from harness.registry import load_registry
+        from harness.sources import activate
         from harness.timing import time_blocks, warm_up
 
-        send(started=True)
+        send(hello={"protocol": PROTOCOL, "harness": harness.__version__,
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "executable": sys.executable, "environment": environment.collect()})
         job = json.loads(sys.stdin.readline())
-        sys.path[:] = job["sys_path"]  # where the driver found --plugin modules
+        os.chdir(job["cwd"])
+        if job["sys_path"] is not None:
+            sys.path[:] = job["sys_path"]  # where the driver found --plugin modules
+        elif job["cwd"] not in sys.path:
+            sys.path.append(job["cwd"])
         if job["cpus"]:
             os.sched_setaffinity(0, job["cpus"])
-        if job["plugins_dir"]:
-            import harness_plugins  # its submodules, the models, come from the side's folder
-
-            harness_plugins.__path__[:] = [job["plugins_dir"]]
-        registry = load_registry(job["plugins"], job["disabled"], from_env=False)
+        source = CodeSource.from_dict(job["source"]) if job["source"] else None
+        if source:
+            activate(source)  # for the rest of this process's life
+        registry = load_registry(job["plugins"], job["disabled"], from_env=False,
+                                 local=source.entry_points if source else (),
+                                 distribution=source.distribution if source else None)
         case = Case.from_dict(job["case"])
-        spec = registry.model(case.model).spec
+        registered = registry.model(case.model)
+        if source and job["require_defined"] and not source.defines(registered.file):
+            raise UsageError(f"model {case.model!r} is not defined by {source.description}: "
+                             f"plugin {registered.plugin!r} registers it from "
+                             f"{registered.file or 'no file'}")
+        spec = registered.spec
+        case = dataclasses.replace(  # this side's own defaults for what was not chosen
+            case, dims=spec.resolve_dims({k: case.dims[k] for k in case.chosen}))
         with worker.prepared(spec, case) as step:
             warm = warm_up(step, case.device, MeasureConfig(**job["config"]))
             send(block_size=warm.block_size, last=warm.last, first_call=warm.first_call,
-                 warmup_iters=warm.iters, threads=torch.get_num_threads())
+                 warmup_iters=warm.iters, threads=torch.get_num_threads(),
+                 dims=dict(case.dims), plugin=registered.plugin)
             for line in sys.stdin:
-                step()  # untimed: the first call after the other side's turn meets cold caches
-                send(samples=time_blocks(step, case.device, warm.block_size, json.loads(line)))
+                request = json.loads(line)
+                if request["refill"]:
+                    step()  # untimed: the first call after the other side's turn meets cold caches
+                send(samples=time_blocks(step, case.device, warm.block_size, request["turn"]))
     except Exception as exc:  # noqa: BLE001 - whatever the model raised is the answer
+        from harness.devices import is_out_of_memory
         from harness.worker import error_message
 
-        send(error=error_message(exc))
+        send(error=error_message(exc), status="oom" if is_out_of_memory(exc) else "error")
 
 
 if __name__ == "__main__":

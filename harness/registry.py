@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 class RegisteredModel:
     spec: ModelSpec
     plugin: str
+    file: str | None = None  # the plugin module's, to tell which tree of code defines it
 
 
 class Registry:
@@ -118,14 +120,33 @@ def plugin_selection(extra: Sequence[str] = (),
     return ([*extra, *_env_list(PLUGINS_ENV)], [*disabled, *_env_list(DISABLE_ENV)])
 
 
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def _entry_points(local: Sequence[tuple[str, str]], distribution: str | None) -> list[EntryPoint]:
+    """The installed ``harness.plugins`` entry points, those of ``distribution`` replaced
+    by ``local`` ones (a tree's, see :mod:`harness.sources`), sorted by name."""
+    replaced = _normalised(distribution) if distribution else None
+    installed = [ep for ep in entry_points(group=ENTRY_POINT_GROUP)
+                 if not (replaced and ep.dist and _normalised(ep.dist.name) == replaced)]
+    tree = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in local]
+    return sorted(tree, key=lambda e: e.name) + sorted(installed, key=lambda e: e.name)
+
+
 def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = (),
-                 from_env: bool = True) -> pluggy.PluginManager:
-    """Import entry-point plugins, then ``extra`` modules (and $HARNESS_PLUGINS)."""
+                 from_env: bool = True, local: Sequence[tuple[str, str]] = (),
+                 distribution: str | None = None) -> pluggy.PluginManager:
+    """Import entry-point plugins, then ``extra`` modules (and $HARNESS_PLUGINS).
+
+    ``local`` entry points (name, value) come first and replace the installed ones of
+    ``distribution``: a tree of model code that a side of ``harness ab`` imports.
+    """
     if from_env:
         extra, disabled = plugin_selection(extra, disabled)
     pm = _plugin_manager()
     disabled = set(disabled)
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in _entry_points(local, distribution):
         if ep.name in disabled or pm.has_plugin(ep.name):
             continue  # a distribution seen twice on sys.path registers once
         _register(pm, _load_entry_point(ep), ep.name)
@@ -168,7 +189,8 @@ def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
                 raise PluginError(f"model {spec.name!r} is registered by both plugin {other!r} "
                                   f"and plugin {impl.plugin_name!r}; model names are global, so "
                                   "rename one or disable a plugin with --disable-plugin")
-            models[spec.name] = RegisteredModel(spec, impl.plugin_name)
+            models[spec.name] = RegisteredModel(spec, impl.plugin_name,
+                                                 getattr(impl.plugin, "__file__", None))
     return models
 
 
@@ -220,8 +242,9 @@ def expand_dims(dims: dict[str, Sequence[int]]) -> list[dict[str, int]]:
 
 
 def load_registry(extra: Sequence[str] = (), disabled: Sequence[str] = (),
-                  from_env: bool = True) -> Registry:
-    pm = load_plugins(extra, disabled, from_env)
+                  from_env: bool = True, local: Sequence[tuple[str, str]] = (),
+                  distribution: str | None = None) -> Registry:
+    pm = load_plugins(extra, disabled, from_env, local, distribution)
     models = _collect_models(pm)
     suites = _collect_suites(pm)
     _validate(models, suites)

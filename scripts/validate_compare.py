@@ -1,27 +1,21 @@
-"""How often does the harness catch a true 5 % slowdown, and how often does it cry wolf?
+"""How often do two separate runs catch a true 5 % slowdown, and how often do they cry wolf?
 
-    python scripts/validate_compare.py [--method ab|runs] [--rounds 40] [--threshold 0.03]
-                                       [--sample-time S] [--repeats R] [--out FILE] [--json PATH]
+    python scripts/validate_compare.py [--rounds 40] [--repeats 8] [--threshold 0.03]
+                                       [--sample-time S] [--out FILE] [--json PATH]
     python scripts/validate_compare.py --analyse FILE [--threshold 0.03]
 
 Each round measures the built-in ``calibration_matmul`` in four roles: WORK=20 and
 WORK=21 (exactly 5 % more work: the slowdown pair), and WORK=20 twice more (the A/A
-pair). Two methods:
-
-* ``ab`` (default): each pair is one ``harness ab`` session: both sides warm in two
-  processes pinned to the same cores, timed in alternating turns of about 20 ms for
-  ``--sample-time`` seconds each (default 2, ``harness ab``'s default). Which pair goes
-  first alternates between rounds.
-* ``runs``: each role is measured as separate ``harness run --repeats R`` runs would
-  be: R fresh processes, round-robin over the roles, each sampling ``--sample-time``
-  seconds (default 0.03); the role order alternates between rounds.
+pair), each as separate ``harness run --repeats R`` runs would: R fresh processes,
+round-robin over the roles, each sampling ``--sample-time`` seconds (default 0.03); the
+role order alternates between rounds. (``scripts/validate_ab.py`` measures ``harness
+ab``, which times both sides turn about, on real models.)
 
 The same pairs are then judged by:
 
-* the harness: ``compare.estimate``, exactly as ``harness compare`` (and ``harness ab``)
-  judge them: per-turn ratios for an ab session, a bootstrap over processes with
-  R >= 5, else Hodges-Lehmann on the samples; slower if p <= 0.05 and the ratio is at
-  least 1 + threshold;
+* the harness: ``compare.estimate``, exactly as ``harness compare`` judges them: a
+  bootstrap over processes with R >= 5, else Hodges-Lehmann on the samples; slower if
+  p <= 0.05 and the ratio is at least 1 + threshold;
 * asv compare's default rule: its own ``_is_result_better`` with factor 1.1 (a
   Mann-Whitney test at p < 0.002, or non-overlapping 99 % CIs, and a 10 % change);
 * pytest-benchmark's ``--benchmark-compare-fail`` with ``min:5%``, ``median:5%`` and
@@ -39,31 +33,24 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from asv.commands.compare import _is_result_better
-from asv_runner.statistics import compute_stats
-from pytest_benchmark.utils import parse_compare_fail
+from other_rules import Records, Rule, asv_rule, pytest_benchmark_rule
 
 from harness import compare
-from harness.interleave import Side, measure_interleaved
 from harness.isolation import ProcessExecutor
 from harness.plan import Case
 from harness.registry import load_registry
 from harness.results import ResultsWriter, load
-from harness.stats import LatencyStats
 from harness.timing import MeasureConfig
 
 MODEL = "calibration_matmul"
 BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
 ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
 
-Records = Sequence[Mapping[str, Any]]  # one role's records, as rows of results.load
-Rule = Callable[[Records, Records], bool]
-METHODS = {"ab": 2.0, "runs": 0.03}  # and each one's default seconds of samples per process
+SAMPLE_TIME = 0.03  # seconds of samples per process: what one default run samples
 
 
 def _cases() -> dict[str, Case]:
@@ -87,23 +74,6 @@ def measure_runs(rounds: int, repeats: int, sample_time: float, writer: ResultsW
         print(f"round {index + 1}/{rounds} done", flush=True)
 
 
-def measure_ab(rounds: int, sample_time: float, writer: ResultsWriter) -> None:
-    """Every pair as one interleaved session, as ``harness ab`` measures it."""
-    cases = _cases()
-    config = MeasureConfig(max_time=sample_time)
-    for index in range(rounds):
-        pairs = [("a", "b"), ("a2", "a3")]
-        for base, cand in pairs if index % 2 == 0 else pairs[::-1]:
-            records = measure_interleaved(Side(cases[base]), Side(cases[cand]), config)
-            for role, record in zip((base, cand), records):
-                writer.write_case({**record, "round": index, "role": role})
-        print(f"round {index + 1}/{rounds} done", flush=True)
-
-
-def _pooled(records: Records) -> list[float]:
-    return [s for r in records for s in r["latency.samples"]]
-
-
 def _shift(base: Records, cand: Records) -> compare.ShiftEstimate:
     """What ``harness compare`` estimates for one role against another."""
     est = compare.estimate(base, cand, "latency")
@@ -119,29 +89,6 @@ def harness_rule(threshold: float) -> Rule:
     return slower
 
 
-def asv_rule(base: Records, cand: Records) -> bool:
-    def asv_result(records: Records) -> tuple[float, tuple[dict, list[float]]]:
-        samples = _pooled(records)
-        value, stats = compute_stats(samples, int(records[0]["latency.block_size"]))
-        return value, (stats, samples)
-
-    a, a_ss = asv_result(base)
-    b, b_ss = asv_result(cand)
-    return bool(_is_result_better(a, b, a_ss, b_ss, factor=1.1))
-
-
-def pytest_benchmark_rule(expression: str) -> Rule:
-    check = parse_compare_fail(expression)
-
-    def slower(base: Records, cand: Records) -> bool:
-        fields = ("min", "median", "mean")
-        ours, theirs = (LatencyStats.from_samples(_pooled(r)) for r in (cand, base))
-        current = {f: getattr(ours, f) for f in fields}
-        compared = {f: getattr(theirs, f) for f in fields}
-        return bool(check.fails(current, compared))
-    return slower
-
-
 def analyse(path: Path, threshold: float) -> dict[str, Any]:
     rounds: dict[int, dict[str, list]] = {}
     for row in load(path).to_dict("records"):
@@ -150,7 +97,7 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
     complete = [r for r in rounds.values() if set(r) == set(ROLES)]
     rules: dict[str, Rule] = {
         f"harness compare (threshold {threshold:.0%})": harness_rule(threshold),
-        "asv compare (factor 1.1)": asv_rule,
+        "asv compare (factor 1.1)": asv_rule(1.1),
         **{f"pytest-benchmark {e}": pytest_benchmark_rule(e)
            for e in ("min:5%", "median:5%", "mean:5%")},
     }
@@ -173,32 +120,25 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=METHODS, default="ab",
-                        help="interleaved sessions (ab, default) or separate runs (runs)")
     parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=8, help="runs: processes per role")
-    parser.add_argument("--sample-time", type=float,
-                        help="seconds of timed samples per process (default: ab 2, runs 0.03)")
+    parser.add_argument("--repeats", type=int, default=8, help="processes per role")
+    parser.add_argument("--sample-time", type=float, default=SAMPLE_TIME,
+                        help=f"seconds of timed samples per process (default {SAMPLE_TIME})")
     parser.add_argument("--threshold", type=float, default=0.03,
                         help="the harness's threshold as a fraction (default 0.03)")
-    parser.add_argument("--out", type=Path, help="raw records (default "
-                        "results/validation/compare-METHOD.jsonl)")
+    parser.add_argument("--out", type=Path, default=Path("results/validation/compare-runs.jsonl"),
+                        help="raw records (default results/validation/compare-runs.jsonl)")
     parser.add_argument("--analyse", type=Path, metavar="FILE", help="judge recorded rounds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     source = args.analyse
     if source is None:
-        source = args.out or Path(f"results/validation/compare-{args.method}.jsonl")
-        sample_time = args.sample_time or METHODS[args.method]
+        source = args.out
         header = {"command": ["scripts/validate_compare.py", *sys.argv[1:]],
-                  "settings": {"method": args.method, "sample_time": sample_time,
-                               "repeats": args.repeats if args.method == "runs" else 1}}
+                  "settings": {"sample_time": args.sample_time, "repeats": args.repeats}}
         started = time.monotonic()
         with ResultsWriter(source, header) as writer:
-            if args.method == "ab":
-                measure_ab(args.rounds, sample_time, writer)
-            else:
-                measure_runs(args.rounds, args.repeats, sample_time, writer)
+            measure_runs(args.rounds, args.repeats, args.sample_time, writer)
         print(f"measured {args.rounds} rounds in {time.monotonic() - started:.0f} s")
     result = analyse(source, args.threshold)
     print(f"{result['pairs']} slowdown pairs and {result['pairs']} A/A pairs from {source}; "

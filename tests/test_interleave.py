@@ -1,4 +1,5 @@
-"""`harness ab`: interleaved sessions, their paired statistics, sources of model code, faults."""
+"""`harness ab` on this repository's models: pairs of processes timed turn about, their
+paired statistics, sessions in the results files, sides that fail."""
 
 from __future__ import annotations
 
@@ -14,12 +15,21 @@ import pytest
 import harness_plugins
 from harness import compare
 from harness.cli import main
+from harness import sequential
 from harness.interleave import MIN_TURNS, shared_cores
 from harness.results import iter_records, load
 from tests.conftest import TOY_PLUGIN
 
 PLUGINS = Path(harness_plugins.__file__).parent
-FAST = ["-m", "calibration_matmul", "-b", "4", "-d", "N=32", "-d", "WORK=4", "--time", "0.1"]
+ROOT = PLUGINS.parent
+FAST = ["-m", "calibration_matmul", "-b", "4", "-d", "N=32", "-d", "WORK=4",
+        "--pair-time", "0.05", "--time", "60"]
+
+
+@pytest.fixture(autouse=True)
+def _in_the_checkout(monkeypatch):
+    """Revisions are the current directory's checkout: run there, as a user would."""
+    monkeypatch.chdir(ROOT)
 
 
 def _turns(rng, ratio: float, count: int = 50, drift: float = 0.1, noise: float = 0.05):
@@ -55,22 +65,36 @@ def test_the_paired_interval_does_not_widen_with_the_machines_drift():
     assert drifting[1] > 3 * drifting[0]  # pooled samples carry the drift
 
 
-def _session_rows(turns_b, turns_c, session_b="s1", session_c="s1"):
-    def row(turns, session):
+def _session_rows(turns_b, turns_c, session="s1", pair=None):
+    def row(turns):
         return {"latency.samples": [s for t in turns for s in t], "batch_size": 4,
-                "interleaved.session": session, "interleaved.turns": [len(t) for t in turns]}
-    return [row(turns_b, session_b)], [row(turns_c, session_c)]
+                "interleaved.session": session, "interleaved.pair": pair,
+                "interleaved.turns": [len(t) for t in turns]}
+    return [row(turns_b)], [row(turns_c)]
 
 
-def test_estimate_pairs_turns_only_within_one_session():
+def test_a_one_pair_session_of_an_earlier_harness_is_judged_turn_by_turn():
     rng = np.random.default_rng(7)
     base, cand = _turns(rng, 1.05)
-    paired = compare.estimate(*_session_rows(base, cand), "latency")
-    assert paired == compare.shift_of_turns(base, cand)
-    assert compare.interleaved_turns(*_session_rows(base, cand, "s1", "s2"), "latency") is None
+    assert compare.estimate(*_session_rows(base, cand), "latency") == \
+        compare.shift_of_turns(base, cand)
     assert compare.interleaved_turns(*_session_rows(base, cand[:-1]), "latency") is None
     throughput = compare.interleaved_turns(*_session_rows(base, cand), "throughput")
     assert throughput[0][0] == pytest.approx([4 / s for s in base[0]])
+
+
+def test_pairs_of_a_session_are_judged_by_the_confidence_sequence_in_pair_order():
+    rng = np.random.default_rng(8)
+    pairs = [_turns(rng, 1.05 * s) for s in np.exp(rng.normal(0, 0.01, 6))]
+    rows = [_session_rows(b, c, pair=i) for i, (b, c) in enumerate(pairs)]
+    base, cand = [r[0][0] for r in rows], [r[1][0] for r in rows]
+    shuffled = compare.estimate(base[::-1], cand[::-1], "latency")
+    est = compare.estimate(base, cand, "latency")
+    assert est == shuffled and est.method == "pairs"
+    logs = [np.log(compare.shift_of_turns(b, c).ratio) for b, c in pairs]
+    assert est.ratio == pytest.approx(sequential.look(logs).ratio)
+    assert est.p_value == sequential.look(logs).p_value
+    assert compare.estimate(base, cand[:-1], "latency").method != "pairs"  # not pair for pair
 
 
 def test_shared_cores_are_the_last_allowed_ones():
@@ -90,91 +114,122 @@ def _slow_copy(tmp_path: Path, extra_work: str) -> Path:
     return folder
 
 
-def test_ab_writes_both_sides_as_one_session_and_compare_pairs_them(tmp_path, capsys):
+def _records(path: Path) -> list[dict]:
+    return [r for r in iter_records(path) if r["record"] == "case"]
+
+
+def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(tmp_path,
+                                                                               capsys):
     out = tmp_path / "ab"
-    assert main(["ab", *FAST, "--baseline", str(PLUGINS.parent), "--out", str(out), "-q",
-                 "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    assert main(["ab", *FAST, "--baseline", str(ROOT), "--threshold", "50%", "--out", str(out),
+                 "-q", "--json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)["cases"]
     (session,) = out.iterdir()
-    base, cand = (load(session / f"{side}.jsonl").iloc[0] for side in ("baseline", "candidate"))
-    assert base["interleaved.session"] == cand["interleaved.session"]
-    assert (base["interleaved.side"], cand["interleaved.side"]) == ("baseline", "candidate")
-    assert cand["interleaved.source"] == "working tree"
-    assert len(base["interleaved.turns"]) == len(cand["interleaved.turns"]) >= MIN_TURNS
-    assert sum(cand["interleaved.turns"]) == len(cand["latency.samples"])
-    assert sum(s * base["latency.block_size"] for s in base["latency.samples"]) >= 0.1
-    ratio = printed["cases"][0]["ratio"]
+    base, cand = (_records(session / f"{side}.jsonl") for side in ("baseline", "candidate"))
+    assert len(base) == len(cand) == printed["pairs"] >= sequential.MIN_PAIRS
+    for pair, (b, c) in enumerate(zip(base, cand)):
+        assert b["interleaved"]["session"] == c["interleaved"]["session"]
+        assert (b["interleaved"]["pair"], c["interleaved"]["pair"]) == (pair, pair)
+        assert (b["interleaved"]["side"], c["interleaved"]["side"]) == ("baseline", "candidate")
+        assert len(b["interleaved"]["turns"]) == len(c["interleaved"]["turns"]) >= MIN_TURNS
+        assert sum(c["interleaved"]["turns"]) == len(c["latency"]["samples"])
+        assert sum(s * b["latency"]["block_size"] for s in b["latency"]["samples"]) >= 0.05
+    assert cand[0]["interleaved"]["source"] == f"working tree of {ROOT}"
+    assert base[0]["interleaved"]["source"] == f"folder {ROOT}"
+    assert printed["verdict"] == "no change" and printed["method"] == "pairs"
+    assert printed["time_s"] == max(c["interleaved"]["case_elapsed_s"] for c in cand)
     assert main(["compare", str(session / "baseline.jsonl"), str(session / "candidate.jsonl"),
-                 "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["cases"][0]["ratio"] == ratio
-    turns = compare.interleaved_turns([base], [cand], "latency")
-    assert ratio == pytest.approx(compare.shift_of_turns(*turns).ratio)
+                 "--threshold", "50%", "--json"]) == 0
+    (again,) = json.loads(capsys.readouterr().out)["cases"]
+    assert {k: again[k] for k in ("ratio", "ci_low", "ci_high", "verdict")} == \
+        {k: printed[k] for k in ("ratio", "ci_low", "ci_high", "verdict")}
 
 
 def test_ab_calls_a_doubled_workload_slower_and_fails_when_asked(tmp_path, capsys):
     slow = _slow_copy(tmp_path, "for _ in range(2 * self.work):")
-    code = main(["ab", *FAST, "--baseline", str(PLUGINS.parent), "--candidate", str(slow),
+    code = main(["ab", *FAST, "--baseline", str(ROOT), "--candidate", str(slow),
                  "--out", str(tmp_path / "ab"), "-q", "--json", "--fail-on-regression"])
     (case,) = json.loads(capsys.readouterr().out)["cases"]
     assert code == 1
     assert case["verdict"] == "slower"
-    assert 1.5 < case["ratio"] < 2.5 and case["ci_low"] > 1.3
+    assert 1.5 < case["ratio"] < 2.5 and case["ci_low"] > 1.2
+    assert case["pairs"] == sequential.MIN_PAIRS  # a large change settles at once
 
 
-@pytest.mark.parametrize("revision", [None, "HEAD~1"])
+@pytest.mark.parametrize("revision", ["HEAD", "HEAD~1"])
 def test_ab_takes_the_baseline_from_a_git_revision_and_records_its_commit(tmp_path, revision):
-    found = subprocess.run(["git", "-C", str(PLUGINS.parent), "rev-parse", "--verify",
-                            revision or "HEAD"], capture_output=True, text=True)
+    found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", revision],
+                           capture_output=True, text=True)
     if found.returncode:
-        pytest.skip(f"no {revision or 'HEAD'} here: not a git checkout, or a shallow one")
-    chosen = ["--baseline", revision] if revision else []
-    assert main(["ab", *FAST, *chosen, "--out", str(tmp_path), "-q"]) == 0
+        pytest.skip(f"no {revision} here: not a git checkout, or a shallow one")
+    chosen = ["--baseline", revision] if revision != "HEAD" else []
+    assert main(["ab", *FAST, *chosen, "--threshold", "50%", "--out", str(tmp_path),
+                 "-q"]) == 0
     (session,) = tmp_path.iterdir()
     sha = found.stdout.strip()
-    source = load(session / "baseline.jsonl").iloc[0]["interleaved.source"]
-    assert source == f"{revision or 'HEAD'} ({sha[:10]})"
+    (record, *_) = _records(session / "baseline.jsonl")
+    assert record["interleaved"]["source"] == f"{revision} ({sha[:10]})"
     header = next(r for r in iter_records(session / "baseline.jsonl") if r["record"] == "run")
     assert header["environment"]["git"] == {"commit": sha, "dirty": False}
+    assert header["side"]["code"]["revision"] == revision
+    assert header["side"]["code"]["git"]["commit"] == sha
 
 
 @pytest.mark.parametrize("argv, fragments", [
     (["--baseline", "no-such-revision-xyz"], ["no revision 'no-such-revision-xyz'", "folder"]),
-    (["--candidate", "/"], ["neither a checkout with plugins/ nor a plugins folder"]),
-    (["-d", "WORK=2,3"], ["one value per dimension", "WORK"]),
+    (["--candidate", "/proc/self/fdinfo"], ["holds no Python package of model code"]),
+    (["-b", "auto"], ["-b N[,N] instead of auto"]),
+    (["--candidate-python", "/no/such/python"], ["no Python interpreter at '/no/such/python'"]),
+    (["--candidate-env", "1BAD"], ["expected NAME=VALUE"]),
 ])
 def test_ab_usage_errors_exit_2_with_one_line(capsys, argv, fragments):
-    assert main(["ab", *FAST, "-q", *argv]) == 2
+    try:
+        code = main(["ab", *FAST, "-q", *argv])
+    except SystemExit as exc:  # refused while parsing the options
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("harness: error:")
+    assert err.count("\n") == 1 and err.startswith("harness")
     for fragment in fragments:
         assert fragment in err
 
 
-@pytest.mark.parametrize("body, timeout, fragments", [
+def test_outside_a_git_checkout_the_default_sides_are_a_usage_error(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["ab", *FAST, "-q"]) == 2
+    assert "is not in one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("body, timeout, status, fragments", [
     ("import os, signal\n        os.kill(os.getpid(), signal.SIGABRT)\n        for _ in range(self.work):",
-     "60", ["candidate (folder", "killed by SIGABRT"]),
+     "60", "crashed", ["candidate (folder", "killed by SIGABRT"]),
     ("import time\n        time.sleep(3600)\n        for _ in range(self.work):",
-     "3", ["candidate (folder", "did not answer within 3 s", "--timeout"]),
+     "3", "timeout", ["candidate (folder", "did not answer within 3 s", "--timeout"]),
     ("raise RuntimeError('deliberate')\n        for _ in range(self.work):",
-     "60", ["candidate (folder", "failed: RuntimeError: deliberate"]),
+     "60", "error", ["candidate (folder", "failed: RuntimeError: deliberate"]),
 ])
-def test_a_side_that_crashes_hangs_or_raises_is_a_one_line_error(tmp_path, capsys, body, timeout,
-                                                                 fragments):
+def test_a_side_that_crashes_hangs_or_raises_is_recorded_and_the_exit_status_is_1(
+        tmp_path, capsys, body, timeout, status, fragments):
     broken = _slow_copy(tmp_path, body)
-    code = main(["ab", *FAST, "--baseline", str(PLUGINS.parent), "--candidate", str(broken),
+    code = main(["ab", *FAST, "--baseline", str(ROOT), "--candidate", str(broken),
                  "--timeout", timeout, "--out", str(tmp_path / "ab"), "-q"])
-    err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1, err
+    out = capsys.readouterr().out
+    assert code == 1
+    (failed,) = [line for line in out.splitlines() if line.startswith("failed: ")]
     for fragment in fragments:
-        assert fragment in err
-    assert not (tmp_path / "ab").exists()  # no half session left to be compared
-
+        assert fragment in failed
+    (session,) = (tmp_path / "ab").iterdir()
+    (base,), (cand,) = (_records(session / f"{s}.jsonl") for s in ("baseline", "candidate"))
+    assert (base["status"], cand["status"]) == ("skipped", status)
+    assert fragments[-1] in cand["error"]
 
 
 def test_ab_measures_models_of_plugins_named_in_the_environment(plugin_module, monkeypatch,
                                                                 tmp_path, capsys):
     monkeypatch.setenv("HARNESS_PLUGINS", plugin_module(TOY_PLUGIN))
-    assert main(["ab", "-m", "toy_linear", "--time", "0.1", "--baseline", str(PLUGINS.parent),
-                 "--out", str(tmp_path), "-q", "--json"]) == 0
+    assert main(["ab", "-m", "toy_linear", "-b", "2", "--pair-time", "0.05",
+                 "--candidate-threads", "1", "--threshold", "50%", "--out", str(tmp_path),
+                 "-q", "--json"]) == 0
     (case,) = json.loads(capsys.readouterr().out)["cases"]
-    assert case["model"] == "toy_linear"
+    assert case["model"] == "toy_linear" and case["verdict"] == "no change"

@@ -12,7 +12,7 @@ import pytest
 from harness.check import check_model
 from harness.errors import PluginError, SuiteError
 from harness.registry import load_registry
-from tests.conftest import TOY_PLUGIN
+from tests.conftest import TOY_PLUGIN, plugin_pyproject
 
 BUILTIN_FAMILIES = {"gan", "unet", "vision", "dense", "sequence", "autoencoder", "einops",
                     "calibration"}
@@ -42,21 +42,8 @@ def _install(package: Path, target: Path) -> None:
 
 def _make_package(root: Path, dist: str, module: str, body: str, ep_name: str) -> Path:
     root.mkdir()
-    (root / "pyproject.toml").write_text(textwrap.dedent(f"""
-        [build-system]
-        requires = ["setuptools>=64"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "{dist}"
-        version = "1.2.3"
-
-        [project.entry-points."harness.plugins"]
-        {ep_name} = "{module}"
-
-        [tool.setuptools]
-        py-modules = ["{module}"]
-    """))
+    (root / "pyproject.toml").write_text(plugin_pyproject(
+        dist, {ep_name: module}, "1.2.3", f'\n[tool.setuptools]\npy-modules = ["{module}"]\n'))
     (root / f"{module}.py").write_text(textwrap.dedent(body))
     return root
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import compare, console, history, report
+from harness import compare, console, history, report, sequential
 from harness.asv_import import load_asv_runs
 from harness.commands import registry_of
 from harness.errors import UsageError
@@ -45,32 +45,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def print_comparison(baseline: pd.DataFrame, candidate: pd.DataFrame, names: Sequence[str],
-                      metric: str, threshold: float, as_json: bool, fail: bool) -> int:
-    """The comparison's tables (or JSON); 1 if ``fail`` and a case regressed."""
+                     metric: str, threshold: float, as_json: bool, fail: bool,
+                     failures: Sequence[dict] = ()) -> int:
+    """The comparison's tables (or JSON); 1 if ``fail`` and a case regressed. ``failures``
+    are cases with no verdict (a side of ``harness ab`` failed), listed after the table
+    and among the JSON's cases."""
     table = compare.compare(baseline, candidate, metric, threshold)
     counts = compare.summarise(table, metric)
-    keys = [set(compare.latest_cases(f)) for f in (baseline, candidate)]
-    only = {"baseline": len(keys[0] - keys[1]), "candidate": len(keys[1] - keys[0])}
+    only = compare.matched_cases(baseline, candidate)[1]
     environments = [environment_of(f.iloc[0]) for f in (baseline, candidate)]
     hardware = compare.different_machines(environments)
     speedups = compare.geomean_speedups(table, metric=metric)
     regressed = bool(table["regressed"].any())
+    if failures:
+        counts["failed"] = len(failures)
     if as_json:
         print(json.dumps({"metric": metric, "threshold": threshold, "summary": counts,
                           "only_in": only, "different_machines": hardware,
                           "geomean_speedups": speedups.to_dict("records"),
-                          "cases": table.to_dict("records")}, indent=2, default=str))
+                          "cases": [*table.to_dict("records"), *failures]},
+                         indent=2, default=str))
     else:
+        alpha = (sequential.ALPHA if (table.get("method") == "pairs").any()
+                 else compare.ALPHA)
         title = (f"{metric}: {names[0]} -> {names[1]} "
-                 f"(threshold {threshold:.1%}, q <= {compare.ALPHA})")
+                 f"(threshold {threshold:.1%}, q <= {alpha})")
         console.stdout.print(console.comparison_table(table.to_dict("records"), metric,
                                                       title, hardware))
         if hardware or len(speedups) > 1:
             console.stdout.print(console.speedup_table(speedups.to_dict("records")))
+        console.print_failures(failures)
         summary = ", ".join(f"{n} {v}" for v, n in counts.items())
         extra = ", ".join(f"{n} only in {side}" for side, n in only.items() if n)
-        console.stdout.print(f"{len(table)} cases: {summary}" + (f"; {extra}" if extra else ""),
-                             soft_wrap=True)
+        console.stdout.print(f"{len(table) + len(failures)} cases: {summary}"
+                             + (f"; {extra}" if extra else ""), soft_wrap=True)
     return 1 if regressed and fail else 0
 
 

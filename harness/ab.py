@@ -1,0 +1,122 @@
+"""``harness ab``'s engine: each case judged by pairs of processes until its verdict is
+settled, one case after another.
+
+Two fresh processes of identical code can differ by a percent or two as a whole
+(memory layout, placement), which turn-taking inside one pair cannot remove. So a case
+is a series of independently started pairs (:func:`interleave.measure_pair`), each
+giving one log-ratio of candidate over baseline; after each pair the confidence
+sequence of :mod:`harness.sequential` is looked at, and the case stops as soon as it is
+``slower``, ``faster`` or ``no change`` past the threshold, or when the next pair would
+not fit in its time. Every pair's two records are written as soon as they exist, so
+``harness compare`` can judge the session again from the files alone.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness import compare, interleave, sequential
+from harness.interleave import InterleaveError, PairSettings, Side, Spawner
+from harness.plan import Case
+from harness.timing import MeasureConfig
+
+PAIR_TIME = 1.5  # timed seconds a side in each pair: see the README's validation
+MAX_TIME = 90.0  # seconds a case may take, both sides and all pairs included
+
+Write = Callable[[dict, dict], None]  # a pair's baseline and candidate records
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How each case is judged (threshold, error rate, time) and what its sides load."""
+
+    threshold: float
+    max_time: float = MAX_TIME
+    pair_time: float = PAIR_TIME
+    alpha: float = sequential.ALPHA
+    plugins: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+    require_defined: bool = True  # a side with a tree of code must define the model
+
+    def pair_settings(self) -> PairSettings:
+        config = MeasureConfig(max_time=self.pair_time, min_time=0.0)
+        return PairSettings(config, self.plugins, self.disabled, self.require_defined)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "max_time": self.max_time,
+                "pair_time": self.pair_time, "alpha": self.alpha,
+                "prior_scales": list(sequential.PRIOR_SCALES)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one case ended: its last look and verdict, or the failure that ended it."""
+
+    case: Case
+    session: str
+    pairs: int
+    elapsed_s: float
+    look: sequential.Look | None = None
+    verdict: str | None = None  # settled, or "inconclusive" when the time ran out
+    status: str = "ok"
+    error: str | None = None
+
+    def __repr__(self) -> str:
+        what = self.verdict if self.status == "ok" else f"{self.status}: {self.error}"
+        return (f"Outcome({self.case.label}, {what}, pairs={self.pairs}, "
+                f"{self.elapsed_s:.1f} s, {self.look!r})")
+
+
+def pair_log_ratio(base: dict, cand: dict) -> float:
+    """The pair's candidate/baseline log-ratio: the Hodges-Lehmann estimate over turns."""
+    turns = [_turns(record) for record in (base, cand)]
+    return math.log(compare.shift_of_turns(*turns).ratio)
+
+
+def _turns(record: dict) -> list[list[float]]:
+    samples, counts = record["latency"]["samples"], record["interleaved"]["turns"]
+    cuts = [0]
+    for count in counts:
+        cuts.append(cuts[-1] + count)
+    return [samples[i:j] for i, j in zip(cuts[:-1], cuts[1:])]
+
+
+def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings,
+                 spawner: Spawner, write: Write, rng: random.Random,
+                 on_look: Callable[[int, float, sequential.Look | None], None] | None = None
+                 ) -> Outcome:
+    """Pairs of ``case`` until settled or out of time; every pair's records to ``write``.
+    ``on_look`` gets (pairs so far, seconds so far, the look) after every pair."""
+    session = uuid.uuid4().hex[:12]
+    started = time.monotonic()
+    logs: list[float] = []
+    current: sequential.Look | None = None
+    pair_settings = settings.pair_settings()
+    while True:
+        pair_started = time.monotonic()
+        try:
+            base, cand = interleave.measure_pair(baseline, candidate, case, spawner,
+                                                 pair_settings, session=session,
+                                                 pair=len(logs), rng=rng)
+        except InterleaveError as exc:
+            write(*interleave.failed_records(baseline, candidate, case, exc, session, len(logs)))
+            return Outcome(case, session, len(logs), time.monotonic() - started, current,
+                           None, exc.status, str(exc))
+        now = time.monotonic()
+        for record in (base, cand):
+            record["interleaved"]["case_elapsed_s"] = now - started
+        write(base, cand)
+        logs.append(pair_log_ratio(base, cand))
+        current = sequential.look(logs, settings.alpha)
+        verdict = current.settled(settings.threshold, settings.alpha)
+        if on_look:
+            on_look(len(logs), now - started, current)
+        if verdict or now - started + (now - pair_started) > settings.max_time:
+            return Outcome(case, session, len(logs), now - started, current,
+                           verdict or "inconclusive")
