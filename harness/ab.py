@@ -26,8 +26,8 @@ from harness.interleave import InterleaveError, PairSettings, Side, Spawner
 from harness.plan import Case
 from harness.timing import MeasureConfig
 
-PAIR_TIME = 1.5  # timed seconds a side in each pair: see the README's validation
-MAX_TIME = 90.0  # seconds a case may take, both sides and all pairs included
+PAIR_TIME = 1.0  # timed seconds a side in each pair: see the README's validation
+MAX_TIME = 120.0  # seconds a case may take, both sides and all pairs included
 
 Write = Callable[[dict, dict], None]  # a pair's baseline and candidate records
 

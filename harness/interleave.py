@@ -40,8 +40,8 @@ from harness.timing import MeasureConfig, Measurement
 
 PROTOCOL = 2  # bumped whenever a message changes; both ends must speak the same one
 TURN_TIME = 0.02  # seconds per side per turn: well inside the drift's correlation time
+TURN_BLOCKS = 2  # at least, so a slow model's untimed call is a third of its turn, not half
 MIN_TURNS = 12  # the paired test's interval needs a dozen turns to mean much
-REFILL_BELOW = TURN_TIME / 2  # calls shorter than this get an untimed call before a turn
 START_TIMEOUT = 120.0  # seconds for a side's process to import torch and the harness
 SIDE_OPTIONS = ("compile_mode", "dtype", "precision", "backend", "threads")  # may differ
 
@@ -282,15 +282,15 @@ def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
         rng.shuffle(order)
         for i in order:  # one at a time: warm-up undisturbed by the other side
             ready[i] = workers[i].ask(_job(sides[i], cases[i], settings, spawner.cpus))
-        counts = [max(1, round(TURN_TIME / (r["last"] * r["block_size"]))) for r in ready]
-        refill = [r["last"] < REFILL_BELOW for r in ready]
+        counts = [max(TURN_BLOCKS, round(TURN_TIME / (r["last"] * r["block_size"])))
+                  for r in ready]
         samples: list[list[float]] = [[], []]
         turns: list[list[int]] = [[], []]
         spent = [0.0, 0.0]
         while min(spent) < config.max_time or len(turns[0]) < MIN_TURNS:
             rng.shuffle(order)  # neither side always goes first after the other
             for i in order:
-                got = workers[i].ask({"turn": counts[i], "refill": refill[i]})["samples"]
+                got = workers[i].ask({"turn": counts[i]})["samples"]
                 samples[i] += got
                 turns[i].append(len(got))
                 spent[i] += sum(got) * ready[i]["block_size"]
@@ -407,10 +407,9 @@ def _serve() -> None:
                  warmup_iters=warm.iters, threads=torch.get_num_threads(),
                  dims=dict(case.dims), plugin=registered.plugin)
             for line in sys.stdin:
-                request = json.loads(line)
-                if request["refill"]:
-                    step()  # untimed: the first call after the other side's turn meets cold caches
-                send(samples=time_blocks(step, case.device, warm.block_size, request["turn"]))
+                step()  # untimed: the first call after the other side's turn meets cold caches
+                send(samples=time_blocks(step, case.device, warm.block_size,
+                                         json.loads(line)["turn"]))
     except Exception as exc:  # noqa: BLE001 - whatever the model raised is the answer
         from harness.devices import is_out_of_memory
         from harness.worker import error_message

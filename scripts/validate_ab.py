@@ -1,14 +1,15 @@
 """Does `harness ab` catch a true 2 % slowdown in real models, and how often does it cry wolf?
 
     python scripts/validate_ab.py [--rounds 20] [--aa-rounds 34] [--one-percent-rounds 10]
-                                  [--out DIR] [--threshold 0.02] [--time 90]
+                                  [--out DIR] [--threshold 0.02] [--time 120]
     python scripts/validate_ab.py --analyse DIR
 
 A throwaway plugin package (``abval``, in a git repository under ``--out``) defines three
 models of different kinds from the built-in architectures, each with one dimension its
 work scales with exactly:
 
-* ``abval_lstm`` (recurrent): the built-in LSTM layer over ``T`` steps, T = 100;
+* ``abval_lstm`` (recurrent): the built-in LSTM layer over ``T`` steps, T = 100, batch 16
+  (the issue's own example);
 * ``abval_conv`` (convolutional): the built-in Conv1d(1, 1024, 3) layer, 'same' padding,
   over a signal of ``T`` = 500 samples;
 * ``abval_mlp`` (dense): a stack of ``L`` = 100 identical Linear(256, 256) + ReLU blocks.
@@ -72,7 +73,7 @@ def harness_models():
                   outputs=["(B, T, HID)", "(1, B, HID)", "(1, B, HID)"],
                   dims={{"NIN": Dim(100, kwarg="num_inputs"),
                         "HID": Dim(512, kwarg="hidden_size"), "T": T_LSTM}},
-                  batch_sizes=(4,)),
+                  batch_sizes=(16,)),
         ModelSpec(name="abval_conv", constructor=Conv1dLayer, inputs=[Input("x", "(B, 1, T)")],
                   outputs=["(B, 1024, T)"], kwargs={{"padding": "same"}},
                   dims={{"T": T_CONV}}, batch_sizes=(8,)),
@@ -190,7 +191,7 @@ def main() -> None:
     parser.add_argument("--aa-rounds", type=int, default=34, help="rounds of A/A")
     parser.add_argument("--one-percent-rounds", type=int, default=10)
     parser.add_argument("--threshold", type=float, default=0.02)
-    parser.add_argument("--time", type=float, default=90.0, help="harness ab --time")
+    parser.add_argument("--time", type=float, default=120.0, help="harness ab --time")
     parser.add_argument("--out", type=Path, default=Path("results/validation/ab"))
     parser.add_argument("--analyse", type=Path, metavar="DIR", help="judge recorded rounds")
     args = parser.parse_args()

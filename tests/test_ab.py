@@ -141,6 +141,7 @@ def test_per_side_options_and_environment_reach_the_candidate(package, tmp_path)
     assert code == 0, err
     case = _cases(printed)["toyperf_chain"]
     assert case["verdict"] == "slower" and case["ratio"] > 2  # four times the products
+    assert case["case"].endswith(",bfloat16] vs dtype=float32")  # one session, two cases
     (session,) = tmp_path.iterdir()
     side = _header(session, "candidate")["side"]
     assert side["env"] == {"TOYPERF_SCALE": "4"}
