@@ -88,11 +88,13 @@ def _turns(record: dict) -> list[list[float]]:
 
 
 def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings,
-                 spawner: Spawner, write: Write, rng: random.Random,
+                 spawner: Spawner, write: Write, rng: random.Random, cases: int = 1,
                  on_look: Callable[[int, float, sequential.Look | None], None] | None = None
                  ) -> Outcome:
     """Pairs of ``case`` until settled or out of time; every pair's records to ``write``.
-    ``on_look`` gets (pairs so far, seconds so far, the look) after every pair."""
+    ``cases`` is how many cases the command judges together (see
+    :meth:`sequential.Look.settled`); ``on_look`` gets (pairs so far, seconds so far, the
+    look) after every pair."""
     session = uuid.uuid4().hex[:12]
     started = time.monotonic()
     logs: list[float] = []
@@ -114,7 +116,7 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
         write(base, cand)
         logs.append(pair_log_ratio(base, cand))
         current = sequential.look(logs, settings.alpha)
-        verdict = current.settled(settings.threshold, settings.alpha)
+        verdict = current.settled(settings.threshold, settings.alpha, cases)
         if on_look:
             on_look(len(logs), now - started, current)
         if verdict or now - started + (now - pair_started) > settings.max_time:

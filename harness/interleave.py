@@ -27,7 +27,7 @@ import select
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -43,7 +43,6 @@ TURN_TIME = 0.02  # seconds per side per turn: well inside the drift's correlati
 TURN_BLOCKS = 2  # at least, so a slow model's untimed call is a third of its turn, not half
 MIN_TURNS = 12  # the paired test's interval needs a dozen turns to mean much
 START_TIMEOUT = 120.0  # seconds for a side's process to import torch and the harness
-SIDE_OPTIONS = ("compile_mode", "dtype", "precision", "backend", "threads")  # may differ
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Side:
     role: str = "candidate"
     code: CodeSource | None = None  # None: the code installed in the interpreter
     python: str | None = None  # None: the interpreter running the harness
-    options: Mapping[str, Any] = field(default_factory=dict)  # Case fields, SIDE_OPTIONS
+    options: Mapping[str, Any] = field(default_factory=dict)  # Case fields: dtype, threads...
     env: Mapping[str, str] = field(default_factory=dict)
 
     def case(self, case: Case) -> Case:
@@ -260,12 +259,11 @@ class PairSettings:
 
 def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
                  settings: PairSettings = PairSettings(), *, session: str, pair: int,
-                 rng: random.Random, on_turn: Callable[[float], None] | None = None
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+                 rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
     """One pair: both sides' processes given ``case`` (with each side's options), warmed
     up one at a time in random order, then timed turn about until each has
     ``config.max_time`` seconds of samples and at least :data:`MIN_TURNS` turns; one
-    record per side. ``on_turn`` gets the fraction done after every turn."""
+    record per side."""
     sides = (baseline, candidate)
     cases = [s.case(case) for s in sides]
     workers: list[_Worker] = []
@@ -294,8 +292,6 @@ def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
                 samples[i] += got
                 turns[i].append(len(got))
                 spent[i] += sum(got) * ready[i]["block_size"]
-            if on_turn:
-                on_turn(min(1.0, min(spent) / config.max_time))
     finally:
         for work in workers:
             work.close()

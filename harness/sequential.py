@@ -103,9 +103,14 @@ class Look:
     def interval(self) -> tuple[float, float]:
         return _exp(self.low), _exp(self.high)
 
-    def settled(self, threshold: float, alpha: float = ALPHA) -> str | None:
-        """The verdict once settled at ``alpha`` (latency-like: above 1 is slower), else None."""
-        found = verdict(self.ratio, *self.interval, self.p_value, threshold, alpha)
+    def settled(self, threshold: float, alpha: float = ALPHA, cases: int = 1) -> str | None:
+        """The verdict once settled (latency-like: above 1 is slower), else None.
+
+        With ``cases`` cases judged together, ``slower``/``faster`` needs p <= alpha/cases:
+        then its Benjamini-Hochberg q-value is at most alpha whatever the other cases
+        show, so no later case can overturn a verdict at which this one stopped.
+        """
+        found = verdict(self.ratio, *self.interval, self.p_value * cases, threshold, alpha)
         return None if found == "inconclusive" else found
 
     def __repr__(self) -> str:

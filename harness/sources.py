@@ -175,7 +175,8 @@ def _declared(view: _View, tool: Mapping[str, Any], poetry: Mapping[str, Any],
     elif isinstance(packages, list):
         for package in packages:
             if "." not in package:
-                found[package] = posixpath.normpath(dirs.get(package, posixpath.join(base, package)))
+                default = posixpath.join(base, package)
+                found[package] = posixpath.normpath(dirs.get(package, default))
     for module in setuptools.get("py-modules", []) or []:
         found[module] = posixpath.join(base, f"{module}.py")
     wheel = tool.get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {})
@@ -288,7 +289,8 @@ def folder(path: Path, reference: Layout | None = None) -> CodeSource:
     configured = view.is_file("pyproject.toml") or view.is_file("setup.cfg")
     if reference is not None and not configured:
         if view.is_file("__init__.py"):  # the package folder itself
-            return CodeSource(f"folder {path}", str(path), {_package_for(path, reference): str(path)},
+            return CodeSource(f"folder {path}", str(path),
+                              {_package_for(path, reference): str(path)},
                               reference.entry_points, reference.distribution, git_state(path))
         mine = {n: rel for n, rel in reference.modules.items()
                 if view.is_file(rel) or view.is_file(f"{rel}/__init__.py")}
@@ -317,15 +319,6 @@ def _require_code(layout: Layout, what: str) -> Layout:
                          "setup.cfg naming one, no src/<package>/ or <package>/ with an "
                          "__init__.py); give a checkout or source tree of the plugin package")
     return layout
-
-
-def layout_of(source: CodeSource | None) -> Layout | None:
-    """The relative layout of a tree source, to read a partial copy of it with."""
-    if source is None:
-        return None
-    root = Path(source.root)
-    return Layout({n: Path(p).relative_to(root).as_posix() for n, p in source.modules.items()},
-                  source.entry_points, source.distribution)
 
 
 class _TreeFinder(importlib.abc.MetaPathFinder):

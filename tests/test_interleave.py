@@ -17,7 +17,7 @@ from harness import compare
 from harness.cli import main
 from harness import sequential
 from harness.interleave import MIN_TURNS, shared_cores
-from harness.results import iter_records, load
+from harness.results import iter_records
 from tests.conftest import TOY_PLUGIN
 
 PLUGINS = Path(harness_plugins.__file__).parent

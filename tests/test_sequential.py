@@ -81,3 +81,13 @@ def test_no_sequence_is_open_before_the_third_pair_and_none_stays_open_after():
 ])
 def test_verdicts_of_a_sequence(ratio, low, high, p, worse_above, expected):
     assert sequential.verdict(ratio, low, high, p, 0.02, worse_above=worse_above) == expected
+
+
+def test_with_several_cases_a_regression_settles_only_where_its_bh_verdict_cannot_change():
+    """p <= alpha/cases, so its q-value stays <= alpha whatever the other cases show."""
+    log_ratios = [0.030, 0.036, 0.024, 0.033]
+    state = sequential.look(log_ratios)
+    assert sequential.ALPHA / 3 < state.p_value <= sequential.ALPHA
+    assert state.settled(0.02) == "slower"
+    assert state.settled(0.02, cases=3) is None
+    assert sequential.look(log_ratios + [0.03, 0.031]).settled(0.02, cases=3) == "slower"

@@ -44,7 +44,8 @@ def test_this_repository_maps_its_plugin_packages_by_setuptools_package_dir():
     ({"setup.py": "", "mypkg/__init__.py": "", "docs/__init__.py": ""}, {"mypkg": "mypkg"}),
     ({"pyproject.toml": '[tool.hatch.build.targets.wheel]\npackages = ["lib/hpkg"]\n',
       "lib/hpkg/__init__.py": ""}, {"hpkg": "lib/hpkg"}),
-    ({"pyproject.toml": '[tool.poetry]\nname = "p"\npackages = [{include = "ppkg", from = "code"}]\n',
+    ({"pyproject.toml": '[tool.poetry]\nname = "p"\n'
+                        'packages = [{include = "ppkg", from = "code"}]\n',
       "code/ppkg/__init__.py": ""}, {"ppkg": "code/ppkg"}),
     ({"setup.cfg": "[metadata]\nname = c\n[options]\npackage_dir =\n    =lib\npackages = cpkg\n"
                    "[options.entry_points]\nharness.plugins =\n    c = cplugin\n",

@@ -19,18 +19,17 @@ from typing import Any
 
 from harness import (ab, compare, console, environment, interleave, profile, ray_executor,
                      report, sequential, sources)
+from harness.axes import AUTO
 from harness.commands import registry_of
 from harness.commands.analyse import print_comparison
 from harness.errors import HarnessError, UsageError
 from harness.isolation import make_executor
 from harness.plan import Case, Plan, Request, build_plan, case_key_of_record
 from harness.ray_executor import NodeKind
-from harness.axes import AUTO
 from harness.registry import Registry, load_registry, plugin_selection
 from harness.results import (SUFFIX, ResultsWriter, default_path, last_run, load, load_runs,
                              load_selection)
 from harness.runner import Executor, Runner, calibrate_peaks
-from harness.timing import MeasureConfig
 
 AB_TIMEOUT = 300.0
 AB_THRESHOLD = 0.02  # the smallest change that matters, unless told otherwise
@@ -396,7 +395,8 @@ def _ab_cases(args: argparse.Namespace, plan: Plan, sides: Sequence[interleave.S
                 progress.status(f"{label}: {pairs} pairs, {look.ratio:.3f} {bounds}, "
                                 f"{elapsed:.0f} s; about {_duration(eta)} left")
 
-            outcome = ab.measure_case(case, *sides, settings, spawner, write, rng, on_look)
+            outcome = ab.measure_case(case, *sides, settings, spawner, write, rng, total,
+                                       on_look)
             outcomes.append(outcome)
             progress.finish(_outcome_text(outcome))
     return outcomes
