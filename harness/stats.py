@@ -61,7 +61,7 @@ def t_quantile(level: float, df: float) -> float:
     lo, hi = 0.0, 10.0
     while t_tail(hi, df) > 1 - level:
         lo, hi = hi, 2 * hi
-    for _ in range(100):
+    while hi - lo > 1e-12 * hi:
         mid = (lo + hi) / 2
         if t_tail(mid, df) > 1 - level:
             lo = mid
