@@ -21,9 +21,17 @@ then each turn of the candidate is paired with the baseline's turn beside it, an
 ratio is the Hodges-Lehmann estimate of the per-turn log-ratios of medians with the
 Wilcoxon signed-rank interval and p-value, so the machine's drift cancels.
 
+With fewer processes than that a side (one, usually), the samples cannot see how the
+machine's speed differs between the two runs, so the interval of their shift is widened
+by it: each case record carries heartbeats (``timing.heartbeat``, a fixed reference
+workload timed before and after the case), and their robust spread over a run is that
+run's machine noise. The log-ratio's variance is the samples' own plus each run's
+noise variance and a placement floor, divided by its processes, with Student's t and
+Satterthwaite's degrees of freedom. A run without enough heartbeats (an older file, an
+import) leaves such a case ``inconclusive``, saying why.
+
 A change must be both significant and at least ``threshold`` to count: a tiny but
-"significant" change is not what anyone gates a merge on, and with a single process
-per case the samples cannot see process-to-process drift.
+"significant" change is not what anyone gates a merge on.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import pandas as pd
 from harness import sequential
 from harness.errors import CompareError
 from harness.plan import case_key_of_record
-from harness.stats import z_quantile
+from harness.stats import t_quantile, t_tail, z_quantile
 
 METRICS = ("latency", "throughput", "memory")
 ALPHA = 0.05
@@ -48,6 +56,17 @@ DEFAULT_THRESHOLD = 0.05
 MIN_REPEATS = 5  # per side; with fewer the bootstrap over processes under-covers
 BOOTSTRAP_RESAMPLES = 4000
 PROCESS_QUANTILE = 0.25  # of per-process medians: see the module docstring
+# Machine noise: 1.4826 MAD of a run's log heartbeats estimates their sd; with fewer than
+# MIN_HEARTBEATS (three cases) it is unknown. The MAD is 37 % as efficient as the sd for
+# normal data, so n heartbeats are worth 0.37 n degrees of freedom (Satterthwaite).
+MIN_HEARTBEATS = 6
+MAD_TO_SD = 1.4826
+MAD_EFFICIENCY = 0.3675
+# Two fresh processes of identical code differ by ~2 % as a whole even on a quiet machine
+# (memory placement; measured on this VM), ~1.4 % per process. The heartbeat, timed in
+# each case's own process, sees the part of that which changes compute speed, but not
+# placement's effect on a memory-bound model: each process adds at least this sd.
+PLACEMENT_SD = 0.01
 _Z_ALPHA = z_quantile(1 - ALPHA)  # two-sided
 _Z_POWER = z_quantile(2 * POWER - 1)  # one-sided quantile at POWER
 # A run whose median CI half-width is p (relative) compared with a like run can detect
@@ -57,10 +76,11 @@ MDE_PER_PRECISION = (_Z_ALPHA + _Z_POWER) * math.sqrt(2) / _Z_ALPHA
 KEY_COLUMNS = ("model", "batch_size", "dims", "device", "dtype", "precision", "compile_mode",
                "backend", "mode")
 VERDICTS = ("slower", "faster", "no change", "inconclusive")
-# The unit of evidence of an estimate: pooled samples, fresh processes (--repeats), the
-# turns of one interleaved pair (harness ab before pairs), or independent pairs
+# The unit of evidence of an estimate: pooled samples, the pooled samples of separate
+# runs widened by their machine noise (one process a side), fresh processes (--repeats),
+# the turns of one interleaved pair (harness ab before pairs), or independent pairs
 # judged by a confidence sequence (harness ab).
-METHODS = ("samples", "processes", "turns", "pairs")
+METHODS = ("samples", "runs", "processes", "turns", "pairs")
 MEMORY_WORDS = {"slower": "larger", "faster": "smaller"}  # the same verdicts, said of memory
 
 
@@ -74,6 +94,7 @@ class ShiftEstimate:
     p_value: float
     mde: float  # smallest relative change these samples detect with 80 % power
     method: str = "samples"  # what the evidence is: see METHODS
+    within: ShiftEstimate | None = None  # the samples' own, where run noise widened it
 
     def __repr__(self) -> str:
         return (f"ShiftEstimate(ratio={self.ratio:.4f}, ci=[{self.ci_low:.4f}, "
@@ -110,10 +131,10 @@ def shift(baseline: Sequence[float], candidate: Sequence[float]) -> ShiftEstimat
 
 
 def _estimate(log_ratio: float, low: float, high: float, p_value: float,
-              method: str = "samples") -> ShiftEstimate:
+              method: str = "samples", within: ShiftEstimate | None = None) -> ShiftEstimate:
     se = (high - low) / (2 * _Z_ALPHA)
     return ShiftEstimate(math.exp(log_ratio), math.exp(low), math.exp(high), p_value,
-                         math.expm1((_Z_ALPHA + _Z_POWER) * se), method)
+                         math.expm1((_Z_ALPHA + _Z_POWER) * se), method, within)
 
 
 def shift_of_repeats(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]],
@@ -315,10 +336,12 @@ def metric_samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
 
 
 def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
-             metric: str) -> ShiftEstimate | None:
+             metric: str, noise: Mapping[str, MachineNoise] | None = None
+             ) -> ShiftEstimate | Unjudged | None:
     """By pairs of processes for the sides of one ``harness ab`` session, turn by turn
     for a one-pair session of an earlier harness; process-level when both sides have
-    enough repeats; else on the pooled samples."""
+    enough repeats; else the pooled samples widened by the machine noise of each side's
+    run (``noise``, by run id), or ``Unjudged`` if it is unknown. None without samples."""
     pairs = session_pairs(base, cand, metric)
     if pairs is not None:
         if not any(isinstance(r.get("interleaved.pair"), int) for r in base):
@@ -326,7 +349,11 @@ def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]
         return shift_of_pairs(pairs)
     xs = [s for s in (metric_samples(r, metric) for r in base) if s]
     ys = [s for s in (metric_samples(r, metric) for r in cand) if s]
-    return shift_of_processes(xs, ys) if xs and ys else None
+    if not (xs and ys):
+        return None
+    if repeated(xs, ys):
+        return shift_of_repeats(xs, ys)
+    return shift_of_runs(xs, ys, noise_of(base, noise), noise_of(cand, noise))
 
 
 def shift_of_pairs(pairs: Sequence[tuple[list[list[float]], list[list[float]]]],
@@ -380,13 +407,94 @@ def session_pairs(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str,
     return pairs
 
 
+def repeated(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]) -> bool:
+    """Whether both sides have enough processes for the bootstrap over processes."""
+    return len(xs) >= MIN_REPEATS and len(ys) >= MIN_REPEATS
+
+
 def shift_of_processes(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]
                        ) -> ShiftEstimate:
     """Samples grouped by process: a bootstrap over processes when both sides have
     enough of them, else the shift of the pooled samples."""
-    if len(xs) >= MIN_REPEATS and len(ys) >= MIN_REPEATS:
+    if repeated(xs, ys):
         return shift_of_repeats(xs, ys)
     return shift([v for s in xs for v in s], [v for s in ys for v in s])
+
+
+@dataclass(frozen=True)
+class MachineNoise:
+    """How much a run's machine speed wandered from case to case: the robust sd of its
+    log heartbeats (each centred on its device's, threads' and host's median)."""
+
+    sd: float | None  # None: fewer than MIN_HEARTBEATS heartbeats to estimate it from
+    count: int  # heartbeats
+
+    @property
+    def df(self) -> float:
+        """Degrees of freedom of ``sd`` squared as a variance estimate."""
+        return MAD_EFFICIENCY * self.count
+
+    def why_unknown(self, side: str) -> str:
+        detail = (f"the {side} run recorded no heartbeats" if not self.count else
+                  f"the {side} run has {self.count} heartbeats, fewer than {MIN_HEARTBEATS}")
+        return (f"machine noise unknown ({detail}): use 'harness run --repeats {MIN_REPEATS}' "
+                "or 'harness ab'")
+
+
+NO_HEARTBEATS = MachineNoise(None, 0)
+_HEARTBEAT_GROUPS = ("device", "threads", "environment.hostname")
+
+
+def noise_of(rows: Sequence[Mapping[str, Any]], noise: Mapping[str, MachineNoise] | None
+             ) -> MachineNoise:
+    """The machine noise of the run a case's records come from."""
+    return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS)
+
+
+def machine_noise(frame: pd.DataFrame) -> dict[str, MachineNoise]:
+    """Each run's machine noise (by run id), from the heartbeats of its ok cases."""
+    columns = [c for c in ("heartbeat.before", "heartbeat.after") if c in frame]
+    noise = {}
+    for run_id, rows in frame[frame["status"] == "ok"].groupby("run_id", sort=False):
+        deviations: list[float] = []
+        groups = [c for c in _HEARTBEAT_GROUPS if c in rows]  # device is always there
+        for _, group in rows.groupby(groups, dropna=False):
+            beats = group[columns].to_numpy(dtype=float).ravel()
+            logs = np.log(beats[np.isfinite(beats) & (beats > 0)])
+            deviations.extend(logs - np.median(logs) if len(logs) else [])
+        count = len(deviations)
+        sd = MAD_TO_SD * float(np.median(np.abs(deviations))) if count >= MIN_HEARTBEATS else None
+        noise[str(run_id)] = MachineNoise(sd, count)
+    return noise
+
+
+@dataclass(frozen=True)
+class Unjudged:
+    """Why a case has no interval although it has samples."""
+
+    reason: str
+
+
+def shift_of_runs(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]],
+                  base: MachineNoise, cand: MachineNoise) -> ShiftEstimate | Unjudged:
+    """The pooled samples' shift, its variance widened by each run's machine noise and
+    the placement floor per process, with a t interval and p-value (Satterthwaite's
+    degrees of freedom: the samples' and the floor's part count as exact)."""
+    for side, noise in (("baseline", base), ("candidate", cand)):
+        if noise.sd is None:
+            return Unjudged(noise.why_unknown(side))
+    within = shift([v for s in xs for v in s], [v for s in ys for v in s])
+    samples = ((math.log(within.ci_high) - math.log(within.ci_low)) / (2 * _Z_ALPHA)) ** 2
+    placement = PLACEMENT_SD**2 * (1 / len(xs) + 1 / len(ys))
+    runs = [(noise.sd**2 / len(processes), noise.df)
+            for noise, processes in ((base, xs), (cand, ys))]
+    variance = samples + placement + sum(v for v, _ in runs)
+    uncertain = sum(v**2 / df for v, df in runs)
+    df = variance**2 / uncertain if uncertain else math.inf
+    se, log_ratio = math.sqrt(variance), math.log(within.ratio)
+    half = t_quantile(1 - ALPHA, df) * se
+    return _estimate(log_ratio, log_ratio - half, log_ratio + half,
+                     t_tail(log_ratio / se, df), "runs", within)
 
 
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "latency",
@@ -395,6 +503,8 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     if metric not in METRICS:
         raise CompareError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     _check_schemas(baseline, candidate)
+    noise = {**machine_noise(baseline), **machine_noise(candidate)}
+    worse_above = metric != "throughput"
     rows = []
     for match in matched_cases(baseline, candidate)[0]:
         b, c, key = match.baseline, match.candidate, match.candidate_key
@@ -402,18 +512,25 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
                                "device": key[3], "dtype": key[4], "compile_mode": key[6],
                                "mode": key[8], "suite": c[0].get("suite") or b[0].get("suite"),
                                "baseline": metric_value(b, metric),
-                               "candidate": metric_value(c, metric)}
-        est = estimate(b, c, metric)
-        if est:
+                               "candidate": metric_value(c, metric), "note": None,
+                               "samples_verdict": None,
+                               "baseline_noise": noise_of(b, noise).sd,
+                               "candidate_noise": noise_of(c, noise).sd}
+        est = estimate(b, c, metric, noise)
+        if isinstance(est, ShiftEstimate):
             row.update(ratio=est.ratio, ci_low=_bound(est.ci_low), ci_high=_bound(est.ci_high),
                        p_value=est.p_value, mde=_bound(est.mde), method=est.method,
                        repeats=(len(b), len(c)))
             if est.method == "pairs":
                 took = [r.get("interleaved.case_elapsed_s") for r in c]
                 row.update(pairs=len(c), time_s=max((t for t in took if t), default=None))
+            if est.within is not None:
+                row["samples_verdict"] = judge(est.within, threshold, worse_above)
         elif row["baseline"] and row["candidate"] is not None:
             row.update(ratio=row["candidate"] / row["baseline"], ci_low=None, ci_high=None,
                        p_value=None, mde=None, method=None)
+            if est:
+                row["note"] = est.reason
         else:
             continue
         for side, records in (("baseline", b), ("candidate", c)):
@@ -425,8 +542,8 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     table["q_value"] = None
     if tested.any():
         table.loc[tested, "q_value"] = benjamini_hochberg(table.loc[tested, "p_value"].tolist())
-    worse_above = metric != "throughput"
-    table["verdict"] = [_row_verdict(r, threshold, worse_above) for r in table.to_dict("records")]
+    table["verdict"] = [_row_verdict(r, threshold, worse_above, metric)
+                        for r in table.to_dict("records")]
     table["regressed"] = table["verdict"] == "slower"
     if metric == "memory":
         table["verdict"] = table["verdict"].replace(MEMORY_WORDS)
@@ -444,8 +561,11 @@ def _median(values: Iterable[Any]) -> float | None:
     return float(np.median(present)) if present else None
 
 
-def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) -> str:
+def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool,
+                 metric: str) -> str:
     if row["q_value"] is None or (isinstance(row["q_value"], float) and math.isnan(row["q_value"])):
+        if metric != "memory":  # a time without an interval tells nothing
+            return "inconclusive"
         # a single number per side (memory): the threshold alone decides
         ratio = row["ratio"]
         return verdict(ratio, (ratio, ratio), True, threshold, worse_above)
@@ -454,6 +574,13 @@ def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) ->
                                   threshold, worse_above=worse_above)
     return verdict(row["ratio"], (row["ci_low"], row["ci_high"]), row["q_value"] <= ALPHA,
                    threshold, worse_above)
+
+
+def judge(est: ShiftEstimate, threshold: float, worse_above: bool,
+          p_value: float | None = None) -> str:
+    """The verdict of an estimate on ``p_value`` (an adjusted one), else on its own."""
+    p = est.p_value if p_value is None else p_value
+    return verdict(est.ratio, (est.ci_low, est.ci_high), p <= ALPHA, threshold, worse_above)
 
 
 def geomean_speedups(table: pd.DataFrame, by: Sequence[str] = ("suite", "dtype", "compile_mode"),

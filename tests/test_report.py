@@ -64,7 +64,9 @@ def test_series_report_renders_every_section_without_console_errors(tmp_path):
     assert history.count(f'stroke="{report.VERDICT_COLOURS["slower"]}"') == 1
     assert history.count(f'stroke="{report.VERDICT_COLOURS["faster"]}"') == 1
     comparison = dom[dom.index('<section id="comparison">'):dom.index('<section id="history">')]
-    assert "1 slower, 1 faster, 5 no change" in comparison
+    # single-process runs: the machine noise (1 %) widens one unchanged case's interval
+    # past the 5 % threshold
+    assert "1 slower, 1 faster, 4 no change, 1 inconclusive" in comparison
 
 
 @needs_chromium
