@@ -25,10 +25,11 @@ With fewer processes than that a side (one, usually), the samples cannot see how
 machine's speed differs between the two runs, so the interval of their shift is widened
 by it: each case record carries heartbeats (``timing.heartbeat``, a fixed reference
 workload timed before and after the case), and their robust spread over a run is that
-run's machine noise. The log-ratio's variance is the samples' own plus each run's
-noise variance and a placement floor, divided by its processes, with Student's t and
-Satterthwaite's degrees of freedom. A run without enough heartbeats (an older file, an
-import) leaves such a case ``inconclusive``, saying why.
+run's machine noise, or around one case the spread of that case's own heartbeats if
+larger. The log-ratio's variance is the samples' own plus each side's noise variance
+and a placement floor, divided by its processes, with Student's t and Satterthwaite's
+degrees of freedom. A run without enough heartbeats (an older file, an import) leaves
+such a case ``inconclusive``, saying why.
 
 A change must be both significant and at least ``threshold`` to count: a tiny but
 "significant" change is not what anyone gates a merge on.
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,11 +63,13 @@ PROCESS_QUANTILE = 0.25  # of per-process medians: see the module docstring
 MIN_HEARTBEATS = 6
 MAD_TO_SD = 1.4826
 MAD_EFFICIENCY = 0.3675
-# Two fresh processes of identical code differ by ~2 % as a whole even on a quiet machine
-# (memory placement; measured on this VM), ~1.4 % per process. The heartbeat, timed in
-# each case's own process, sees the part of that which changes compute speed, but not
-# placement's effect on a memory-bound model: each process adds at least this sd.
-PLACEMENT_SD = 0.01
+# Fresh processes of identical code differ as a whole even on a quiet machine (memory
+# placement), which a cache-resident heartbeat cannot see: each process adds this sd.
+# Measured on this VM (scripts/validate_runs.py, gan suite, 2026-12-01): A/A log-ratios
+# of cases whose runs' heartbeats were quiet (<= 5 %) had an sd of 5.0 % where the
+# cases' own heartbeats were undisturbed (2.4 % of it heartbeat noise: a floor of
+# 2.5 % per run), 7.7 % over all of them (4.8 %); small models differ by ~2 % (1.4 %).
+PLACEMENT_SD = 0.03
 _Z_ALPHA = z_quantile(1 - ALPHA)  # two-sided
 _Z_POWER = z_quantile(2 * POWER - 1)  # one-sided quantile at POWER
 # A run whose median CI half-width is p (relative) compared with a like run can detect
@@ -424,15 +427,25 @@ def shift_of_processes(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[floa
 @dataclass(frozen=True)
 class MachineNoise:
     """How much a run's machine speed wandered from case to case: the robust sd of its
-    log heartbeats (each centred on its device's, threads' and host's median)."""
+    log heartbeats, each centred on the median of its device, threads and host."""
 
     sd: float | None  # None: fewer than MIN_HEARTBEATS heartbeats to estimate it from
     count: int  # heartbeats
+    centres: Mapping[tuple[Any, ...], float] = field(default_factory=dict)  # median logs
 
     @property
     def df(self) -> float:
         """Degrees of freedom of ``sd`` squared as a variance estimate."""
         return MAD_EFFICIENCY * self.count
+
+    def of_case(self, rows: Sequence[Mapping[str, Any]]) -> MachineNoise:
+        """The noise around one case: the run's, or the root-mean-square deviation of the
+        case's own heartbeats if larger (the machine was disturbed around that case)."""
+        deviations = [x - self.centres[key] for row in rows
+                      if (key := _beat_group(row)) in self.centres for x in _log_beats(row)]
+        if self.sd is None or not deviations:
+            return self
+        return replace(self, sd=max(self.sd, math.sqrt(np.mean(np.square(deviations)))))
 
     def why_unknown(self, side: str) -> str:
         detail = (f"the {side} run recorded no heartbeats" if not self.count else
@@ -442,29 +455,39 @@ class MachineNoise:
 
 
 NO_HEARTBEATS = MachineNoise(None, 0)
-_HEARTBEAT_GROUPS = ("device", "threads", "environment.hostname")
 
 
 def noise_of(rows: Sequence[Mapping[str, Any]], noise: Mapping[str, MachineNoise] | None
              ) -> MachineNoise:
-    """The machine noise of the run a case's records come from."""
-    return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS)
+    """The machine noise around one case, from the noise of its records' run."""
+    return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS).of_case(rows)
+
+
+def _log_beats(row: Mapping[str, Any]) -> list[float]:
+    beats = (row.get("heartbeat.before"), row.get("heartbeat.after"))
+    return [math.log(b) for b in beats if isinstance(b, (int, float)) and 0 < b < math.inf]
+
+
+def _beat_group(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Heartbeats are comparable within one device, thread count and host."""
+    values = (row.get("device"), row.get("threads"), row.get("environment.hostname"))
+    return tuple(None if v is None or v != v else v for v in values)  # NaN: absent
 
 
 def machine_noise(frame: pd.DataFrame) -> dict[str, MachineNoise]:
     """Each run's machine noise (by run id), from the heartbeats of its ok cases."""
-    columns = [c for c in ("heartbeat.before", "heartbeat.after") if c in frame]
+    runs: dict[str, dict[tuple[Any, ...], list[float]]] = {}
+    for row in frame[frame["status"] == "ok"].to_dict("records"):
+        groups = runs.setdefault(str(row.get("run_id")), {})
+        groups.setdefault(_beat_group(row), []).extend(_log_beats(row))
     noise = {}
-    for run_id, rows in frame[frame["status"] == "ok"].groupby("run_id", sort=False):
-        deviations: list[float] = []
-        groups = [c for c in _HEARTBEAT_GROUPS if c in rows]  # device is always there
-        for _, group in rows.groupby(groups, dropna=False):
-            beats = group[columns].to_numpy(dtype=float).ravel()
-            logs = np.log(beats[np.isfinite(beats) & (beats > 0)])
-            deviations.extend(logs - np.median(logs) if len(logs) else [])
+    for run_id, groups in runs.items():
+        centres = {key: float(np.median(logs)) for key, logs in groups.items() if logs}
+        deviations = [x - centres[key] for key, logs in groups.items() for x in logs]
         count = len(deviations)
-        sd = MAD_TO_SD * float(np.median(np.abs(deviations))) if count >= MIN_HEARTBEATS else None
-        noise[str(run_id)] = MachineNoise(sd, count)
+        sd = (MAD_TO_SD * float(np.median(np.abs(deviations))) if count >= MIN_HEARTBEATS
+              else None)
+        noise[run_id] = MachineNoise(sd, count, centres)
     return noise
 
 
@@ -477,9 +500,10 @@ class Unjudged:
 
 def shift_of_runs(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]],
                   base: MachineNoise, cand: MachineNoise) -> ShiftEstimate | Unjudged:
-    """The pooled samples' shift, its variance widened by each run's machine noise and
-    the placement floor per process, with a t interval and p-value (Satterthwaite's
-    degrees of freedom: the samples' and the floor's part count as exact)."""
+    """The pooled samples' shift, its variance widened by each side's machine noise
+    (``MachineNoise.of_case``) and the placement floor per process, with a t interval
+    and p-value (Satterthwaite's degrees of freedom: the samples' and the floor's part
+    count as exact)."""
     for side, noise in (("baseline", base), ("candidate", cand)):
         if noise.sd is None:
             return Unjudged(noise.why_unknown(side))

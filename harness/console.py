@@ -192,10 +192,10 @@ def comparison_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
                           for side in ("baseline", "candidate"))
         held = sum(r["samples_verdict"] in ("slower", "faster")
                    and r["verdict"] != r["samples_verdict"] for r in widened)
-        lines.append(f"machine noise (sd of heartbeats): {noise}; it widens the intervals of "
-                     f"the {len(widened)} cases with a single process (or few) a side"
-                     + (f" and held back {held} verdicts their samples alone call slower or "
-                        "faster" if held else ""))
+        lines.append(f"machine noise: {noise} (heartbeats); it widened {len(widened)} "
+                     "single-process intervals" + (f" and held back {held} slower/faster "
+                                                   "verdicts of their samples alone"
+                                                   if held else ""))
     notes: dict[str, int] = {}
     for row in rows:
         if row.get("note"):

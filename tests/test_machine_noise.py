@@ -58,6 +58,24 @@ def test_too_few_heartbeats_or_none_leave_the_noise_unknown():
     assert "4 heartbeats, fewer than 6" in few.why_unknown("candidate")
 
 
+def test_a_case_whose_own_heartbeats_were_disturbed_gets_their_spread(tmp_path):
+    rng = np.random.default_rng(28)
+    ratios = {f"m{i}": 1.0 for i in range(10)}
+    base = load(_write(tmp_path / "b.jsonl", _run(rng, ratios)))
+    verdicts = []
+    for after in (1.0, 1.6):  # the candidate's m0 30 % slow; its heartbeat after it too?
+        records = _run(rng, ratios)
+        records[0]["latency"]["samples"] = [1.3 * s for s in records[0]["latency"]["samples"]]
+        records[0]["heartbeat"]["after"] *= after
+        cand = load(_write(tmp_path / f"c{after}.jsonl", records))
+        (run,) = compare.machine_noise(cand).values()
+        rows = cand.to_dict("records")
+        assert run.of_case(rows[1:2]).sd == pytest.approx(run.sd, abs=0.02)
+        verdicts.append(compare.compare(base, cand).set_index("model").loc["m0", "verdict"])
+    assert run.of_case(rows[:1]).sd == pytest.approx(math.log(1.6) / math.sqrt(2), rel=0.1)
+    assert verdicts == ["slower", "inconclusive"]
+
+
 def _identical_runs(rng, cases: int, sd: float, ratio: float = 1.0):
     """Two single-process runs of ``cases`` cases, each case shifted by the machine as much
     as the heartbeats wander (``sd``); the candidate's cases ``ratio`` times slower."""
@@ -101,7 +119,7 @@ def test_compare_holds_back_what_only_the_samples_call_a_change(tmp_path, capsys
     assert held["baseline_noise"].iloc[0] == pytest.approx(0.08, rel=0.5)
     assert main(["compare", str(base), str(cand)]) == 0
     out = capsys.readouterr().out
-    assert "machine noise (sd of heartbeats): baseline" in out and "held back" in out
+    assert "machine noise: baseline" in out and "slower/faster verdicts of their samples" in out
 
 
 def test_runs_without_heartbeats_are_inconclusive_and_say_what_would_judge_them(tmp_path,
