@@ -1,6 +1,7 @@
 """Do two separate runs of identical code cry wolf? Is a doubled workload still slower?
 
     python scripts/validate_runs.py [--pairs 20] [--doubled 5] [--out DIR] [--json PATH]
+    python scripts/validate_runs.py --analyse DIR [--json PATH]
 
 An A/A pair is two back-to-back ``harness run --suite gan`` of identical code (one
 process per case, default settings), then ``harness compare --json`` of the second
@@ -10,7 +11,8 @@ pair is a plain run and a run of the same cases whose models run their forward t
 alternating order, compared plain -> doubled: every case should be ``slower``. Beside
 the verdicts the table shows what the samples alone (``samples_verdict``, unadjusted)
 would call a change: the false alarms of issue 13. Runs, comparisons and the figures
-(``--json``) are kept under ``--out``. Not a test: it measures for half an hour.
+(``--json``) are kept under ``--out``; ``--analyse DIR`` judges them again. Not a
+test: it measures for half an hour.
 """
 
 from __future__ import annotations
@@ -44,23 +46,33 @@ def harness(*args: str) -> str:
     return done.stdout
 
 
+def _paths(kind: str, index: int, out: Path) -> dict[str, Path]:
+    return {role: out / f"{kind}-{index:02d}-{role}.jsonl" for role in ("base", "cand")}
+
+
 def measure_pair(kind: str, index: int, out: Path) -> dict[str, Any]:
-    """Two runs (the doubled one first in odd pairs) and their comparison."""
+    """Two runs (the doubled one first in odd pairs), then their comparison."""
     started = time.monotonic()
-    paths = {role: out / f"{kind}-{index:02d}-{role}.jsonl" for role in ("base", "cand")}
+    paths = _paths(kind, index, out)
     order = ["base", "cand"] if kind == "aa" or index % 2 == 0 else ["cand", "base"]
     for role in order:
         extra = DOUBLED if kind == "doubled" and role == "cand" else []
         harness("run", "--suite", "gan", "-q", "--out", str(paths[role]), *extra)
+    return {**judge_pair(kind, index, out), "order": order,
+            "wall_s": time.monotonic() - started}
+
+
+def judge_pair(kind: str, index: int, out: Path) -> dict[str, Any]:
+    """``harness compare --json`` of a measured pair, kept beside its runs."""
+    paths = _paths(kind, index, out)
     report = json.loads(harness("compare", str(paths["base"]), str(paths["cand"]), "--json"))
     (out / f"{kind}-{index:02d}.compare.json").write_text(json.dumps(report, indent=2))
     cases = report["cases"]
-    return {"kind": kind, "pair": index, "order": order, "summary": report["summary"],
+    return {"kind": kind, "pair": index, "summary": report["summary"],
             "samples_alone": {v: sum(c["samples_verdict"] == v for c in cases)
                               for v in ("slower", "faster")},
             "ratios": [c["ratio"] for c in cases],
-            "noise": [cases[0][f"{side}_noise"] for side in ("baseline", "candidate")],
-            "wall_s": time.monotonic() - started}
+            "noise": [c[f"{side}_noise"] for c in cases for side in ("baseline", "candidate")]}
 
 
 def totals(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -83,14 +95,20 @@ def main() -> None:
     parser.add_argument("--doubled", type=int, default=5, help="doubled pairs (default 5)")
     parser.add_argument("--out", type=Path, help="default results/validation/runs-TIME")
     parser.add_argument("--json", type=Path, help="default OUT/validate_runs.json")
+    parser.add_argument("--analyse", type=Path, metavar="DIR",
+                        help="judge the pairs measured into DIR again, measuring nothing")
     args = parser.parse_args()
-    out = args.out or Path(f"results/validation/runs-{datetime.now():%Y%m%d-%H%M%S}")
+    out = args.analyse or args.out or Path(
+        f"results/validation/runs-{datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     pairs = []
     for kind, count in (("aa", args.pairs), ("doubled", args.doubled)):
+        if args.analyse:
+            count = len(list(out.glob(f"{kind}-*-cand.jsonl")))
         for index in range(count):
-            pairs.append(measure_pair(kind, index, out))
+            pairs.append(judge_pair(kind, index, out) if args.analyse
+                         else measure_pair(kind, index, out))
             print(f"{kind} pair {index + 1}/{count}: {pairs[-1]['summary']}", flush=True)
     result = {"command": ["scripts/validate_runs.py", *sys.argv[1:]],
               "wall_s": time.monotonic() - started,
