@@ -24,10 +24,12 @@ Wilcoxon signed-rank interval and p-value, so the machine's drift cancels.
 With fewer processes than that a side (one, usually), the samples cannot see how the
 machine's speed differs between the two runs, so the interval of their shift is widened
 by it: each case record carries heartbeats (``timing.heartbeat``, a fixed reference
-workload timed before and after the case), and their robust spread over a run is that
-run's machine noise, or around one case the spread of that case's own heartbeats if
-larger. The log-ratio's variance is the samples' own plus each side's noise variance
-and a placement floor, divided by its processes, with Student's t and Satterthwaite's
+workload timed before and after the case). Their robust spread over a run is that run's
+machine noise (around one case, the spread of its own heartbeats if larger), scaled
+from the heartbeat's short window to the case's longer one; the difference of the two
+runs' median heartbeats is a shift of the whole machine that every case shares. The
+log-ratio's variance is the samples' own plus each side's noise and a placement floor,
+divided by its processes, plus that shift squared, with Student's t and Satterthwaite's
 degrees of freedom. A run without enough heartbeats (an older file, an import) leaves
 such a case ``inconclusive``, saying why.
 
@@ -48,7 +50,9 @@ import pandas as pd
 from harness import sequential
 from harness.errors import CompareError
 from harness.plan import case_key_of_record
+from harness.results import environment_of
 from harness.stats import t_quantile, t_tail, z_quantile
+from harness.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 
 METRICS = ("latency", "throughput", "memory")
 ALPHA = 0.05
@@ -63,6 +67,11 @@ PROCESS_QUANTILE = 0.25  # of per-process medians: see the module docstring
 MIN_HEARTBEATS = 6
 MAD_TO_SD = 1.4826
 MAD_EFFICIENCY = 0.3675
+# The machine's speed wanders less over longer windows: on this VM the sd of window
+# medians fell as T^-0.11 (one process: 10.4 % at 0.03 s, 6 % at 4 s; 20 ms heartbeats
+# 6.5 % and 1 s windows 4.2 %), so a case sampled for T seconds sees its run's heartbeat
+# spread times (T / heartbeat window)^-0.11 (0.65 for 1 s).
+DRIFT_EXPONENT = 0.11
 # Fresh processes of identical code differ as a whole even on a quiet machine (memory
 # placement), which a cache-resident heartbeat cannot see: each process adds this sd.
 # Measured on this VM (scripts/validate_runs.py, gan suite, 2026-12-01): A/A log-ratios
@@ -356,7 +365,8 @@ def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]
         return None
     if repeated(xs, ys):
         return shift_of_repeats(xs, ys)
-    return shift_of_runs(xs, ys, noise_of(base, noise), noise_of(cand, noise))
+    return shift_of_runs(xs, ys, noise_of(base, noise), noise_of(cand, noise),
+                         machine_shift(base, cand, noise))
 
 
 def shift_of_pairs(pairs: Sequence[tuple[list[list[float]], list[list[float]]]],
@@ -439,13 +449,21 @@ class MachineNoise:
         return MAD_EFFICIENCY * self.count
 
     def of_case(self, rows: Sequence[Mapping[str, Any]]) -> MachineNoise:
-        """The noise around one case: the run's, or the root-mean-square deviation of the
-        case's own heartbeats if larger (the machine was disturbed around that case)."""
-        deviations = [x - self.centres[key] for row in rows
-                      if (key := _beat_group(row)) in self.centres for x in _log_beats(row)]
-        if self.sd is None or not deviations:
+        """The noise of one case's median: the run's, or the root-mean-square deviation
+        of the case's own heartbeats if larger (the machine was disturbed around that
+        case), scaled from the heartbeat's window to the time the case was sampled."""
+        key = _beat_group(rows[0])
+        if self.sd is None or key not in self.centres:
             return self
-        return replace(self, sd=max(self.sd, math.sqrt(np.mean(np.square(deviations)))))
+        deviations = [x - self.centres[key] for row in rows for x in _log_beats(row)]
+        own = math.sqrt(np.mean(np.square(deviations))) if deviations else 0.0
+        window = math.exp(self.centres[key]) * HEARTBEAT_PRODUCTS * HEARTBEAT_BLOCKS
+        sampled = float(np.median([_sampled_seconds(row) for row in rows]))
+        return replace(self, sd=max(self.sd, own) * (sampled / window) ** -DRIFT_EXPONENT)
+
+    def centre(self, rows: Sequence[Mapping[str, Any]]) -> float | None:
+        """The run's median log heartbeat where a case's records were measured."""
+        return self.centres.get(_beat_group(rows[0]))
 
     def why_unknown(self, side: str) -> str:
         detail = (f"the {side} run recorded no heartbeats" if not self.count else
@@ -461,6 +479,26 @@ def noise_of(rows: Sequence[Mapping[str, Any]], noise: Mapping[str, MachineNoise
              ) -> MachineNoise:
     """The machine noise around one case, from the noise of its records' run."""
     return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS).of_case(rows)
+
+
+def _sampled_seconds(row: Mapping[str, Any]) -> float:
+    """How long a record's timed blocks took: the window its median summarises."""
+    samples = row.get("latency.samples")
+    block = row.get("latency.block_size")
+    return sum(samples) * (block if isinstance(block, (int, float)) and block > 0 else 1)
+
+
+def machine_shift(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
+                  noise: Mapping[str, MachineNoise] | None) -> float:
+    """How much slower (log) the machine was during the candidate's run than during the
+    baseline's, by their median heartbeats: every case of the pair shares that shift,
+    which the runs' spreads do not see. 0 across machines, whose difference is what a
+    comparison of them measures, and where either run has no heartbeats there."""
+    environments = [environment_of(rows[0]) for rows in (base, cand)]
+    centres = [noise_of(rows, noise).centre(rows) for rows in (base, cand)]
+    if different_machines(environments) or None in centres:
+        return 0.0
+    return centres[1] - centres[0]
 
 
 def _log_beats(row: Mapping[str, Any]) -> list[float]:
@@ -499,11 +537,12 @@ class Unjudged:
 
 
 def shift_of_runs(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]],
-                  base: MachineNoise, cand: MachineNoise) -> ShiftEstimate | Unjudged:
+                  base: MachineNoise, cand: MachineNoise, level: float = 0.0
+                  ) -> ShiftEstimate | Unjudged:
     """The pooled samples' shift, its variance widened by each side's machine noise
-    (``MachineNoise.of_case``) and the placement floor per process, with a t interval
-    and p-value (Satterthwaite's degrees of freedom: the samples' and the floor's part
-    count as exact)."""
+    (``MachineNoise.of_case``), the placement floor per process and the square of the
+    runs' machine shift ``level`` (``machine_shift``), with a t interval and p-value
+    (Satterthwaite's degrees of freedom: all but the noise count as exact)."""
     for side, noise in (("baseline", base), ("candidate", cand)):
         if noise.sd is None:
             return Unjudged(noise.why_unknown(side))
@@ -512,7 +551,7 @@ def shift_of_runs(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]],
     placement = PLACEMENT_SD**2 * (1 / len(xs) + 1 / len(ys))
     runs = [(noise.sd**2 / len(processes), noise.df)
             for noise, processes in ((base, xs), (cand, ys))]
-    variance = samples + placement + sum(v for v, _ in runs)
+    variance = samples + placement + level**2 + sum(v for v, _ in runs)
     uncertain = sum(v**2 / df for v, df in runs)
     df = variance**2 / uncertain if uncertain else math.inf
     se, log_ratio = math.sqrt(variance), math.log(within.ratio)

@@ -12,6 +12,7 @@ import pytest
 from harness import compare
 from harness.cli import main
 from harness.results import ResultsWriter, iter_records, list_runs, load
+from harness.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 
 
 def _record(model: str, samples, batch: int = 4, **extra) -> dict:
@@ -37,9 +38,14 @@ def _lognormal(rng, ratio: float, n: int = 40, sigma: float = 0.03):
     return rng.lognormal(math.log(1e-3 * ratio), sigma, n)
 
 
+# per product: the heartbeat's window as long as a case's 40 samples of 1 ms, so what the
+# heartbeats show applies to a case's median unscaled (compare.DRIFT_EXPONENT)
+BEAT = 40e-3 / (HEARTBEAT_PRODUCTS * HEARTBEAT_BLOCKS)
+
+
 def _beats(rng, sd: float) -> dict:
     """A case's heartbeats on a machine whose speed wanders by ``sd`` (of log time)."""
-    before, after = 1e-5 * rng.lognormal(0, sd, 2)
+    before, after = BEAT * rng.lognormal(0, sd, 2)
     return {"heartbeat": {"unit": "s", "before": float(before), "after": float(after)}}
 
 

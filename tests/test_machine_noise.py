@@ -76,22 +76,65 @@ def test_a_case_whose_own_heartbeats_were_disturbed_gets_their_spread(tmp_path):
     assert verdicts == ["slower", "inconclusive"]
 
 
-def _identical_runs(rng, cases: int, sd: float, ratio: float = 1.0):
+def test_a_case_sampled_longer_than_the_heartbeat_sees_less_of_its_wander(tmp_path):
+    rng = np.random.default_rng(29)
+    records = _run(rng, {f"m{i}": 1.0 for i in range(10)}, sd=0.1)
+    for record in records[:5]:  # ten times the samples: ten times the heartbeat's window
+        record["latency"]["samples"] *= 10
+    (run,) = compare.machine_noise(load(_write(tmp_path / "r.jsonl", records))).values()
+    rows = load(tmp_path / "r.jsonl").to_dict("records")
+    short, long = (run.of_case([r]).sd / max(run.sd, _rms_deviation(run, r)) for r in (rows[9], rows[0]))
+    assert short == pytest.approx(1.0, abs=0.01)
+    assert long == pytest.approx(10 ** -compare.DRIFT_EXPONENT, rel=0.01)
+
+
+def _rms_deviation(run: compare.MachineNoise, row: dict) -> float:
+    logs = [math.log(row[f"heartbeat.{k}"]) for k in ("before", "after")]
+    return math.sqrt(np.mean([(x - run.centre([row])) ** 2 for x in logs]))
+
+
+def test_a_shift_of_the_whole_machine_between_runs_widens_every_case(tmp_path):
+    rng = np.random.default_rng(30)
+    ratios = {f"m{i}": 1.0 for i in range(10)}
+    base = load(_write(tmp_path / "b.jsonl", _run(rng, ratios, sd=0.01)))
+    slow = _run(rng, ratios, sd=0.01)  # the machine 30 % slower all through this run
+    for record in slow:
+        record["latency"]["samples"] = [1.3 * s for s in record["latency"]["samples"]]
+        record["heartbeat"] = {**record["heartbeat"],
+                               **{k: 1.3 * record["heartbeat"][k] for k in ("before", "after")}}
+    cand = load(_write(tmp_path / "c.jsonl", slow))
+    rows = [[r] for r in (base.iloc[0].to_dict(), cand.iloc[0].to_dict())]
+    noise = {**compare.machine_noise(base), **compare.machine_noise(cand)}
+    assert compare.machine_shift(*rows, noise) == pytest.approx(math.log(1.3), abs=0.02)
+    assert (compare.compare(base, cand)["verdict"] == "inconclusive").all()
+    # on another machine the shift is what the comparison measures
+    other = load(_write(tmp_path / "o.jsonl", slow, host="box-b"))
+    assert compare.machine_shift(rows[0], [other.iloc[0].to_dict()], noise) == 0
+    assert (compare.compare(base, other)["verdict"] == "slower").all()
+
+
+def _identical_runs(rng, cases: int, sd: float, ratio: float = 1.0, run_sd: float = 0.0):
     """Two single-process runs of ``cases`` cases, each case shifted by the machine as much
-    as the heartbeats wander (``sd``); the candidate's cases ``ratio`` times slower."""
+    as the heartbeats wander (``sd``), and each run, heartbeats and cases, by a shift of
+    the whole machine (sd ``run_sd``); the candidate's cases ``ratio`` times slower."""
     sides = []
     for r in (1.0, ratio):
-        beats = _lognormal_beats(rng, cases, sd)
-        samples = [[list(_lognormal(rng, r * rng.lognormal(0, sd), 30))] for _ in range(cases)]
+        level = rng.lognormal(0, run_sd) if run_sd else 1.0
+        beats = _lognormal_beats(rng, cases, sd, 1e-5 * level)
+        samples = [[list(_lognormal(rng, r * level * rng.lognormal(0, sd), 30))]
+                   for _ in range(cases)]
         sides.append((samples, compare.machine_noise(_frame(beats))["r"]))
     (xs, base), (ys, cand) = sides
-    return [compare.shift_of_runs(x, y, base, cand) for x, y in zip(xs, ys)]
+    shift = cand.centres[("cpu", 1, None)] - base.centres[("cpu", 1, None)]
+    return [compare.shift_of_runs(x, y, base, cand, shift) for x, y in zip(xs, ys)]
 
 
-@pytest.mark.parametrize("cases, sd", [(3, 0.08), (10, 0.08), (10, 0.02)])
-def test_identical_single_process_runs_false_alarm_at_most_alpha(cases, sd):
+@pytest.mark.parametrize("cases, sd, run_sd", [(3, 0.08, 0), (10, 0.08, 0), (10, 0.02, 0),
+                                               (10, 0.05, 0.15)])
+def test_identical_single_process_runs_false_alarm_at_most_alpha(cases, sd, run_sd):
     rng = np.random.default_rng(22)
-    estimates = [e for _ in range(1200 // cases) for e in _identical_runs(rng, cases, sd)]
+    estimates = [e for _ in range(1200 // cases)
+                 for e in _identical_runs(rng, cases, sd, run_sd=run_sd)]
     alarms = np.mean([e.p_value <= compare.ALPHA for e in estimates])
     assert alarms <= compare.ALPHA + 0.01
     # the samples alone, blind to the machine's shifts, would cry wolf most of the time
