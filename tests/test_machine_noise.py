@@ -63,16 +63,16 @@ def test_a_case_whose_own_heartbeats_were_disturbed_gets_their_spread(tmp_path):
     ratios = {f"m{i}": 1.0 for i in range(10)}
     base = load(_write(tmp_path / "b.jsonl", _run(rng, ratios)))
     verdicts = []
-    for after in (1.0, 1.6):  # the candidate's m0 30 % slow; its heartbeat after it too?
+    for after in (1.0, 3.0):  # the candidate's m0 80 % slow; its heartbeat after it too?
         records = _run(rng, ratios)
-        records[0]["latency"]["samples"] = [1.3 * s for s in records[0]["latency"]["samples"]]
+        records[0]["latency"]["samples"] = [1.8 * s for s in records[0]["latency"]["samples"]]
         records[0]["heartbeat"]["after"] *= after
         cand = load(_write(tmp_path / f"c{after}.jsonl", records))
         (run,) = compare.machine_noise(cand).values()
         rows = cand.to_dict("records")
         assert run.of_case(rows[1:2]).sd == pytest.approx(run.sd, abs=0.02)
         verdicts.append(compare.compare(base, cand).set_index("model").loc["m0", "verdict"])
-    assert run.of_case(rows[:1]).sd == pytest.approx(math.log(1.6) / math.sqrt(2), rel=0.1)
+    assert run.of_case(rows[:1]).sd == pytest.approx(math.log(3.0) / math.sqrt(2), rel=0.1)
     assert verdicts == ["slower", "inconclusive"]
 
 
@@ -97,15 +97,15 @@ def test_a_shift_of_the_whole_machine_between_runs_widens_every_case(tmp_path):
     rng = np.random.default_rng(30)
     ratios = {f"m{i}": 1.0 for i in range(10)}
     base = load(_write(tmp_path / "b.jsonl", _run(rng, ratios, sd=0.01)))
-    slow = _run(rng, ratios, sd=0.01)  # the machine 30 % slower all through this run
+    slow = _run(rng, ratios, sd=0.01)  # the machine 60 % slower all through this run
     for record in slow:
-        record["latency"]["samples"] = [1.3 * s for s in record["latency"]["samples"]]
+        record["latency"]["samples"] = [1.6 * s for s in record["latency"]["samples"]]
         record["heartbeat"] = {**record["heartbeat"],
-                               **{k: 1.3 * record["heartbeat"][k] for k in ("before", "after")}}
+                               **{k: 1.6 * record["heartbeat"][k] for k in ("before", "after")}}
     cand = load(_write(tmp_path / "c.jsonl", slow))
     rows = [[r] for r in (base.iloc[0].to_dict(), cand.iloc[0].to_dict())]
     noise = {**compare.machine_noise(base), **compare.machine_noise(cand)}
-    assert compare.machine_shift(*rows, noise) == pytest.approx(math.log(1.3), abs=0.02)
+    assert compare.machine_shift(*rows, noise) == pytest.approx(math.log(1.6), abs=0.02)
     assert (compare.compare(base, cand)["verdict"] == "inconclusive").all()
     # on another machine the shift is what the comparison measures
     other = load(_write(tmp_path / "o.jsonl", slow, host="box-b"))
