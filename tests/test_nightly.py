@@ -77,7 +77,9 @@ def test_a_night_with_an_injected_regression_fails_naming_the_case(
     harness = [sys.executable, "-m", "harness"]
     subprocess.run([*harness, "import-asv", str(tmp_path / "results/asv/results"), "--out",
                     str(imported)], env=env, check=True, capture_output=True)
-    (case,) = [json.loads(line) for line in imported.open() if '"case"' in line]
+    cases = [json.loads(line) for line in imported.open() if '"case"' in line]
+    assert sorted(c["batch_size"] for c in cases) == [1, 2, 4]  # the toy suite's sweep
+    (case,) = [c for c in cases if c["batch_size"] == 2]
     assert case["model"] == "toy_work" and case["source"] == "asv"
     assert len(case["latency"]["samples"]) >= 10 and case["memory"]["cpu_peak_rss_bytes"] > 0
     compared = subprocess.run([*harness, "compare", str(previous / "nightly/results.jsonl"),
