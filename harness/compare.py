@@ -21,16 +21,27 @@ then each turn of the candidate is paired with the baseline's turn beside it, an
 ratio is the Hodges-Lehmann estimate of the per-turn log-ratios of medians with the
 Wilcoxon signed-rank interval and p-value, so the machine's drift cancels.
 
+With fewer processes than that a side (one, usually), the samples cannot see how the
+machine's speed differs between the two runs, so the interval of their shift is widened
+by it: each case record carries heartbeats (``timing.heartbeat``, a fixed reference
+workload timed before and after the case). Their robust spread over a run is that run's
+machine noise (around one case, the spread of its own heartbeats if larger), scaled
+from the heartbeat's short window to the case's longer one; the difference of the two
+runs' median heartbeats is a shift of the whole machine that every case shares. The
+log-ratio's variance is the samples' own plus each side's noise and a placement floor,
+divided by its processes, plus that shift squared, with Student's t and Satterthwaite's
+degrees of freedom. A run without enough heartbeats (an older file, an import) leaves
+such a case ``inconclusive``, saying why.
+
 A change must be both significant and at least ``threshold`` to count: a tiny but
-"significant" change is not what anyone gates a merge on, and with a single process
-per case the samples cannot see process-to-process drift.
+"significant" change is not what anyone gates a merge on.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +50,9 @@ import pandas as pd
 from harness import sequential
 from harness.errors import CompareError
 from harness.plan import case_key_of_record
-from harness.stats import z_quantile
+from harness.results import environment_of
+from harness.stats import t_quantile, t_tail, z_quantile
+from harness.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 
 METRICS = ("latency", "throughput", "memory")
 ALPHA = 0.05
@@ -48,6 +61,24 @@ DEFAULT_THRESHOLD = 0.05
 MIN_REPEATS = 5  # per side; with fewer the bootstrap over processes under-covers
 BOOTSTRAP_RESAMPLES = 4000
 PROCESS_QUANTILE = 0.25  # of per-process medians: see the module docstring
+# Machine noise: 1.4826 MAD of a run's log heartbeats estimates their sd; with fewer than
+# MIN_HEARTBEATS (three cases) it is unknown. The MAD is 37 % as efficient as the sd for
+# normal data, so n heartbeats are worth 0.37 n degrees of freedom (Satterthwaite).
+MIN_HEARTBEATS = 6
+MAD_TO_SD = 1.4826
+MAD_EFFICIENCY = 0.3675
+# The machine's speed wanders less over longer windows: on this VM the sd of window
+# medians fell as T^-0.11 (one process: 10.4 % at 0.03 s, 6 % at 4 s; 20 ms heartbeats
+# 6.5 % and 1 s windows 4.2 %), so a case sampled for T seconds sees its run's heartbeat
+# spread times (T / heartbeat window)^-0.11 (0.65 for 1 s).
+DRIFT_EXPONENT = 0.11
+# Fresh processes of identical code differ as a whole even on a quiet machine (memory
+# placement, the vCPU they mostly run on), which a heartbeat timed in the same process
+# need not see: on this VM a process lands 5-30 % slow about one time in five, a per-
+# process sd of sqrt(0.2 * E[U(0.05, 0.3)^2]) = 8.5 %. scripts/validate_runs.py met one
+# (a gan case 30 % slow, its heartbeats normal); a 1 % floor let 3 of 200 A/A
+# comparisons cry wolf, 3 % let 2 of another 200.
+PLACEMENT_SD = 0.085
 _Z_ALPHA = z_quantile(1 - ALPHA)  # two-sided
 _Z_POWER = z_quantile(2 * POWER - 1)  # one-sided quantile at POWER
 # A run whose median CI half-width is p (relative) compared with a like run can detect
@@ -57,10 +88,11 @@ MDE_PER_PRECISION = (_Z_ALPHA + _Z_POWER) * math.sqrt(2) / _Z_ALPHA
 KEY_COLUMNS = ("model", "batch_size", "dims", "device", "dtype", "precision", "compile_mode",
                "backend", "mode")
 VERDICTS = ("slower", "faster", "no change", "inconclusive")
-# The unit of evidence of an estimate: pooled samples, fresh processes (--repeats), the
-# turns of one interleaved pair (harness ab before pairs), or independent pairs
+# The unit of evidence of an estimate: pooled samples, the pooled samples of separate
+# runs widened by their machine noise (one process a side), fresh processes (--repeats),
+# the turns of one interleaved pair (harness ab before pairs), or independent pairs
 # judged by a confidence sequence (harness ab).
-METHODS = ("samples", "processes", "turns", "pairs")
+METHODS = ("samples", "runs", "processes", "turns", "pairs")
 MEMORY_WORDS = {"slower": "larger", "faster": "smaller"}  # the same verdicts, said of memory
 
 
@@ -74,6 +106,7 @@ class ShiftEstimate:
     p_value: float
     mde: float  # smallest relative change these samples detect with 80 % power
     method: str = "samples"  # what the evidence is: see METHODS
+    within: ShiftEstimate | None = None  # the samples' own, where run noise widened it
 
     def __repr__(self) -> str:
         return (f"ShiftEstimate(ratio={self.ratio:.4f}, ci=[{self.ci_low:.4f}, "
@@ -110,10 +143,10 @@ def shift(baseline: Sequence[float], candidate: Sequence[float]) -> ShiftEstimat
 
 
 def _estimate(log_ratio: float, low: float, high: float, p_value: float,
-              method: str = "samples") -> ShiftEstimate:
+              method: str = "samples", within: ShiftEstimate | None = None) -> ShiftEstimate:
     se = (high - low) / (2 * _Z_ALPHA)
     return ShiftEstimate(math.exp(log_ratio), math.exp(low), math.exp(high), p_value,
-                         math.expm1((_Z_ALPHA + _Z_POWER) * se), method)
+                         math.expm1((_Z_ALPHA + _Z_POWER) * se), method, within)
 
 
 def shift_of_repeats(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]],
@@ -315,10 +348,12 @@ def metric_samples(row: Mapping[str, Any], metric: str) -> list[float] | None:
 
 
 def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
-             metric: str) -> ShiftEstimate | None:
+             metric: str, noise: Mapping[str, MachineNoise] | None = None
+             ) -> ShiftEstimate | Unjudged | None:
     """By pairs of processes for the sides of one ``harness ab`` session, turn by turn
     for a one-pair session of an earlier harness; process-level when both sides have
-    enough repeats; else on the pooled samples."""
+    enough repeats; else the pooled samples widened by the machine noise of each side's
+    run (``noise``, by run id), or ``Unjudged`` if it is unknown. None without samples."""
     pairs = session_pairs(base, cand, metric)
     if pairs is not None:
         if not any(isinstance(r.get("interleaved.pair"), int) for r in base):
@@ -326,7 +361,12 @@ def estimate(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]
         return shift_of_pairs(pairs)
     xs = [s for s in (metric_samples(r, metric) for r in base) if s]
     ys = [s for s in (metric_samples(r, metric) for r in cand) if s]
-    return shift_of_processes(xs, ys) if xs and ys else None
+    if not (xs and ys):
+        return None
+    if repeated(xs, ys):
+        return shift_of_repeats(xs, ys)
+    return shift_of_runs(xs, ys, noise_of(base, noise), noise_of(cand, noise),
+                         machine_shift(base, cand, noise))
 
 
 def shift_of_pairs(pairs: Sequence[tuple[list[list[float]], list[list[float]]]],
@@ -380,13 +420,144 @@ def session_pairs(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str,
     return pairs
 
 
+def repeated(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]) -> bool:
+    """Whether both sides have enough processes for the bootstrap over processes."""
+    return len(xs) >= MIN_REPEATS and len(ys) >= MIN_REPEATS
+
+
 def shift_of_processes(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]]
                        ) -> ShiftEstimate:
     """Samples grouped by process: a bootstrap over processes when both sides have
     enough of them, else the shift of the pooled samples."""
-    if len(xs) >= MIN_REPEATS and len(ys) >= MIN_REPEATS:
+    if repeated(xs, ys):
         return shift_of_repeats(xs, ys)
     return shift([v for s in xs for v in s], [v for s in ys for v in s])
+
+
+@dataclass(frozen=True)
+class MachineNoise:
+    """How much a run's machine speed wandered from case to case: the robust sd of its
+    log heartbeats, each centred on the median of its device, threads and host."""
+
+    sd: float | None  # None: fewer than MIN_HEARTBEATS heartbeats to estimate it from
+    count: int  # heartbeats
+    centres: Mapping[tuple[Any, ...], float] = field(default_factory=dict)  # median logs
+
+    @property
+    def df(self) -> float:
+        """Degrees of freedom of ``sd`` squared as a variance estimate."""
+        return MAD_EFFICIENCY * self.count
+
+    def of_case(self, rows: Sequence[Mapping[str, Any]]) -> MachineNoise:
+        """The noise of one case's median: the run's, or the root-mean-square deviation
+        of the case's own heartbeats if larger (the machine was disturbed around that
+        case), scaled from the heartbeat's window to the time the case was sampled."""
+        key = _beat_group(rows[0])
+        if self.sd is None or key not in self.centres:
+            return self
+        deviations = [x - self.centres[key] for row in rows for x in _log_beats(row)]
+        own = math.sqrt(np.mean(np.square(deviations))) if deviations else 0.0
+        window = math.exp(self.centres[key]) * HEARTBEAT_PRODUCTS * HEARTBEAT_BLOCKS
+        sampled = float(np.median([_sampled_seconds(row) for row in rows]))
+        return replace(self, sd=max(self.sd, own) * (sampled / window) ** -DRIFT_EXPONENT)
+
+    def centre(self, rows: Sequence[Mapping[str, Any]]) -> float | None:
+        """The run's median log heartbeat where a case's records were measured."""
+        return self.centres.get(_beat_group(rows[0]))
+
+    def why_unknown(self, side: str) -> str:
+        detail = (f"the {side} run recorded no heartbeats" if not self.count else
+                  f"the {side} run has {self.count} heartbeats, fewer than {MIN_HEARTBEATS}")
+        return (f"machine noise unknown ({detail}): use 'harness run --repeats {MIN_REPEATS}' "
+                "or 'harness ab'")
+
+
+NO_HEARTBEATS = MachineNoise(None, 0)
+
+
+def noise_of(rows: Sequence[Mapping[str, Any]], noise: Mapping[str, MachineNoise] | None
+             ) -> MachineNoise:
+    """The machine noise around one case, from the noise of its records' run."""
+    return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS).of_case(rows)
+
+
+def _sampled_seconds(row: Mapping[str, Any]) -> float:
+    """How long a record's timed blocks took: the window its median summarises."""
+    samples = row.get("latency.samples")
+    block = row.get("latency.block_size")
+    return sum(samples) * (block if isinstance(block, (int, float)) and block > 0 else 1)
+
+
+def machine_shift(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str, Any]],
+                  noise: Mapping[str, MachineNoise] | None) -> float:
+    """How much slower (log) the machine was during the candidate's run than during the
+    baseline's, by their median heartbeats: every case of the pair shares that shift,
+    which the runs' spreads do not see. 0 across machines, whose difference is what a
+    comparison of them measures, and where either run has no heartbeats there."""
+    environments = [environment_of(rows[0]) for rows in (base, cand)]
+    centres = [noise_of(rows, noise).centre(rows) for rows in (base, cand)]
+    if different_machines(environments) or None in centres:
+        return 0.0
+    return centres[1] - centres[0]
+
+
+def _log_beats(row: Mapping[str, Any]) -> list[float]:
+    beats = (row.get("heartbeat.before"), row.get("heartbeat.after"))
+    return [math.log(b) for b in beats if isinstance(b, (int, float)) and 0 < b < math.inf]
+
+
+def _beat_group(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Heartbeats are comparable within one device, thread count and host."""
+    values = (row.get("device"), row.get("threads"), row.get("environment.hostname"))
+    return tuple(None if v is None or v != v else v for v in values)  # NaN: absent
+
+
+def machine_noise(frame: pd.DataFrame) -> dict[str, MachineNoise]:
+    """Each run's machine noise (by run id), from the heartbeats of its ok cases."""
+    runs: dict[str, dict[tuple[Any, ...], list[float]]] = {}
+    for row in frame[frame["status"] == "ok"].to_dict("records"):
+        groups = runs.setdefault(str(row.get("run_id")), {})
+        groups.setdefault(_beat_group(row), []).extend(_log_beats(row))
+    noise = {}
+    for run_id, groups in runs.items():
+        centres = {key: float(np.median(logs)) for key, logs in groups.items() if logs}
+        deviations = [x - centres[key] for key, logs in groups.items() for x in logs]
+        count = len(deviations)
+        sd = (MAD_TO_SD * float(np.median(np.abs(deviations))) if count >= MIN_HEARTBEATS
+              else None)
+        noise[run_id] = MachineNoise(sd, count, centres)
+    return noise
+
+
+@dataclass(frozen=True)
+class Unjudged:
+    """Why a case has no interval although it has samples."""
+
+    reason: str
+
+
+def shift_of_runs(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]],
+                  base: MachineNoise, cand: MachineNoise, level: float = 0.0
+                  ) -> ShiftEstimate | Unjudged:
+    """The pooled samples' shift, its variance widened by each side's machine noise
+    (``MachineNoise.of_case``), the placement floor per process and the square of the
+    runs' machine shift ``level`` (``machine_shift``), with a t interval and p-value
+    (Satterthwaite's degrees of freedom: all but the noise count as exact)."""
+    for side, noise in (("baseline", base), ("candidate", cand)):
+        if noise.sd is None:
+            return Unjudged(noise.why_unknown(side))
+    within = shift([v for s in xs for v in s], [v for s in ys for v in s])
+    samples = ((math.log(within.ci_high) - math.log(within.ci_low)) / (2 * _Z_ALPHA)) ** 2
+    placement = PLACEMENT_SD**2 * (1 / len(xs) + 1 / len(ys))
+    runs = [(noise.sd**2 / len(processes), noise.df)
+            for noise, processes in ((base, xs), (cand, ys))]
+    variance = samples + placement + level**2 + sum(v for v, _ in runs)
+    uncertain = sum(v**2 / df for v, df in runs)
+    df = variance**2 / uncertain if uncertain else math.inf
+    se, log_ratio = math.sqrt(variance), math.log(within.ratio)
+    half = t_quantile(1 - ALPHA, df) * se
+    return _estimate(log_ratio, log_ratio - half, log_ratio + half,
+                     t_tail(log_ratio / se, df), "runs", within)
 
 
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "latency",
@@ -395,6 +566,8 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     if metric not in METRICS:
         raise CompareError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     _check_schemas(baseline, candidate)
+    noise = {**machine_noise(baseline), **machine_noise(candidate)}
+    worse_above = metric != "throughput"
     rows = []
     for match in matched_cases(baseline, candidate)[0]:
         b, c, key = match.baseline, match.candidate, match.candidate_key
@@ -402,18 +575,25 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
                                "device": key[3], "dtype": key[4], "compile_mode": key[6],
                                "mode": key[8], "suite": c[0].get("suite") or b[0].get("suite"),
                                "baseline": metric_value(b, metric),
-                               "candidate": metric_value(c, metric)}
-        est = estimate(b, c, metric)
-        if est:
+                               "candidate": metric_value(c, metric), "note": None,
+                               "samples_verdict": None,
+                               "baseline_noise": noise_of(b, noise).sd,
+                               "candidate_noise": noise_of(c, noise).sd}
+        est = estimate(b, c, metric, noise)
+        if isinstance(est, ShiftEstimate):
             row.update(ratio=est.ratio, ci_low=_bound(est.ci_low), ci_high=_bound(est.ci_high),
                        p_value=est.p_value, mde=_bound(est.mde), method=est.method,
                        repeats=(len(b), len(c)))
             if est.method == "pairs":
                 took = [r.get("interleaved.case_elapsed_s") for r in c]
                 row.update(pairs=len(c), time_s=max((t for t in took if t), default=None))
+            if est.within is not None:
+                row["samples_verdict"] = judge(est.within, threshold, worse_above)
         elif row["baseline"] and row["candidate"] is not None:
             row.update(ratio=row["candidate"] / row["baseline"], ci_low=None, ci_high=None,
                        p_value=None, mde=None, method=None)
+            if est:
+                row["note"] = est.reason
         else:
             continue
         for side, records in (("baseline", b), ("candidate", c)):
@@ -425,8 +605,8 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     table["q_value"] = None
     if tested.any():
         table.loc[tested, "q_value"] = benjamini_hochberg(table.loc[tested, "p_value"].tolist())
-    worse_above = metric != "throughput"
-    table["verdict"] = [_row_verdict(r, threshold, worse_above) for r in table.to_dict("records")]
+    table["verdict"] = [_row_verdict(r, threshold, worse_above, metric)
+                        for r in table.to_dict("records")]
     table["regressed"] = table["verdict"] == "slower"
     if metric == "memory":
         table["verdict"] = table["verdict"].replace(MEMORY_WORDS)
@@ -444,8 +624,11 @@ def _median(values: Iterable[Any]) -> float | None:
     return float(np.median(present)) if present else None
 
 
-def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) -> str:
+def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool,
+                 metric: str) -> str:
     if row["q_value"] is None or (isinstance(row["q_value"], float) and math.isnan(row["q_value"])):
+        if metric != "memory":  # a time without an interval tells nothing
+            return "inconclusive"
         # a single number per side (memory): the threshold alone decides
         ratio = row["ratio"]
         return verdict(ratio, (ratio, ratio), True, threshold, worse_above)
@@ -454,6 +637,13 @@ def _row_verdict(row: Mapping[str, Any], threshold: float, worse_above: bool) ->
                                   threshold, worse_above=worse_above)
     return verdict(row["ratio"], (row["ci_low"], row["ci_high"]), row["q_value"] <= ALPHA,
                    threshold, worse_above)
+
+
+def judge(est: ShiftEstimate, threshold: float, worse_above: bool,
+          p_value: float | None = None) -> str:
+    """The verdict of an estimate on ``p_value`` (an adjusted one), else on its own."""
+    p = est.p_value if p_value is None else p_value
+    return verdict(est.ratio, (est.ci_low, est.ci_high), p <= ALPHA, threshold, worse_above)
 
 
 def geomean_speedups(table: pd.DataFrame, by: Sequence[str] = ("suite", "dtype", "compile_mode"),

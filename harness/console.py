@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.check import CheckResult
-from harness.compare import ALPHA
+from harness.compare import ALPHA, MIN_HEARTBEATS, MachineNoise
 from harness.history import History
 from harness.memory import format_bytes
 from harness.plan import Case
@@ -172,6 +172,41 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
                       _metric_value(row.get("candidate_memory"), "memory")]
         table.add_row(*cells)
     return table
+
+
+def noise_line(noise: MachineNoise) -> str:
+    """A run's machine noise, which ``harness compare`` needs to judge single processes."""
+    if noise.sd is None:
+        return (f"machine noise: unknown ({noise.count} heartbeats; compare needs "
+                f"{MIN_HEARTBEATS} to judge single processes)")
+    return f"machine noise: {noise.sd:.1%} (sd of {noise.count} heartbeats)"
+
+
+def comparison_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """What widened or held back the verdicts of cases with few processes a side: the
+    runs' machine noise, or why it is unknown."""
+    lines = []
+    widened = [r for r in rows if r.get("samples_verdict")]
+    if widened:
+        noise = ", ".join(f"{side} {_span([r[f'{side}_noise'] for r in widened])}"
+                          for side in ("baseline", "candidate"))
+        held = sum(r["samples_verdict"] in ("slower", "faster")
+                   and r["verdict"] != r["samples_verdict"] for r in widened)
+        lines.append(f"machine noise: {noise} (heartbeats); it widened {len(widened)} "
+                     "single-process intervals" + (f" and held back {held} slower/faster "
+                                                   "verdicts of their samples alone"
+                                                   if held else ""))
+    notes: dict[str, int] = {}
+    for row in rows:
+        if row.get("note"):
+            notes[row["note"]] = notes.get(row["note"], 0) + 1
+    lines += [f"{count} cases inconclusive: {note}" for note, count in notes.items()]
+    return lines
+
+
+def _span(values: Sequence[float]) -> str:
+    low, high = min(values), max(values)
+    return _percent(low) if f"{low:.1%}" == f"{high:.1%}" else f"{low:.1%}-{_percent(high)}"
 
 
 def _percent(value: float | None) -> str:

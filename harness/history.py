@@ -213,12 +213,6 @@ def _judge(points: Sequence[Point], cuts: Sequence[int], outliers: Sequence[bool
     return estimates
 
 
-def _verdict(est: compare.ShiftEstimate, p_value: float, threshold: float,
-             worse_above: bool) -> str:
-    return compare.verdict(est.ratio, (est.ci_low, est.ci_high), p_value <= compare.ALPHA,
-                           threshold, worse_above)
-
-
 def _confirmed(points: Sequence[Point], threshold: float, worse_above: bool
                ) -> list[tuple[int, compare.ShiftEstimate]]:
     if len(points) < 2 * MIN_SEGMENT:
@@ -228,7 +222,7 @@ def _confirmed(points: Sequence[Point], threshold: float, worse_above: bool
     while True:
         judged = list(zip(cuts, _judge(points, cuts, outliers)))
         kept = [(cut, est) for cut, est in judged if est is not None
-                and _verdict(est, est.p_value, threshold, worse_above) in STEP_VERDICTS]
+                and compare.judge(est, threshold, worse_above) in STEP_VERDICTS]
         if len(kept) == len(cuts):
             return kept
         cuts = [cut for cut, _ in kept]
@@ -241,7 +235,7 @@ def detect(series: Sequence[Series], metric: str = "latency",
     found = [(s, cut, est) for s in series for cut, est in _confirmed(s.points, threshold,
                                                                        worse_above)]
     q_values = compare.benjamini_hochberg([est.p_value for _, _, est in found])
-    judged = [(s, cut, est, q, _verdict(est, q, threshold, worse_above))
+    judged = [(s, cut, est, q, compare.judge(est, threshold, worse_above, q))
               for (s, cut, est), q in zip(found, q_values)]
     steps = []
     for s in series:

@@ -9,9 +9,13 @@ Line kinds, told apart by ``"record"``:
 * ``{"record": "run", "schema": 1, "run_id", "command", "environment", "settings"}``
 * ``{"record": "case", "schema": 1, "run_id", "model", "plugin", "suite", "batch_size",
   "device", "dtype", "compile_mode", "mode", "dims", "status", "error", "params",
-  "latency": {"median", "mean", ..., "samples", "unit": "s"}, "throughput"}``; a case
-  measured on a Ray cluster adds ``"node"`` and ``"environment"`` (the node's), and a
-  case merged from a shard the shard's ``"environment"``
+  "latency": {"median", "mean", ..., "samples", "unit": "s"}, "throughput",
+  "heartbeat": {"unit": "s", "before", "after"}}``; a case measured on a Ray cluster
+  adds ``"node"`` and ``"environment"`` (the node's), and a case merged from a shard
+  the shard's ``"environment"``. ``heartbeat`` is the per-product time of a fixed
+  reference workload (``timing.heartbeat``) in the case's process just before the
+  model was built and just after it was measured; its spread over a run is that
+  run's machine noise (``compare.machine_noise``). Older files and imports have none.
 
 Readers ignore keys they do not know, so later versions add fields without a
 schema bump; the version only changes when a field changes meaning.

@@ -51,16 +51,63 @@ def median_ci_ranks(n: int, level: float = CI_LEVEL) -> tuple[int, int]:
 
 
 def z_quantile(level: float) -> float:
-    """Two-sided standard normal quantile via bisection on erf (no scipy needed)."""
-    target = level
+    """Two-sided standard normal quantile (no scipy needed)."""
+    return t_quantile(level, math.inf)
+
+
+def t_quantile(level: float, df: float) -> float:
+    """Two-sided quantile of Student's t with ``df`` degrees of freedom (``math.inf``: the
+    normal): the t with P(|T| <= t) = ``level``, by bisection on :func:`t_tail`."""
     lo, hi = 0.0, 10.0
-    for _ in range(80):
+    while t_tail(hi, df) > 1 - level:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1e-12 * hi:
         mid = (lo + hi) / 2
-        if math.erf(mid / math.sqrt(2)) < target:
+        if t_tail(mid, df) > 1 - level:
             lo = mid
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+def t_tail(t: float, df: float) -> float:
+    """Two-sided tail P(|T| >= |t|) of Student's t with ``df`` (not necessarily whole)
+    degrees of freedom; ``math.inf`` gives the normal's."""
+    if math.isinf(df):
+        return math.erfc(abs(t) / math.sqrt(2))
+    return _regularised_beta(df / 2, 0.5, df / (df + t * t))
+
+
+def _regularised_beta(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), from its continued fraction
+    (Numerical Recipes, 6.4), on the side of x where the fraction converges fast."""
+    if x <= 0 or x >= 1:
+        return float(x >= 1)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(a, b, x) / a
+    return 1 - front * _beta_fraction(b, a, 1 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of I_x(a, b), evaluated by the modified Lentz method."""
+    tiny = 1e-300
+
+    def guard(v: float) -> float:
+        return v if abs(v) > tiny else tiny
+
+    c, d = 1.0, 1 / guard(1 - (a + b) * x / (a + 1))
+    result = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 / guard(1 + numerator * d)
+            c = guard(1 + numerator / c)
+            result *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return result
 
 
 @dataclass(frozen=True)

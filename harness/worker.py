@@ -22,7 +22,7 @@ from harness.flops import count_flops
 from harness.memory import PeakMemory, tensor_bytes
 from harness.plan import Case
 from harness.spec import ModelSpec, flatten_outputs
-from harness.timing import MeasureConfig, Measurement, measure, time_call
+from harness.timing import MeasureConfig, Measurement, heartbeat, measure, time_call
 
 MAX_ERROR_CHARS = 500
 PROBE_STEPS = 2
@@ -194,6 +194,8 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
     device = torch.device(case.device)
     initialise_runtime()
     try:
+        # outside the memory peak, at the case's threads: see timing.heartbeat
+        before = heartbeat(device)
         with PeakMemory(device) as memory:
             workload = prepare_workload(spec, case, batch_size)
             record["params"] = count_params(workload.model)
@@ -204,6 +206,7 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
                     first_call = time_call(workload.step, device)  # compilation included
                     frames = _frames_compiled()
                 result = measure(workload.step, device, config)
+        record["heartbeat"] = {"unit": "s", "before": before, "after": heartbeat(device)}
         stats = result.stats
         record.update(latency_fields(case, result))
         record["memory"] = {**memory.result, **_state_bytes(workload)}

@@ -14,8 +14,9 @@ ab``, which times both sides turn about, on real models.)
 The same pairs are then judged by:
 
 * the harness: ``compare.estimate``, exactly as ``harness compare`` judges them: a
-  bootstrap over processes with R >= 5, else Hodges-Lehmann on the samples; slower if
-  p <= 0.05 and the ratio is at least 1 + threshold;
+  bootstrap over processes with R >= 5, else Hodges-Lehmann on the samples widened by
+  the run's machine noise (its heartbeats); slower if p <= 0.05 and the ratio is at
+  least 1 + threshold;
 * asv compare's default rule: its own ``_is_result_better`` with factor 1.1 (a
   Mann-Whitney test at p < 0.002, or non-overlapping 99 % CIs, and a 10 % change);
 * pytest-benchmark's ``--benchmark-compare-fail`` with ``min:5%``, ``median:5%`` and
@@ -33,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
 ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
 
 SAMPLE_TIME = 0.03  # seconds of samples per process: what one default run samples
+Noise = Mapping[str, compare.MachineNoise]  # by run id: what judges fewer than 5 processes
 
 
 def _cases() -> dict[str, Case]:
@@ -74,29 +77,29 @@ def measure_runs(rounds: int, repeats: int, sample_time: float, writer: ResultsW
         print(f"round {index + 1}/{rounds} done", flush=True)
 
 
-def _shift(base: Records, cand: Records) -> compare.ShiftEstimate:
+def _shift(base: Records, cand: Records, noise: Noise) -> compare.ShiftEstimate:
     """What ``harness compare`` estimates for one role against another."""
-    est = compare.estimate(base, cand, "latency")
-    assert est is not None, "every role has samples"
+    est = compare.estimate(base, cand, "latency", noise)
+    assert isinstance(est, compare.ShiftEstimate), getattr(est, "reason", "no samples")
     return est
 
 
-def harness_rule(threshold: float) -> Rule:
+def harness_rule(threshold: float, noise: Noise) -> Rule:
     def slower(base: Records, cand: Records) -> bool:
-        est = _shift(base, cand)
-        return compare.verdict(est.ratio, (est.ci_low, est.ci_high),
-                               est.p_value <= compare.ALPHA, threshold, True) == "slower"
+        return compare.judge(_shift(base, cand, noise), threshold, True) == "slower"
     return slower
 
 
 def analyse(path: Path, threshold: float) -> dict[str, Any]:
     rounds: dict[int, dict[str, list]] = {}
-    for row in load(path).to_dict("records"):
+    frame = load(path)
+    noise = compare.machine_noise(frame)
+    for row in frame.to_dict("records"):
         if row["status"] == "ok":
             rounds.setdefault(row["round"], {}).setdefault(row["role"], []).append(row)
     complete = [r for r in rounds.values() if set(r) == set(ROLES)]
     rules: dict[str, Rule] = {
-        f"harness compare (threshold {threshold:.0%})": harness_rule(threshold),
+        f"harness compare (threshold {threshold:.0%})": harness_rule(threshold, noise),
         "asv compare (factor 1.1)": asv_rule(1.1),
         **{f"pytest-benchmark {e}": pytest_benchmark_rule(e)
            for e in ("min:5%", "median:5%", "mean:5%")},
@@ -109,8 +112,8 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
                        "false_alarms": false_alarms / len(complete)}
     measured = [sum(s * r["latency.block_size"] for r in role for s in r["latency.samples"])
                 for group in complete for role in group.values()]
-    ratios = [_shift(r["a"], r["b"]).ratio for r in complete]
-    aa = [_shift(r["a2"], r["a3"]).ratio for r in complete]
+    ratios = [_shift(r["a"], r["b"], noise).ratio for r in complete]
+    aa = [_shift(r["a2"], r["a3"], noise).ratio for r in complete]
     return {"pairs": len(complete), "rules": table,
             "measuring_time_per_run_s": sum(measured) / len(measured),
             "slowdown_ratio_median": sorted(ratios)[len(ratios) // 2],

@@ -70,8 +70,10 @@ SERIES_CASES = [("mlp", 1, "float32", "none"), ("mlp", 8, "float32", "none"),
                 ("conv", 4, "float32", "none")]
 
 
-def series_record(model: str, batch: int, dtype: str, compile_mode: str, samples) -> dict:
-    """A case record as ``harness run`` writes it, with the fields reports read."""
+def series_record(model: str, batch: int, dtype: str, compile_mode: str, samples,
+                  heartbeat: tuple[float, float] = (1e-5, 1e-5)) -> dict:
+    """A case record as ``harness run`` writes it, with the fields reports read and the
+    ``heartbeat`` (before, after) that compare reads."""
     import numpy as np
 
     median = float(np.median(samples))
@@ -83,7 +85,8 @@ def series_record(model: str, batch: int, dtype: str, compile_mode: str, samples
                         "block_size": 1},
             "throughput": batch / median,
             "memory": {"cpu_peak_rss_bytes": 300 * 2**20 + batch * 2**20},
-            "flops": {"utilisation": 0.4}}
+            "flops": {"utilisation": 0.4},
+            "heartbeat": {"unit": "s", "before": heartbeat[0], "after": heartbeat[1]}}
 
 
 def write_series(directory: Path, runs: int = 12, steps=None, outliers=(), seed: int = 0,
@@ -92,7 +95,8 @@ def write_series(directory: Path, runs: int = 12, steps=None, outliers=(), seed:
 
     ``steps`` maps (model, batch, dtype, compile_mode) to (first run at the new level,
     ratio); ``outliers`` lists (case, run) pairs measured 40 % slower, once;
-    ``commits`` gives each run's git commit.
+    ``commits`` gives each run's git commit. Each case lands ``noise`` (sd) off its
+    level, and its heartbeats wander as much.
     """
     import math
 
@@ -119,7 +123,9 @@ def write_series(directory: Path, runs: int = 12, steps=None, outliers=(), seed:
                 level *= (ratio if i >= at else 1) * math.exp(rng.normal(0, noise))
                 level *= 1.4 if (case, i) in outliers else 1
                 samples = level * rng.lognormal(0, 0.03, 30)
-                writer.write_case(series_record(model, batch, dtype, compile_mode, samples))
+                beats = 1e-5 * rng.lognormal(0, noise, 2)
+                writer.write_case(series_record(model, batch, dtype, compile_mode, samples,
+                                                (float(beats[0]), float(beats[1]))))
         paths.append(path)
     return paths
 WORK_PLUGIN = """
@@ -150,8 +156,9 @@ WORK_PLUGIN = """
 
     @harness.hookimpl
     def harness_suites():
+        # three cases: enough heartbeats for compare to know the run's machine noise
         return [Suite(name="toy", models=("toy_work",),
-                      sweep={"batch_sizes": (2,), "max_time": 0.05, "warmup_time": 0.01})]
+                      sweep={"batch_sizes": (1, 2, 4), "max_time": 0.05, "warmup_time": 0.01})]
 """
 
 

@@ -12,6 +12,7 @@ import pytest
 from harness import compare
 from harness.cli import main
 from harness.results import ResultsWriter, iter_records, list_runs, load
+from harness.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 
 
 def _record(model: str, samples, batch: int = 4, **extra) -> dict:
@@ -35,6 +36,24 @@ def _write(path: Path, records, host: str = "box-a") -> Path:
 
 def _lognormal(rng, ratio: float, n: int = 40, sigma: float = 0.03):
     return rng.lognormal(math.log(1e-3 * ratio), sigma, n)
+
+
+# per product: the heartbeat's window as long as a case's 40 samples of 1 ms, so what the
+# heartbeats show applies to a case's median unscaled (compare.DRIFT_EXPONENT)
+BEAT = 40e-3 / (HEARTBEAT_PRODUCTS * HEARTBEAT_BLOCKS)
+
+
+def _beats(rng, sd: float) -> dict:
+    """A case's heartbeats on a machine whose speed wanders by ``sd`` (of log time)."""
+    before, after = BEAT * rng.lognormal(0, sd, 2)
+    return {"heartbeat": {"unit": "s", "before": float(before), "after": float(after)}}
+
+
+def _run(rng, ratios: dict[str, float], sd: float = 0.01) -> list[dict]:
+    """A run of one process per case: each model ``ratio`` times 1 ms, landing off that by
+    a shift of the machine's, whose size (``sd``) its heartbeats show."""
+    return [_record(model, _lognormal(rng, ratio * rng.lognormal(0, sd)), **_beats(rng, sd))
+            for model, ratio in ratios.items()]
 
 
 def test_ratio_interval_covers_the_true_ratio_in_at_least_93_percent_of_1000_draws():
@@ -86,35 +105,37 @@ def test_verdicts(ratio, ci, significant, worse_above, expected):
     assert compare.verdict(ratio, ci, significant, 0.05, worse_above) == expected
 
 
+FILLERS = {"f1": 1.0, "f2": 1.0}  # unchanged cases whose heartbeats make the noise known
+
+
 def test_compare_finds_the_slowed_case_and_only_it(tmp_path):
     rng = np.random.default_rng(4)
-    base = _write(tmp_path / "base.jsonl",
-                  [_record(f"m{i}", _lognormal(rng, 1.0)) for i in range(20)])
+    base = _write(tmp_path / "base.jsonl", _run(rng, {f"m{i}": 1.0 for i in range(20)}))
     cand = _write(tmp_path / "cand.jsonl",
-                  [_record(f"m{i}", _lognormal(rng, 1.15 if i == 7 else 1.0)) for i in range(20)])
+                  _run(rng, {f"m{i}": 1.6 if i == 7 else 1.0 for i in range(20)}))
     table = compare.compare(load(base), load(cand))
     assert list(table.loc[table["regressed"], "model"]) == ["m7"]
-    assert table.set_index("model").loc["m7", "ratio"] == pytest.approx(1.15, rel=0.03)
+    assert table.set_index("model").loc["m7", "ratio"] == pytest.approx(1.6, rel=0.03)
 
 
 def test_throughput_metric_calls_a_drop_in_throughput_slower(tmp_path):
     rng = np.random.default_rng(5)
-    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0))])
-    cand = _write(tmp_path / "c.jsonl", [_record("m", _lognormal(rng, 1.2))])
+    base = _write(tmp_path / "b.jsonl", _run(rng, {"m": 1.0, **FILLERS}))
+    cand = _write(tmp_path / "c.jsonl", _run(rng, {"m": 1.6, **FILLERS}))
     row = compare.compare(load(base), load(cand), metric="throughput").iloc[0]
     assert row["verdict"] == "slower"
-    assert row["ratio"] == pytest.approx(1 / 1.2, rel=0.03)
+    assert row["ratio"] == pytest.approx(1 / 1.6, rel=0.03)
 
 
 def test_cli_exit_status_gates_on_regression_only_when_asked(tmp_path, capsys):
     rng = np.random.default_rng(6)
-    base = _write(tmp_path / "b.jsonl", [_record("m", _lognormal(rng, 1.0))])
-    cand = _write(tmp_path / "c.jsonl", [_record("m", _lognormal(rng, 1.2))])
+    base = _write(tmp_path / "b.jsonl", _run(rng, {"m": 1.0, **FILLERS}))
+    cand = _write(tmp_path / "c.jsonl", _run(rng, {"m": 1.6, **FILLERS}))
     assert main(["compare", str(base), str(cand)]) == 0
     out = capsys.readouterr().out
-    assert "slower" in out and "1 cases: 1 slower" in out
+    assert "slower" in out and "3 cases: 1 slower" in out
     assert main(["compare", str(base), str(cand), "--fail-on-regression"]) == 1
-    assert main(["compare", str(base), str(cand), "--threshold", "30%",
+    assert main(["compare", str(base), str(cand), "--threshold", "80%",
                  "--fail-on-regression"]) == 0
 
 
@@ -163,8 +184,8 @@ def test_memory_metric_uses_the_threshold_on_single_values(tmp_path):
 def test_a_run_id_prefix_picks_one_run_of_a_file(tmp_path, capsys):
     rng = np.random.default_rng(10)
     path = tmp_path / "two.jsonl"
-    _write(path, [_record("m", _lognormal(rng, 1.0))])
-    _write(path, [_record("m", _lognormal(rng, 1.3))])
+    _write(path, _run(rng, {"m": 1.0, **FILLERS}))
+    _write(path, _run(rng, {"m": 1.6, **FILLERS}))
     first, second = [r["run_id"] for r in iter_records(path) if r["record"] == "run"]
     assert main(["compare", f"{path}#{first[:6]}", f"{path}#{second}",
                  "--fail-on-regression"]) == 1

@@ -71,18 +71,25 @@ def test_a_night_with_an_injected_regression_fails_naming_the_case(
     # asv benchmarked the commit here too (the same tracked suite) and published its site
     assert "latency.toy_work.time_step" in done.stdout
     assert (tmp_path / "results/asv/html/index.html").is_file()
-    # and harness compare judges asv's samples, imported, against the previous night
+    # and harness compare matches asv's samples, imported, with the previous night, but an
+    # import has no heartbeats: one process a side and machine noise unknown, no verdict
     imported = tmp_path / "asv.jsonl"
     harness = [sys.executable, "-m", "harness"]
     subprocess.run([*harness, "import-asv", str(tmp_path / "results/asv/results"), "--out",
                     str(imported)], env=env, check=True, capture_output=True)
-    (case,) = [json.loads(line) for line in imported.open() if '"case"' in line]
+    cases = [json.loads(line) for line in imported.open() if '"case"' in line]
+    assert sorted(c["batch_size"] for c in cases) == [1, 2, 4]  # the toy suite's sweep
+    (case,) = [c for c in cases if c["batch_size"] == 2]
     assert case["model"] == "toy_work" and case["source"] == "asv"
     assert len(case["latency"]["samples"]) >= 10 and case["memory"]["cpu_peak_rss_bytes"] > 0
     compared = subprocess.run([*harness, "compare", str(previous / "nightly/results.jsonl"),
-                               str(imported), "--fail-on-regression"], env=env,
+                               str(imported), "--fail-on-regression", "--json"], env=env,
                               capture_output=True, text=True)
-    assert compared.returncode == 1 and "1 slower" in compared.stdout, compared.stdout
+    assert compared.returncode == 0, compared.stderr
+    (verdict,) = json.loads(compared.stdout)["cases"]
+    assert verdict["case"] == "toy_work[B=2]" and verdict["ratio"] > 2  # 40 products, not 1
+    assert verdict["verdict"] == "inconclusive"
+    assert "candidate run recorded no heartbeats" in verdict["note"]
 
 
 def test_the_store_carries_a_night_to_the_next(tmp_path):

@@ -64,7 +64,9 @@ def test_series_report_renders_every_section_without_console_errors(tmp_path):
     assert history.count(f'stroke="{report.VERDICT_COLOURS["slower"]}"') == 1
     assert history.count(f'stroke="{report.VERDICT_COLOURS["faster"]}"') == 1
     comparison = dom[dom.index('<section id="comparison">'):dom.index('<section id="history">')]
-    assert "1 slower, 1 faster, 5 no change" in comparison
+    # two single-process runs cannot tell a 15 % step from how processes land (the
+    # placement floor, 8.5 % a side); the history of twelve runs above can
+    assert "0 slower, 0 faster, 0 no change, 7 inconclusive" in comparison
 
 
 @needs_chromium

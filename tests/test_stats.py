@@ -1,10 +1,12 @@
 """Latency statistics on synthetic data with known answers."""
 
+import math
 import random
 
 import pytest
 
-from harness.stats import LatencyStats, format_seconds, median_ci_ranks, quantile
+from harness.stats import (LatencyStats, format_seconds, median_ci_ranks, quantile, t_quantile,
+                           t_tail, z_quantile)
 
 
 @pytest.mark.parametrize(("n", "ranks"), [
@@ -57,3 +59,24 @@ def test_format_seconds_picks_a_readable_unit():
     assert format_seconds(0.00341) == "3.41 ms"
     assert format_seconds(2.5e-6) == "2.5 us"
     assert format_seconds(8.12e-7) == "812 ns"
+
+
+@pytest.mark.parametrize(("level", "df", "expected"), [
+    # printed tables of Student's t (two-sided), and the normal's 1.96
+    (0.95, 1, 12.7062), (0.95, 2, 4.3027), (0.95, 10, 2.2281), (0.95, 30, 2.0423),
+    (0.99, 5, 4.0321), (0.6, 5, 0.9195), (0.95, math.inf, 1.9600),
+])
+def test_t_quantiles_match_the_tables(level, df, expected):
+    assert t_quantile(level, df) == pytest.approx(expected, abs=1e-4)
+    assert t_tail(expected, df) == pytest.approx(1 - level, rel=1e-3)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.1, 1.0, 3.0, 30.0])
+def test_t_tails_match_the_closed_forms_of_one_and_two_degrees_of_freedom(t):
+    assert t_tail(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), abs=1e-12)
+    assert t_tail(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
+
+
+def test_t_tails_fall_between_whole_degrees_of_freedom_and_tend_to_the_normal():
+    assert t_tail(2.5, 3) > t_tail(2.5, 3.5) > t_tail(2.5, 4)
+    assert t_quantile(0.95, 1e7) == pytest.approx(z_quantile(0.95), abs=1e-5)

@@ -79,6 +79,7 @@ def print_comparison(baseline: pd.DataFrame, candidate: pd.DataFrame, names: Seq
         extra = ", ".join(f"{n} only in {side}" for side, n in only.items() if n)
         console.stdout.print(f"{len(table) + len(failures)} cases: {summary}"
                              + (f"; {extra}" if extra else ""), soft_wrap=True)
+        console.print_lines(console.comparison_notes(table.to_dict("records")))
     return 1 if regressed and fail else 0
 
 

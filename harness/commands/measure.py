@@ -169,6 +169,9 @@ def _sweep(args: argparse.Namespace, registry: Registry, plan: Plan, executor: E
     title = (f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
              f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
     console.stdout.print(console.results_table(rows, title))
+    if any(r["status"] == "ok" for _, r in rows):
+        noise = compare.machine_noise(load(out)).get(writer.run_id, compare.NO_HEARTBEATS)
+        console.stdout.print(console.noise_line(noise), soft_wrap=True)
     console.stdout.print(f"results: {out}", soft_wrap=True)
     return rows
 
