@@ -152,8 +152,9 @@ def test_ab_calls_a_doubled_workload_slower_and_fails_when_asked(tmp_path, capsy
     (case,) = json.loads(capsys.readouterr().out)["cases"]
     assert code == 1
     assert case["verdict"] == "slower"
-    assert 1.5 < case["ratio"] < 2.5 and case["ci_low"] > 1.2
-    assert case["pairs"] == sequential.MIN_PAIRS  # a large change settles at once
+    assert 1.5 < case["ratio"] < 2.5
+    assert 1.0 < case["ci_low"] <= case["ratio"] <= case["ci_high"]  # three pairs: a wide CS
+    assert case["pairs"] <= sequential.MIN_PAIRS + 2  # a large change settles in a few pairs
 
 
 @pytest.mark.parametrize("revision", ["HEAD", "HEAD~1"])
