@@ -42,7 +42,8 @@ def _positive_ints(text: str) -> tuple[int, ...]:
     except ValueError:
         values = ()
     if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}")
     return values
 
 

@@ -183,7 +183,8 @@ def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
         for spec in _call(impl, "harness_models"):
             if not isinstance(spec, ModelSpec):
                 raise PluginError(f"plugin {impl.plugin_name!r}: harness_models returned a "
-                                  f"{type(spec).__name__} ({spec!r:.60}); expected harness.ModelSpec")
+                                  f"{type(spec).__name__} ({spec!r:.60}); "
+                                  "expected harness.ModelSpec")
             if spec.name in models:
                 other = models[spec.name].plugin
                 raise PluginError(f"model {spec.name!r} is registered by both plugin {other!r} "

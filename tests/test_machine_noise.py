@@ -83,7 +83,8 @@ def test_a_case_sampled_longer_than_the_heartbeat_sees_less_of_its_wander(tmp_pa
         record["latency"]["samples"] *= 10
     (run,) = compare.machine_noise(load(_write(tmp_path / "r.jsonl", records))).values()
     rows = load(tmp_path / "r.jsonl").to_dict("records")
-    short, long = (run.of_case([r]).sd / max(run.sd, _rms_deviation(run, r)) for r in (rows[9], rows[0]))
+    short, long = (run.of_case([r]).sd / max(run.sd, _rms_deviation(run, r))
+                   for r in (rows[9], rows[0]))
     assert short == pytest.approx(1.0, abs=0.01)
     assert long == pytest.approx(10 ** -compare.DRIFT_EXPONENT, rel=0.01)
 

@@ -10,5 +10,6 @@ from harness.registry import Registry, load_registry
 
 
 def registry_of(args: argparse.Namespace) -> Registry:
-    """The models and suites of the installed plugins plus ``--plugin``, less ``--disable-plugin``."""
+    """The models and suites of the installed plugins plus ``--plugin``, less
+    ``--disable-plugin``."""
     return load_registry(args.plugin, args.disable_plugin)
