@@ -475,10 +475,15 @@ class MachineNoise:
 NO_HEARTBEATS = MachineNoise(None, 0)
 
 
+def _run_noise(rows: Sequence[Mapping[str, Any]], noise: Mapping[str, MachineNoise] | None
+               ) -> MachineNoise:
+    return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS)
+
+
 def noise_of(rows: Sequence[Mapping[str, Any]], noise: Mapping[str, MachineNoise] | None
              ) -> MachineNoise:
     """The machine noise around one case, from the noise of its records' run."""
-    return (noise or {}).get(rows[0].get("run_id"), NO_HEARTBEATS).of_case(rows)
+    return _run_noise(rows, noise).of_case(rows)
 
 
 def _sampled_seconds(row: Mapping[str, Any]) -> float:
@@ -495,7 +500,7 @@ def machine_shift(base: Sequence[Mapping[str, Any]], cand: Sequence[Mapping[str,
     which the runs' spreads do not see. 0 across machines, whose difference is what a
     comparison of them measures, and where either run has no heartbeats there."""
     environments = [environment_of(rows[0]) for rows in (base, cand)]
-    centres = [noise_of(rows, noise).centre(rows) for rows in (base, cand)]
+    centres = [_run_noise(rows, noise).centre(rows) for rows in (base, cand)]
     if different_machines(environments) or None in centres:
         return 0.0
     return centres[1] - centres[0]
