@@ -66,6 +66,7 @@ class Outcome:
     verdict: str | None = None  # settled, or "inconclusive" when the time ran out
     status: str = "ok"
     error: str | None = None
+    log_ratios: tuple[float, ...] = ()  # one per pair, in the order measured
 
     def __repr__(self) -> str:
         what = self.verdict if self.status == "ok" else f"{self.status}: {self.error}"
@@ -109,7 +110,7 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
         except InterleaveError as exc:
             write(*interleave.failed_records(baseline, candidate, case, exc, session, len(logs)))
             return Outcome(case, session, len(logs), time.monotonic() - started, current,
-                           None, exc.status, str(exc))
+                           None, exc.status, str(exc), tuple(logs))
         now = time.monotonic()
         for record in (base, cand):
             record["interleaved"]["case_elapsed_s"] = now - started
@@ -121,4 +122,4 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
             on_look(len(logs), now - started, current)
         if verdict or now - started + (now - pair_started) > settings.max_time:
             return Outcome(case, session, len(logs), now - started, current,
-                           verdict or "inconclusive")
+                           verdict or "inconclusive", log_ratios=tuple(logs))

@@ -1,6 +1,6 @@
 """The ``harness`` command: list, check, run, compare, track, report on and profile models,
-time two versions of a model turn about (ab), import asv's results as runs and export
-runs as pytest-benchmark JSON.
+time two versions of a model turn about (ab), find the commit that made one slower
+(bisect), import asv's results as runs and export runs as pytest-benchmark JSON.
 
 Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
 usage and 1 for failures; ``--debug`` shows the traceback instead.
@@ -21,6 +21,7 @@ import harness
 from harness import ab, axes, compare, history, profile
 from harness.commands.analyse import (cmd_compare, cmd_export, cmd_history, cmd_import_asv,
                                       cmd_report, cmd_results)
+from harness.commands.bisect import cmd_bisect
 from harness.commands.catalogue import cmd_check, cmd_list
 from harness.commands.measure import AB_THRESHOLD, AB_TIMEOUT, cmd_ab, cmd_profile, cmd_run
 from harness.errors import HarnessError
@@ -219,6 +220,19 @@ def _side_options(p: argparse.ArgumentParser) -> None:
                                                       f"{role}'s processes (repeatable)")
 
 
+def _interleaving(p: argparse.ArgumentParser, unit: str) -> None:
+    """How interleaved sessions are judged and timed (ab, bisect)."""
+    p.add_argument("--threshold", type=_fraction, default=AB_THRESHOLD, metavar="PCT",
+                   help=f"smallest change that matters, e.g. 3%% (default {AB_THRESHOLD:.0%}%)")
+    p.add_argument("--time", type=_seconds(), default=ab.MAX_TIME, metavar="SECONDS",
+                   help=f"most time {unit} may take, both sides (default {ab.MAX_TIME:g})")
+    p.add_argument("--pair-time", type=_seconds(), default=ab.PAIR_TIME, metavar="SECONDS",
+                   help=f"timed seconds a side in each pair of processes "
+                        f"(default {ab.PAIR_TIME:g})")
+    p.add_argument("--timeout", type=_seconds(), default=AB_TIMEOUT, metavar="SECONDS",
+                   help=f"longest wait for one side's answer (default {AB_TIMEOUT:g})")
+
+
 def _one_case_options(p: argparse.ArgumentParser) -> None:
     """The options naming one case (profile, ab): one value per axis."""
     p.add_argument("--model", "-m", required=True, metavar="NAME", help="the model")
@@ -358,15 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", metavar="REV|DIR",
                    help="the candidate's model code, likewise (default: the working tree)")
     _side_options(p)
-    p.add_argument("--threshold", type=_fraction, default=AB_THRESHOLD, metavar="PCT",
-                   help=f"smallest change that matters, e.g. 3%% (default {AB_THRESHOLD:.0%}%)")
-    p.add_argument("--time", type=_seconds(), default=ab.MAX_TIME, metavar="SECONDS",
-                   help=f"most time a case may take, both sides (default {ab.MAX_TIME:g})")
-    p.add_argument("--pair-time", type=_seconds(), default=ab.PAIR_TIME, metavar="SECONDS",
-                   help=f"timed seconds a side in each pair of processes "
-                        f"(default {ab.PAIR_TIME:g})")
-    p.add_argument("--timeout", type=_seconds(), default=AB_TIMEOUT, metavar="SECONDS",
-                   help=f"longest wait for one side's answer (default {AB_TIMEOUT:g})")
+    _interleaving(p, "a case")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 if a case is significantly slower")
     p.add_argument("--out", "-o", type=Path, default=Path("results/ab"), metavar="DIR",
@@ -376,6 +382,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     _common(p)
     p.set_defaults(func=cmd_ab)
+    p = commands.add_parser(
+        "bisect", help="which commit made it slower? bisection by interleaved A/B",
+        description="Confirm that BAD is slower than GOOD (interleaved, as harness ab), then "
+                    "bisect the first-parent history between them in the git checkout here, "
+                    "timing each midpoint against GOOD and BAD, to the commit that made each "
+                    "case slower. The checkout, its index and git bisect state are not touched.")
+    p.add_argument("good", metavar="GOOD", help="a revision that was fast")
+    p.add_argument("bad", metavar="BAD", help="a later revision that is slower")
+    _selection(p, dims=True)
+    _sweep(p)
+    _interleaving(p, "each session")
+    p.add_argument("--out", "-o", type=Path, metavar="PATH",
+                   help="also write the --json document here, updated after every case")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    _common(p)
+    p.set_defaults(func=cmd_bisect)
     _history_and_report(commands)
 
     p = commands.add_parser("import-asv", help="turn asv's results into harness runs, "

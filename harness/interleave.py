@@ -80,10 +80,12 @@ class Side:
 class InterleaveError(HarnessError):
     """A side that failed to build, crashed or hung: this case has no verdict."""
 
-    def __init__(self, message: str, role: str, status: str = "error"):
+    def __init__(self, message: str, role: str, status: str = "error",
+                 detail: str | None = None):
         super().__init__(message)
         self.role = role
         self.status = status
+        self.detail = detail or message  # what went wrong, without naming the side
 
 
 class SideSetupError(UsageError):
@@ -163,7 +165,7 @@ class _Worker:
         line = self.proc.stdout.readline()
         if not line:
             how, status = self._death()
-            raise InterleaveError(f"{self.label}: {how}", self.side.role, status)
+            raise InterleaveError(f"{self.label}: {how}", self.side.role, status, how)
         try:
             answer = json.loads(line)
         except json.JSONDecodeError:
@@ -174,7 +176,7 @@ class _Worker:
                                   self.side.role)
         if "error" in answer:
             raise InterleaveError(f"{self.label} failed: {answer['error']}", self.side.role,
-                                  answer.get("status", "error"))
+                                  answer.get("status", "error"), str(answer["error"]))
         return answer
 
     def _death(self) -> tuple[str, str]:

@@ -161,3 +161,36 @@ def look(log_ratios: Sequence[float], alpha: float = ALPHA,
         raise ValueError("a look needs at least one pair")
     *_, last = looks(log_ratios, alpha, scales)
     return last
+
+
+MIN_ROUNDS = 2  # a bisection step's fewest rounds: one odd pair of processes never decides
+MARGIN = 0.5  # a step assumes only this fraction of the estimated gap: see :func:`nearer`
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """The standard deviation within groups (each around its own mean) and its degrees of
+    freedom: the spread of one pair's log-ratio, whatever the pairs compared."""
+    squares = math.fsum(math.fsum((x - math.fsum(g) / len(g)) ** 2 for x in g)
+                        for g in groups if len(g) > 1)
+    df = sum(len(g) - 1 for g in groups if len(g) > 1)
+    return (math.sqrt(squares / df) if df else math.nan), df
+
+
+def nearer(rounds: Sequence[float], gap: float, sd: float, alpha: float = ALPHA) -> str | None:
+    """Whether a commit is nearer ``good`` or ``bad`` (None: not yet settled).
+
+    Each round is ``log(mid/good) - log(bad/mid)``: about ``-gap`` when the midpoint
+    performs as the good commit, ``+gap`` when it performs as the bad one (``gap`` is
+    ``log(bad/good)``), whatever the machine's speed that minute. Those two answers are
+    all a bisection asks for, so this is Wald's sequential probability ratio test between
+    them rather than a confidence sequence around zero, which would guard against every
+    effect in between and take several times the pairs. It tests ``±MARGIN * gap``: if
+    the true gap is at least half the estimate and ``sd`` (the spread of one round) is
+    right, a step errs with probability about ``alpha ** 2``; a gap overestimated twofold
+    or a spread underestimated by 40 % still leaves it near ``alpha``.
+    """
+    if len(rounds) < MIN_ROUNDS or not gap > 0 or not sd > 0:
+        return None
+    evidence = 2 * MARGIN * gap * math.fsum(rounds) / sd ** 2  # the log-likelihood ratio
+    bound = math.log(1 / alpha)
+    return "bad" if evidence >= bound else "good" if evidence <= -bound else None

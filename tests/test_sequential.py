@@ -91,3 +91,46 @@ def test_with_several_cases_a_regression_settles_only_where_its_bh_verdict_canno
     assert state.settled(0.02) == "slower"
     assert state.settled(0.02, cases=3) is None
     assert sequential.look(log_ratios + [0.03, 0.031]).settled(0.02, cases=3) == "slower"
+
+
+def _classify(rng: np.random.Generator, true_gap: float, gap: float, sd: float,
+              true_sd: float, noise: str = "normal") -> tuple[bool, int]:
+    """One simulated bisection step: (whether it erred, how many rounds it took)."""
+    bad = bool(rng.integers(2))
+    rounds: list[float] = []
+    found = None
+    while found is None:
+        error = rng.standard_normal() if noise == "normal" else rng.standard_t(3) / math.sqrt(3)
+        rounds.append((true_gap if bad else -true_gap) + true_sd * error)
+        found = sequential.nearer(rounds, gap, sd)
+    return found != ("bad" if bad else "good"), len(rounds)
+
+
+@pytest.mark.parametrize("true_gap, true_sd, noise, most", [
+    (0.03, 0.03, "normal", sequential.ALPHA / 4),  # as estimated: about alpha squared
+    (0.015, 0.03, "normal", sequential.ALPHA),  # the gap half its estimate
+    (0.03, 0.042, "normal", sequential.ALPHA),  # the spread 40 % above its estimate
+    (0.03, 0.03, "t3", sequential.ALPHA / 4),  # heavy tails, the same variance
+])
+def test_a_bisection_step_errs_at_most_alpha_within_its_stated_margins(true_gap, true_sd,
+                                                                         noise, most):
+    rng = np.random.default_rng(7)
+    runs = [_classify(rng, true_gap, 0.03, 0.03, true_sd, noise) for _ in range(3000)]
+    errors = sum(e for e, _ in runs) / len(runs)
+    assert errors <= most + 2 * math.sqrt(most / len(runs))
+    assert np.median([n for _, n in runs]) <= 12
+
+
+def test_a_bisection_step_settles_at_its_second_round_when_the_gap_dwarfs_the_noise():
+    assert sequential.nearer([0.7], 0.69, 0.05) is None  # one round never decides
+    assert sequential.nearer([0.7, 0.68], 0.69, 0.05) == "bad"
+    assert sequential.nearer([-0.7, -0.68], 0.69, 0.05) == "good"
+    assert sequential.nearer([0.01, -0.01], 0.69, 0.05) is None  # neither: look again
+    assert sequential.nearer([0.7, 0.68], 0.69, math.nan) is None  # no spread known yet
+
+
+def test_the_pooled_spread_is_taken_around_each_group_own_mean():
+    sd, df = sequential.pooled_sd([[1.0, 3.0], [10.0, 12.0, 14.0], [5.0]])
+    assert df == 1 + 2  # a group of one has no spread to give
+    assert sd == pytest.approx(math.sqrt((2 + 8) / 3))
+    assert math.isnan(sequential.pooled_sd([[1.0]])[0])

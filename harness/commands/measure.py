@@ -270,9 +270,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
         registry = load_registry(args.plugin, args.disable_plugin,
                                  local=tree.entry_points if tree else (),
                                  distribution=tree.distribution if tree else None)
-        plan = build_plan(registry, _ab_request(args))
+        plan = build_plan(registry, ab_request(args))
         if tree:
-            _require_defined(registry, plan, tree)
+            require_defined(registry, plan, tree)
         settings = ab.Settings(args.threshold, args.time, args.pair_time,
                                plugins=tuple(plugins), disabled=tuple(disabled))
         cpus = interleave.cores_for([side.case(c) for c in plan.cases for side in sides])
@@ -329,7 +329,7 @@ def _ab_sides(args: argparse.Namespace, scratch: Path) -> tuple[interleave.Side,
                  for (role, (options, env, python)), c in zip(settings.items(), codes))
 
 
-def _ab_request(args: argparse.Namespace) -> Request:
+def ab_request(args: argparse.Namespace) -> Request:
     if args.batch_sizes == AUTO:
         raise UsageError("harness ab times given batch sizes; give -b N[,N] instead of auto")
     return Request(suite=args.suite, models=tuple(args.model), batch_sizes=args.batch_sizes,
@@ -338,7 +338,12 @@ def _ab_request(args: argparse.Namespace) -> Request:
                    modes=args.mode, threads=args.threads)
 
 
-def _require_defined(registry: Registry, plan: Plan, tree: sources.CodeSource) -> None:
+_AB_ALTERNATIVES = (", or give the sides as folders, interpreters (--baseline-python) or "
+                    "settings (--candidate-compile ...)")
+
+
+def require_defined(registry: Registry, plan: Plan, tree: sources.CodeSource,
+                    command: str = "harness ab", alternatives: str = _AB_ALTERNATIVES) -> None:
     """Refuse to time a model the sides' code does not define: both would run the same."""
     for name in dict.fromkeys(c.model for c in plan.cases):
         registered = registry.model(name)
@@ -346,9 +351,8 @@ def _require_defined(registry: Registry, plan: Plan, tree: sources.CodeSource) -
             raise UsageError(
                 f"model {name!r} is not defined by {tree.description}: plugin "
                 f"{registered.plugin!r} registers it from {registered.file}, so both sides "
-                "would time that same code; run harness ab in the checkout of the package that "
-                "defines it, or give the sides as folders, interpreters (--baseline-python) or "
-                "settings (--candidate-compile ...)")
+                f"would time that same code; run {command} in the checkout of the package "
+                f"that defines it{alternatives}")
 
 
 def _ab_header(args: argparse.Namespace, plan: Plan, settings: ab.Settings,
