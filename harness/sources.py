@@ -134,7 +134,8 @@ def read_layout(view: _View) -> Layout:
            or poetry.get("plugins", {}).get(ENTRY_POINT_GROUP)
            or _cfg_entry_points(cfg))
     modules = _declared(view, tool, poetry, cfg)
-    entry_points = tuple(sorted((str(k), str(v)) for k, v in (eps or {}).items()))
+    entry_points = tuple(sorted((str(k), v) for k, v in (eps if isinstance(eps, dict) else {})
+                                .items() if isinstance(v, str)))  # what a build would accept
     for base in () if modules else ("src", ""):  # what setuptools discovers by itself
         for entry, is_dir in view.entries(base):
             path = posixpath.join(base, entry)

@@ -177,7 +177,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def plugin_pyproject(dist: str, entry_points: dict[str, str], version: str = "0.1.0",
                      extra: str = "") -> str:
     """A third-party plugin package's pyproject.toml: setuptools, ``harness.plugins``."""
-    points = "\n".join(f'{name} = "{module}"' for name, module in entry_points.items())
+    points = "\n".join(f'"{name}" = "{module}"' for name, module in entry_points.items())
     return (f'[build-system]\nrequires = ["setuptools>=64"]\n'
             f'build-backend = "setuptools.build_meta"\n\n'
             f'[project]\nname = "{dist}"\nversion = "{version}"\n\n'

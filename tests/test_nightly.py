@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,140 @@ def test_actionlint_fails_a_broken_workflow(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert 'job "pages" needs job "cpuu" which does not exist' in done.stdout
+
+
+TOY_NIGHT = """
+    import torch
+    from torch import nn
+    import harness
+    from harness import Dim, Input, ModelSpec
+    from harness.suites import Suite
+
+    REPEAT = {repeat}
+
+
+    class Chain(nn.Module):
+        def __init__(self, n=32, work=4, repeat=1):
+            super().__init__()
+            self.w = nn.Parameter(torch.eye(n))
+            self.steps = work * repeat
+
+        def forward(self, x):
+            for _ in range(self.steps):
+                x = x @ self.w
+            return x
+
+
+    @harness.hookimpl
+    def harness_models():
+        dims = {{"N": Dim(32, kwarg="n"), "WORK": Dim(4, kwarg="work")}}
+        inputs, outputs = [Input("x", "(B, N)")], ["(B, N)"]
+        return [ModelSpec(name="toyn_chain", constructor=Chain, inputs=inputs, outputs=outputs,
+                          dims=dims, kwargs={{"repeat": REPEAT}}),
+                ModelSpec(name="toyn_flat", constructor=Chain, inputs=inputs, outputs=outputs,
+                          dims=dims)]
+
+
+    @harness.hookimpl
+    def harness_suites():
+        return [Suite(name="toyn", models=("toyn_chain", "toyn_flat"),
+                      sweep={{"batch_sizes": (2,), "max_time": 0.02, "warmup_time": 0.01}})]
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
+                           *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def toy_nights(tmp_path_factory) -> tuple[Path, list[str], dict[str, str]]:
+    """A plugin package's checkout whose last two commits are tonight's: a harmless one,
+    then one that doubles toyn_chain's work; and the environment that loads it."""
+    from tests.conftest import plugin_pyproject
+
+    repo = tmp_path_factory.mktemp("toyn")
+    (repo / "src" / "toyn").mkdir(parents=True)
+    (repo / "src" / "toyn" / "__init__.py").write_text("")
+    # the entry point named as the module, so $HARNESS_PLUGINS and a tree's entry point
+    # are one plugin
+    (repo / "pyproject.toml").write_text(plugin_pyproject("toyn", {"toyn.plugin": "toyn.plugin"}))
+    _git(repo, "init", "-q")
+    shas = []
+    for index, (message, repeat) in enumerate((("last night", 1), ("tidy | <b>up</b>", 1),
+                                               ("double the chain", 2))):
+        (repo / "src" / "toyn" / "plugin.py").write_text(
+            textwrap.dedent(TOY_NIGHT.format(repeat=repeat)) + f"# commit {index}\n")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-qm", message)
+        shas.append(_git(repo, "rev-parse", "HEAD"))
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "HARNESS_PLUGINS": "toyn.plugin",
+           "HARNESS_TRACKED_SUITES": "toyn"}
+    return repo, shas, env
+
+
+def _toy_night(repo: Path, env: dict[str, str], out: Path, *args: str):
+    return subprocess.run([sys.executable, str(NIGHTLY), "--out", str(out), "--max-time",
+                           "0.02", "--ab-pair-time", "0.05", "--ab-time", "60", *args],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_a_night_is_gated_turn_about_and_names_the_commit_that_regressed(toy_nights, tmp_path):
+    repo, shas, env = toy_nights
+    done = _toy_night(repo, env, tmp_path / "nightly", "--previous-commit", shas[0])
+    log = done.stdout + done.stderr
+    assert done.returncode == 1, log
+    assert re.search(rf"^nightly: REGRESSION toyn_chain\[B=2[^\]]*\] x\d\.\d\d \[[\d.]+, [\d.]+\]; "
+                     rf"culprit {shas[2][:12]} 'double the chain'$", done.stdout, re.M), log
+    assert "toyn_flat" not in "".join(line for line in done.stdout.splitlines()
+                                      if line.startswith("nightly: REGRESSION"))
+    cases = {c["model"]: c for c in json.loads((tmp_path / "nightly/ab.json").read_text())}
+    assert cases["toyn_chain"]["verdict"] == "slower" and cases["toyn_chain"]["ratio"] > 1.5
+    assert cases["toyn_flat"]["verdict"] != "slower"
+    summary = (tmp_path / "nightly/summary.md").read_text()
+    assert f"`{shas[0][:12]}` and this one timed turn about" in summary
+    assert re.search(rf"^\| `toyn_chain\[B=2[^\]]*\]` \| \*\*slower\*\* \|.*\| "
+                     rf"`{shas[2][:12]}` double the chain \(x\d", summary, re.M), summary
+    assert (tmp_path / "nightly/results.jsonl").is_file()  # the separate run, for history
+    bisect = json.loads((tmp_path / "nightly/bisect-toyn.json").read_text())
+    assert bisect["culprit"] == shas[2]
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.slow
+def test_a_night_whose_previous_commit_is_not_here_says_so_and_compares_runs(toy_nights,
+                                                                            tmp_path):
+    repo, _, env = toy_nights
+    first = _toy_night(repo, env, tmp_path / "first")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "the first night has nothing to compare with" in first.stdout
+    baseline = tmp_path / "first/results.jsonl"
+    done = _toy_night(repo, env, tmp_path / "second", "--baseline", str(baseline),
+                      "--previous-commit", "0123456789abcdef")
+    assert "previous night's commit 0123456789ab cannot be checked out here" in done.stdout
+    assert "comparing the separate runs of the two nights instead" in done.stdout
+    assert (tmp_path / "second/results.compare.json").is_file()
+    assert not (tmp_path / "second/ab.json").exists()
+    summary = (tmp_path / "second/summary.md").read_text()
+    assert "Not judged turn about" in summary
+    assert "compared with the previous night's run" in summary
+
+
+def test_the_previous_night_commit_is_read_from_the_baseline_run(tmp_path):
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("nightly_script", str(NIGHTLY))
+    nightly = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(nightly)
+    baseline = tmp_path / "baseline.jsonl"
+    header = {"record": "run", "schema": 1, "environment": {"git": {"commit": "ab" * 20}}}
+    baseline.write_text(json.dumps(header) + "\n")
+    assert nightly.measured_commit(baseline) == "ab" * 20
+    baseline.write_text('{"record": "run", "schema": 1, "environment": {"git": '
+                        '{"commit": "$(rm -rf /)"}}}\n')
+    assert nightly.measured_commit(baseline) is None  # not a commit: not passed to git
+    baseline.write_bytes(b"\x00\xff garbage")
+    assert nightly.measured_commit(baseline) is None
+    assert "| a \\| b" in nightly._md("| a | b")

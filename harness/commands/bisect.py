@@ -96,8 +96,10 @@ def _commit(commit: Commit | None) -> dict[str, str] | None:
 
 def _case(result: Bisection) -> dict[str, Any]:
     check = _session(result.check)
-    return {"case": result.case.label, "model": result.case.model,
-            "batch_size": result.case.batch_size,
+    case = result.case
+    return {"case": case.label, "model": case.model, "batch_size": case.batch_size,
+            "device": case.device, "dtype": case.dtype, "compile_mode": case.compile_mode,
+            "mode": case.mode,
             "culprit": result.culprit.sha if result.culprit else None,
             "subject": result.culprit.subject if result.culprit else None,
             "parent": result.parent.sha if result.parent else None,
