@@ -6,8 +6,9 @@ that is not confirmed ends the bisection. Then the first-parent history between 
 halved: each midpoint is timed in rounds of two pairs of processes, one against the
 good commit and one against the bad, until :func:`sequential.nearer` says which it
 performs as. A midpoint that fails to build or run is skipped, as ``git bisect skip``
-does, and so is one still unsettled after its time and the same again. The commit found
-is timed once more against its parent for the ratio reported.
+does, and so is one still unsettled after its time and the same again (an unsettled
+confirmation also gets the same again). The commit found is timed once more against its
+parent for the ratio reported.
 
 Code comes from extracted trees (:func:`sources.revision`): the user's working tree,
 index and ``git bisect`` state are never touched.
@@ -15,6 +16,7 @@ index and ``git bisect`` state are never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import subprocess
@@ -160,18 +162,20 @@ class Bisector:
         return Side(role, self.tree(commit))
 
     def session(self, case: Case, baseline: Commit, candidate: Commit, cases: int = 1,
-                on_look: Callable[[int, float, sequential.Look | None], None] | None = None
-                ) -> ab.Outcome:
-        """``harness ab`` of one case between two commits."""
+                patience: int = 1) -> ab.Outcome:
+        """``harness ab`` of one case between two commits, in ``patience`` times the time."""
+        settings = dataclasses.replace(self.settings,
+                                       max_time=patience * self.settings.max_time)
         return ab.measure_case(case, self.side(baseline, "baseline"),
-                               self.side(candidate, "candidate"), self.settings, self.spawner,
-                               lambda base, cand: None, self.rng, cases, on_look)
+                               self.side(candidate, "candidate"), settings, self.spawner,
+                               lambda base, cand: None, self.rng, cases)
 
     def bisect(self, case: Case, history: Sequence[Commit], cases: int = 1) -> Bisection:
         """Confirm that ``history[-1]`` is slower than ``history[0]``, then find the commit."""
         started = time.monotonic()
         good, bad = history[0], history[-1]
-        confirmation = self.session(case, good, bad, cases)
+        # an unsettled confirmation gets the same again, as an unsettled step does
+        confirmation = self.session(case, good, bad, cases, patience=2)
         declined = _declined(confirmation, self.settings.threshold)
         if declined:
             return Bisection(case, good, bad, confirmation,
