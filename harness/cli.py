@@ -447,6 +447,9 @@ def _history_and_report(commands: Any) -> None:
     p.add_argument("--out", "-o", type=Path, default=Path("report.html"), metavar="PATH",
                    help="the HTML file to write (default report.html)")
     p.add_argument("--title", default="harness report", help="the report's heading")
+    p.add_argument("--bisect", action="append", type=Path, default=[], metavar="JSON",
+                   help="mark the culprits of a 'harness bisect --json' document on the "
+                        "history (repeatable)")
     p.set_defaults(func=cmd_report)
 
 

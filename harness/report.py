@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -33,8 +34,60 @@ MAX_OUTLIER_DOTS = 10  # per end of a box plot
 VERDICT_COLOURS = {"slower": "#d62728", "faster": "#2ca02c", "no change": "#9e9e9e",
                    "inconclusive": "#e0a526"}
 
+CULPRIT_COLOUR = "#7b3fa0"
+
 Key = tuple[Any, ...]
 RunKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Culprit:
+    """A commit ``harness bisect`` named for a case, to mark on that case's history."""
+
+    identity: tuple[Any, ...]  # model, batch size, device, dtype, compile mode, mode
+    case: str
+    commit: str
+    subject: str
+    bad: str  # the commit the bisection started from: the run that showed the change
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    def run_in(self, runs: Sequence[history.Run]) -> int | None:
+        """The run that measured the culprit, else the one that measured the bad commit."""
+        for commit in (self.commit, self.bad):
+            for index, run in enumerate(runs):
+                if run.commit and commit.startswith(run.commit):
+                    return index
+        return None
+
+
+_IDENTITY = ("model", "batch_size", "device", "dtype", "compile_mode", "mode")
+_HEX = set("0123456789abcdef")
+
+
+def culprits_of(documents: Iterable[Mapping[str, Any]]) -> list[Culprit]:
+    """The culprits in ``harness bisect --json`` documents; anything malformed is left out."""
+    found = []
+    for document in documents:
+        bad = (document.get("bad") or {}).get("commit") if isinstance(document, dict) else None
+        for case in document.get("cases", []) if isinstance(document, dict) else []:
+            commit = case.get("culprit") if isinstance(case, dict) else None
+            if not (isinstance(commit, str) and 7 <= len(commit) <= 64 and set(commit) <= _HEX):
+                continue
+            numbers = [case.get(k) for k in ("ratio", "ci_low", "ci_high")]
+            found.append(Culprit(
+                tuple(case.get(k) for k in _IDENTITY), str(case.get("case", ""))[:200], commit,
+                str(case.get("subject") or "")[:200], bad if isinstance(bad, str) else "",
+                *(float(n) if isinstance(n, (int, float)) and math.isfinite(n) else None
+                  for n in numbers)))
+    return found
+
+
+def _identity(key: Key) -> tuple[Any, ...]:
+    """A history series' case key as bisect's JSON names the case."""
+    model, batch, _dims, device, dtype, _precision, compile_mode, _backend, mode = key
+    return model, batch, device, dtype, compile_mode, mode
 
 
 # ---- charts -------------------------------------------------------------------------
@@ -132,8 +185,9 @@ def speedup_chart(rows: Sequence[Mapping[str, Any]], threshold: float, title: st
 
 
 def history_chart(series: history.Series, steps: Sequence[history.Step],
-                  runs: Sequence[history.Run], order: str, title: str) -> str:
-    """Median per run with its IQR, the fitted levels, and the steps marked."""
+                  runs: Sequence[history.Run], order: str, title: str,
+                  culprits: Sequence[Culprit] = ()) -> str:
+    """Median per run with its IQR, the fitted levels, the steps and bisected culprits."""
     frame = svg.Frame(620, 250, top=22, left=72, right=16, bottom=48)
     position = {run.key: i for i, run in enumerate(runs)}
     xs = [position[p.run.key] for p in series.points]
@@ -161,6 +215,17 @@ def history_chart(series: history.Series, steps: Sequence[history.Step],
                              f"{step.ci_low - 1:+.1%} to {step.ci_high - 1:+.1%}, "
                              f"q={step.q_value:.2g})"))
         body.append(svg.label(x(at), top - 8, change, "middle", 11, fill, weight="bold"))
+    for culprit in culprits:
+        index = culprit.run_in(runs)
+        if index is None:
+            continue
+        bottom, top = frame.y_range
+        ratio = f" {culprit.ratio:.3f}" if culprit.ratio else ""
+        body.append(svg.rule(x(index), top, x(index), bottom, CULPRIT_COLOUR, 1.5, "1 3",
+                             f"culprit {culprit.commit[:10]} {culprit.subject}{ratio} "
+                             "(harness bisect)"))
+        body.append(svg.label(x(index), bottom - 4, f"culprit {culprit.commit[:7]}", "middle",
+                              10, CULPRIT_COLOUR))
     for px, point, (q1, q3) in zip(xs, series.points, quartiles):
         tip = (f"{point.run.label} ({point.run.run_id}): median "
                f"{format_seconds(point.value)}, IQR {format_seconds(q1)} - "
@@ -371,10 +436,11 @@ def comparison_section(runs: Sequence[history.Run], frames: Mapping[RunKey, pd.D
     return _section("comparison", heading, intro, chart + geo)
 
 
-def history_section(found: history.History) -> str:
+def history_section(found: history.History, culprits: Sequence[Culprit] = ()) -> str:
     runs = list(found.runs)
     by_case = sorted(found.series, key=lambda s: (not found.steps_of(s.key), s.label))
-    figures = [_figure(history_chart(s, found.steps_of(s.key), runs, found.order, s.label),
+    figures = [_figure(history_chart(s, found.steps_of(s.key), runs, found.order, s.label,
+                                     [c for c in culprits if c.identity == _identity(s.key)]),
                        s.label + "".join(f" · {st.verdict} {st.ratio - 1:+.1%}"
                                          for st in found.steps_of(s.key)), [s.label])
                for s in by_case if len(s.points) >= 2]
@@ -397,6 +463,29 @@ def history_section(found: history.History) -> str:
              "interquartile range, dashed grey lines the fitted levels, coloured dashed "
              "lines the steps.")
     return _section("history", "History", escape(intro), table + "".join(figures))
+
+
+def bisect_section(culprits: Sequence[Culprit], runs: Sequence[history.Run]) -> str:
+    def where(culprit: Culprit) -> str:
+        index = culprit.run_in(runs)
+        if index is None:
+            return "not among these runs"
+        run = runs[index]
+        measured = "it" if culprit.commit.startswith(run.commit or "?") else "the bad commit"
+        return f"run {escape(run.label)} ({measured})"
+
+    rows = [[escape(c.case), f"<code>{escape(c.commit[:12])}</code> {escape(c.subject)}",
+             "-" if c.ratio is None else f"{c.ratio - 1:+.1%}",
+             "-" if c.ci_low is None or c.ci_high is None
+             else f"{c.ci_low - 1:+.1%} to {c.ci_high - 1:+.1%}", where(c)]
+            for c in culprits]
+    intro = ("The commits harness bisect named as the ones that made these cases slower, "
+             "timed against their parents (98 % confidence sequence). Each is marked with a "
+             "dotted purple line on its case's history: at the run of that commit, else at "
+             "the run of the bisection's bad commit.")
+    return _section("bisect", "Culprits", escape(intro),
+                    _table(["case", "culprit", "change", "98% CI", "marked at"], rows,
+                           (f' data-case="{escape(c.case.lower())}"' for c in culprits)))
 
 
 # ---- the page -----------------------------------------------------------------------
@@ -461,8 +550,10 @@ _POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-in
 
 
 def render(frame: pd.DataFrame, title: str = "harness report", order: str = "time",
-           threshold: float = compare.DEFAULT_THRESHOLD) -> str:
-    """The report's HTML for every run in ``frame`` (as ``results.load`` gives it)."""
+           threshold: float = compare.DEFAULT_THRESHOLD,
+           culprits: Sequence[Culprit] = ()) -> str:
+    """The report's HTML for every run in ``frame`` (as ``results.load`` gives it), with
+    the ``culprits`` of bisections marked."""
     found = history.history(frame, "latency", threshold, order)
     runs = list(found.runs)
     frames = {key: part for key, part in frame.groupby(["file", "run_id"], sort=False)}
@@ -472,11 +563,14 @@ def render(frame: pd.DataFrame, title: str = "harness report", order: str = "tim
                 scaling_section(latest, "throughput"), scaling_section(latest, "memory")]
     if len(runs) >= 2:
         sections.append(comparison_section(runs, frames, threshold))
+    if culprits:
+        sections.append(bisect_section(culprits, runs))
     if len(runs) >= HISTORY_MIN_RUNS:
-        sections.append(history_section(found))
+        sections.append(history_section(found, culprits))
     anchors = [(a, n) for a, n in (("runs", "Runs"), ("latency", "Latency"),
                                    ("throughput", "Throughput"), ("memory", "Memory"),
-                                   ("comparison", "Comparison"), ("history", "History"))
+                                   ("comparison", "Comparison"), ("bisect", "Culprits"),
+                                   ("history", "History"))
                if f'<section id="{a}">' in "".join(sections)]
     nav = "".join(f'<a href="#{a}">{n}</a>' for a, n in anchors)
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -136,3 +137,48 @@ def test_bad_input_and_unwritable_output_are_one_line_errors(tmp_path, capsys):
         assert main(args) == 1
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _bisect_document(culprit: str, bad: str, model: str = "mlp", batch: int = 8) -> dict:
+    """What `harness bisect --json` writes, for one case."""
+    return {"good": {"commit": "00" * 20, "subject": "good"},
+            "bad": {"commit": bad, "subject": "bad"},
+            "cases": [{"case": f"{model}[B={batch}]", "model": model, "batch_size": batch,
+                       "device": "cpu", "dtype": "float32", "compile_mode": "none",
+                       "mode": "infer", "culprit": culprit, "subject": "<b>fuse</b> | ops",
+                       "ratio": 1.15, "ci_low": 1.1, "ci_high": 1.2}]}
+
+
+def test_a_bisected_culprit_is_listed_and_marked_on_its_case_history(tmp_path):
+    commits = [f"{i:02d}" + "cd" * 19 for i in range(12)]
+    write_series(tmp_path, steps={("mlp", 8, "float32", "none"): (6, 1.15)}, commits=commits)
+    runs = load_runs([tmp_path])
+    documents = [_bisect_document(commits[6], commits[11]),  # a run measured the culprit
+                 _bisect_document("ef" * 20, commits[9], batch=64),  # one between two runs
+                 {"cases": [{"culprit": "<script>", "model": "mlp"}]}, ["not a document"]]
+    culprits = report.culprits_of(documents)
+    assert [c.commit for c in culprits] == [commits[6], "ef" * 20]  # the malformed ones left
+    html = report.render(runs, culprits=culprits)
+    section = html[html.index('<section id="bisect">'):html.index('<section id="history">')]
+    assert "&lt;b&gt;fuse&lt;/b&gt; | ops" in section and "<b>fuse" not in html
+    assert f"run {commits[6][:8]} (it)" in section and f"run {commits[9][:8]} (the bad" in section
+    history = html[html.index('<section id="history">'):]
+    assert history.count(f'stroke="{report.CULPRIT_COLOUR}"') == 2
+    assert history.count(f">culprit {commits[6][:7]}</text>") == 1
+    assert "culprit efefefe" in history
+
+
+def test_report_bisect_option_reads_the_document_and_refuses_a_broken_one(tmp_path, capsys):
+    commits = [f"{i:02d}" + "cd" * 19 for i in range(4)]
+    write_series(tmp_path / "runs", runs=4, commits=commits)
+    document = tmp_path / "bisect.json"
+    document.write_text(json.dumps(_bisect_document(commits[2], commits[3])))
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--bisect",
+                 str(document)]) == 0
+    assert f">culprit {commits[2][:7]}</text>" in out.read_text()
+    document.write_bytes(b"\x00\xff{")
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--bisect",
+                 str(document)]) == 2
+    err = capsys.readouterr().err
+    assert "is not JSON" in err and len(err.strip().splitlines()) == 1

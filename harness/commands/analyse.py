@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -99,9 +100,21 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    html = report.render(load_runs(args.runs), args.title, args.order, args.threshold)
+    culprits = report.culprits_of(_json_document(path, "harness bisect --json")
+                                  for path in args.bisect)
+    html = report.render(load_runs(args.runs), args.title, args.order, args.threshold,
+                         culprits)
     console.stdout.print(f"report: {report.write(html, args.out)}", soft_wrap=True)
     return 0
+
+
+def _json_document(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise UsageError(f"{path} is not JSON; give the file {what} wrote") from None
 
 
 def cmd_import_asv(args: argparse.Namespace) -> int:
