@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,8 @@ def generated(monkeypatch, registry):
     monkeypatch.setenv(SUITES_ENV, "sweep")
     monkeypatch.syspath_prepend(str(ROOT))
     _forget_benchmarks()
-    yield importlib.import_module("benchmarks.latency"), importlib.import_module("benchmarks.metrics")
+    yield (importlib.import_module("benchmarks.latency"),
+           importlib.import_module("benchmarks.metrics"))
     _forget_benchmarks()
     del registry.suites["sweep"]
 
@@ -111,3 +113,44 @@ def test_importing_asv_results_needs_a_results_directory_with_results(tmp_path, 
     assert main(["import-asv", str(tmp_path / "empty"), "--commit", "abc",
                  "--out", str(tmp_path / "a.jsonl")]) == 1
     assert f"no asv results in {tmp_path / 'empty'} for commit abc" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_asv_continuous_over_the_culprit_and_its_parent_agrees_with_harness_bisect(tmp_path):
+    """The same question asked both ways, in a clone whose last commit gives ``mlp`` two
+    more hidden layers: asv builds each commit into its own virtualenv and flags the
+    benchmark; harness bisect names the commit."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    dense = repo / "plugins" / "dense.py"
+    text = dense.read_text()
+    layers = "(num_inputs, hidden_size, hidden_size, num_outputs)"
+    assert layers in text
+    dense.write_text(text.replace(layers, "(num_inputs, hidden_size, hidden_size, hidden_size, "
+                                          "hidden_size, num_outputs)"))
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "commit", "-qam", "mlp: two more hidden layers"], check=True)
+    culprit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+
+    env = {**{k: v for k, v in os.environ.items() if k != SUITES_ENV}, "HOME": str(tmp_path)}
+    bisect = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "HEAD~1", "HEAD",
+                             "-m", "mlp", "-b", "2", "--json", "-q"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=900)
+    found = json.loads(bisect.stdout)
+    assert bisect.returncode == 0, bisect.stderr
+    assert found["culprit"] == culprit and found["ratio"] > 1.2
+
+    config = asv_config(tmp_path)
+    conf = json.loads(config.read_text())
+    conf.update(repo=str(repo), branches=["HEAD"], benchmark_dir=str(repo / "benchmarks"))
+    config.write_text(json.dumps(conf))
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes", "--config", str(config)], cwd=repo, env=env,
+                   check=True, capture_output=True)
+    continuous = subprocess.run([*asv, "continuous", "--config", str(config), "--factor",
+                                 "1.1", "-b", r"^latency\.mlp\.time_step", "HEAD~1", "HEAD"],
+                                cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+    log = continuous.stdout + continuous.stderr
+    assert "PERFORMANCE DECREASED" in log, log[-3000:]
+    assert re.search(r"\+.*latency\.mlp\.time_step", log), log[-3000:]

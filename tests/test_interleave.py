@@ -203,7 +203,8 @@ def test_outside_a_git_checkout_the_default_sides_are_a_usage_error(tmp_path, mo
 
 
 @pytest.mark.parametrize("body, timeout, status, fragments", [
-    ("import os, signal\n        os.kill(os.getpid(), signal.SIGABRT)\n        for _ in range(self.work):",
+    ("import os, signal\n        os.kill(os.getpid(), signal.SIGABRT)\n"
+     "        for _ in range(self.work):",
      "60", "crashed", ["candidate (folder", "killed by SIGABRT"]),
     ("import time\n        time.sleep(3600)\n        for _ in range(self.work):",
      "3", "timeout", ["candidate (folder", "did not answer within 3 s", "--timeout"]),
