@@ -209,50 +209,63 @@ class Bisector:
 
     def _step(self, case: Case, mid: Commit, good: Commit, bad: Commit,
               groups: list[list[float]], sums: list[float]) -> Step:
-        """Rounds of (good vs mid, mid vs bad) pairs until ``mid`` is settled as good or
-        bad; skipped if it fails, or is unsettled after twice its time."""
-        started = time.monotonic()
-        rounds: list[tuple[float, float]] = []
-        to_good: list[float] = []
-        to_bad: list[float] = []
-        groups += [to_good, to_bad]
-        budget = self.settings.max_time
         pairing = self.settings.pair_settings()
-        while True:
-            round_started = time.monotonic()
-            logs = []
-            for baseline, candidate in ((good, mid), (mid, bad)):
-                try:
-                    base, cand = interleave.measure_pair(
-                        self.side(baseline, "baseline"), self.side(candidate, "candidate"),
-                        case, self.spawner, pairing, session="bisect", pair=len(rounds),
-                        rng=self.rng)
-                except InterleaveError as exc:
-                    failed = (exc.role == "baseline") == (baseline is mid)
-                    if not failed:
-                        raise  # good or bad themselves failed: nothing can be judged
-                    return Step(mid, SKIPPED, tuple(rounds), time.monotonic() - started,
-                                f"{exc.status}: {exc.detail}")
-                logs.append(ab.pair_log_ratio(base, cand))
-            rounds.append((logs[0], logs[1]))
-            to_good.append(logs[0])
-            to_bad.append(logs[1])
-            sums.append(logs[0] + logs[1])
-            sd, df = sequential.pooled_sd(groups)
-            # a round is the difference of two pairs' log-ratios: twice one pair's variance,
-            # widened as a t distribution of df degrees of freedom is, for the estimate's doubt
-            spread = sd * math.sqrt(2 * df / (df - 2)) if df > 2 else math.nan
-            found = sequential.nearer([a - b for a, b in rounds], math.fsum(sums) / len(sums),
-                                      spread, self.settings.alpha)
-            now = time.monotonic()
-            if found:
-                return Step(mid, found, tuple(rounds), now - started)
-            if now - started + (now - round_started) > budget:
-                if budget > self.settings.max_time:
-                    return Step(mid, SKIPPED, tuple(rounds), now - started,
-                                f"unsettled after {now - started:.0f} s")
-                budget += self.settings.max_time
-                self.say(f"{mid}: unsettled after {len(rounds)} rounds; more time")
+
+        def pair(baseline: Commit, candidate: Commit) -> float:
+            base, cand = interleave.measure_pair(
+                self.side(baseline, "baseline"), self.side(candidate, "candidate"), case,
+                self.spawner, pairing, session="bisect", pair=0, rng=self.rng)
+            return ab.pair_log_ratio(base, cand)
+
+        return judge(mid, good, bad, pair, groups, sums, self.settings, self.say)
+
+
+def judge(mid: Commit, good: Commit, bad: Commit, pair: Callable[[Commit, Commit], float],
+          groups: list[list[float]], sums: list[float], settings: ab.Settings,
+          say: Callable[[str], None] = lambda message: None,
+          clock: Callable[[], float] = time.monotonic) -> Step:
+    """Rounds of (good vs mid, mid vs bad) pairs until ``mid`` is settled as good or bad;
+    skipped if it fails (an :class:`InterleaveError` of its side), or is unsettled after
+    twice ``settings.max_time``. ``pair`` gives one pair's log-ratio of its candidate over
+    its baseline; ``groups`` (each comparison's log-ratios, for the spread of one pair)
+    and ``sums`` (every estimate of log(bad/good)) carry what earlier sessions measured
+    and gain this step's pairs."""
+    started = clock()
+    rounds: list[tuple[float, float]] = []
+    to_good: list[float] = []
+    to_bad: list[float] = []
+    groups += [to_good, to_bad]
+    budget = settings.max_time
+    while True:
+        round_started = clock()
+        logs = []
+        for baseline, candidate in ((good, mid), (mid, bad)):
+            try:
+                logs.append(pair(baseline, candidate))
+            except InterleaveError as exc:
+                if (exc.role == "baseline") != (baseline is mid):
+                    raise  # good or bad themselves failed: nothing can be judged
+                return Step(mid, SKIPPED, tuple(rounds), clock() - started,
+                            f"{exc.status}: {exc.detail}")
+        rounds.append((logs[0], logs[1]))
+        to_good.append(logs[0])
+        to_bad.append(logs[1])
+        sums.append(logs[0] + logs[1])
+        sd, df = sequential.pooled_sd(groups)
+        # a round is the difference of two pairs' log-ratios: twice one pair's variance,
+        # widened as a t distribution of df degrees of freedom is, for the estimate's doubt
+        spread = sd * math.sqrt(2 * df / (df - 2)) if df > 2 else math.nan
+        found = sequential.nearer([a - b for a, b in rounds], math.fsum(sums) / len(sums),
+                                  spread, settings.alpha)
+        now = clock()
+        if found:
+            return Step(mid, found, tuple(rounds), now - started)
+        if now - started + (now - round_started) > budget:
+            if budget > settings.max_time:
+                return Step(mid, SKIPPED, tuple(rounds), now - started,
+                            f"unsettled after {now - started:.0f} s")
+            budget += settings.max_time
+            say(f"{mid}: unsettled after {len(rounds)} rounds; more time")
 
 
 def _declined(confirmation: ab.Outcome, threshold: float) -> str | None:

@@ -5,6 +5,7 @@ once, and the user's checkout and git state left as they were."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -229,3 +230,59 @@ def test_the_midpoint_is_the_unskipped_commit_nearest_the_middle(low, high, skip
     from harness.bisect import _midpoint
 
     assert _midpoint(low, high, skipped) == expected
+
+
+def _simulated(level: dict, sd: float, seed: int = 0, fail: str | None = None):
+    """A pair of processes as a draw: the log of the candidate's level over the baseline's,
+    plus noise; 4 s of a fake clock a pair. ``fail`` names a commit whose side raises."""
+    import random
+
+    from harness.interleave import InterleaveError
+
+    rng = random.Random(seed)
+    now = [0.0]
+
+    def pair(baseline, candidate) -> float:
+        now[0] += 4.0
+        for role, commit in (("baseline", baseline), ("candidate", candidate)):
+            if commit.sha == fail:
+                raise InterleaveError(f"{role} failed", role, "error", "ImportError: half-done")
+        return math.log(level[candidate.sha] / level[baseline.sha]) + rng.gauss(0, sd)
+
+    return pair, lambda: now[0]
+
+
+def _judge(level: dict, sd: float = 0.01, fail: str | None = None, said: list | None = None):
+    from harness import ab
+    from harness.bisect import Commit, judge
+
+    good, mid, bad = (Commit(sha, sha) for sha in ("good", "mid", "bad"))
+    pair, clock = _simulated(level, sd, fail=fail)
+    confirmation = [math.log(level["bad"] / level["good"]) + d for d in (0.01, -0.01, 0.0)]
+    groups, sums = [list(confirmation)], list(confirmation)
+    return judge(mid, good, bad, pair, groups, sums, ab.Settings(0.02, max_time=40.0),
+                 (said if said is not None else []).append, clock)
+
+
+def test_a_midpoint_performing_as_either_end_is_judged_so_in_a_few_rounds():
+    for mid, expected in ((1.0, "good"), (1.03, "bad")):
+        step = _judge({"good": 1.0, "mid": mid, "bad": 1.03})
+        assert step.verdict == expected and 2 <= len(step.rounds) <= 5
+        assert step.ratio_to("good") == pytest.approx(mid, abs=0.02)
+
+
+def test_a_midpoint_that_fails_is_skipped_and_a_failing_end_is_an_error():
+    from harness.interleave import InterleaveError
+
+    step = _judge({"good": 1.0, "mid": 1.0, "bad": 1.03}, fail="mid")
+    assert step.verdict == "skipped" and step.reason == "error: ImportError: half-done"
+    with pytest.raises(InterleaveError):
+        _judge({"good": 1.0, "mid": 1.0, "bad": 1.03}, fail="bad")
+
+
+def test_a_midpoint_halfway_gets_more_time_once_then_is_skipped():
+    said: list[str] = []
+    step = _judge({"good": 1.0, "mid": math.sqrt(1.03), "bad": 1.03}, sd=0.03, said=said)
+    assert step.verdict == "skipped" and step.reason.startswith("unsettled after")
+    assert len(said) == 1 and "more time" in said[0]
+    assert 40 < step.time_s <= 80 + 8  # its time, the same again, and the round under way
