@@ -1,27 +1,32 @@
 """Change points over a series of runs: when did a case get slower or faster, and by how much.
 
 Each case becomes a series with one point per run (its median and raw samples), in
-time or commit order. A step must be both a lasting change of level and a significant
-change of the samples, so it is found in two stages:
+time or commit order. A step is a lasting change of the level of the runs, found by
+segmentation and judged by the change of level:
 
 1. Segmentation of the log-medians into stretches of constant level: the exact optimum
    of least squares plus ``PENALTY * log(n)`` per change point, by dynamic programming
    over every segmentation (the optimum PELT finds). Costs are in units of the
    series' own run-to-run noise, estimated robustly from the differences of
-   consecutive points, so a noisy case needs a larger step than a quiet one. Points
-   further than ``CLIP`` noise units from a running median are first pulled in to that
-   distance, so one run in a slow spell of a shared machine cannot open a segment,
-   and a segment needs at least two runs: one run alone cannot be told from a one-off
-   slow run (``harness compare`` judges a single run).
-2. Confirmation of each boundary by ``compare.shift_of_processes`` on the raw samples of
-   up to ``NEIGHBOURS`` runs either side (the Hodges-Lehmann ratio with Mann-Whitney
-   interval and p-value, or with ``--repeats`` a bootstrap over the processes), then
-   ``compare.verdict`` with the threshold. Boundaries that fail are
-   dropped and the others judged again against the merged segments. The p-values of
-   the survivors are adjusted by Benjamini-Hochberg across all cases.
+   consecutive points, so a noisy case needs a larger step than a quiet one. A point
+   further than ``CLIP`` noise units from the median of the ``2 * SPELL + 1`` around it
+   (a run in a slow spell of a shared machine) is first replaced by that median, and
+   left out of the judgement, so a spell of up to ``SPELL`` runs cannot make a step; a
+   segment needs at least ``MIN_SEGMENT`` runs.
+2. Each boundary is put at the centre of the three runs most probably holding the
+   change between its neighbours (``locate``).
+3. Judgement of the change of level between the whole segments either side: the ratio
+   of the medians of their runs, with an interval and p-value from the scatter of the
+   runs themselves (``level_change``). The samples inside a run do not see the
+   run-to-run (night-to-night) noise, so they say nothing here. The p-value pays for
+   the places the boundary could have taken and is adjusted by Benjamini-Hochberg
+   across all cases; a step is significant and its interval reaches the threshold
+   (``judge``). Boundaries that fail are dropped, the weakest of each series first,
+   and the others judged again against the merged segments.
 
-asv (``asv.step_detect``) fits a piecewise-constant model to the medians alone; it
-never sees the samples. ``scripts/validate_history.py`` compares the two.
+asv (``asv.step_detect``) fits a piecewise-constant model to the medians alone and
+judges steps by their size; ``scripts/validate_history.py`` compares the two, and
+checks years of nightly runs.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import math
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,15 +43,18 @@ import pandas as pd
 
 from harness import compare
 from harness.errors import HistoryError
+from harness.stats import t_quantile, t_tail
 
 METRICS = ("latency", "throughput")
 ORDERS = ("time", "commit")
 PENALTY = 3.0  # per change point, times log(n), in squared noise units (BIC uses 2)
-CLIP = 3.0  # noise units from the running median beyond which a point is pulled in
+CLIP = 3.0  # noise units from the runs either side beyond which a run is in a spell
 MIN_SEGMENT = 2  # runs
-NEIGHBOURS = 3  # runs each side whose samples judge a boundary
+SPELL = 3  # runs: a spell this long or shorter is the minority of the 2 SPELL - 1 either side
+# The median of m runs varies as this times sd^2 / m: the normal's asymptotic variance,
+# above the exact one for every m (1.57 against 1 for one run, 0.79 against 0.5 for two).
+MEDIAN_VARIANCE = math.pi / 2
 NOISE_FLOOR = 1e-3  # relative: keeps a noiseless series from splitting at rounding
-STEP_VERDICTS = ("slower", "faster")  # a regression, an improvement
 
 
 @dataclass(frozen=True)
@@ -104,12 +112,13 @@ class Step:
     index: int
     run: Run
     previous: Run
-    before: float  # median of the points of the segment before, in the metric's units
+    before: float  # median of the segment's runs before (slow spells left out), in the
+    # metric's units
     after: float
-    ratio: float  # after over before, judged on the samples near the step as compare does
-    ci_low: float
+    ratio: float  # after over before: the change of level, which ``judge`` judges
+    ci_low: float  # its 95 % interval, from the runs' scatter
     ci_high: float
-    p_value: float
+    p_value: float  # times the places the step could have been
     q_value: float
     verdict: str  # "slower" (a regression) or "faster" (an improvement)
 
@@ -138,38 +147,68 @@ class History:
 # ---- segmentation -------------------------------------------------------------------
 
 
-def noise_scale(log_values: Sequence[float]) -> float:
-    """Run-to-run standard deviation from the median absolute consecutive difference.
+def noise_scale(*stretches: Sequence[float]) -> float:
+    """Run-to-run standard deviation of log values, from the median absolute difference
+    of consecutive values within each stretch, pooled over the stretches.
 
     A step moves one difference and an outlier two, so the median ignores both.
     """
-    diffs = np.abs(np.diff(np.asarray(log_values, dtype=float)))
+    diffs = np.abs(np.concatenate([np.diff(np.asarray(s, dtype=float)) for s in stretches]))
     if len(diffs) < 2:
         return NOISE_FLOOR
-    return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), NOISE_FLOOR)
+    return max(compare.MAD_TO_SD * float(np.median(diffs)) / math.sqrt(2), NOISE_FLOOR)
 
 
-def _running_median(y: np.ndarray, half: int = 2) -> np.ndarray:
-    return np.array([np.median(y[max(0, i - half):i + half + 1]) for i in range(len(y))])
+def _side_medians(z: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The median of the up to ``width`` values before each value, and of those after
+    (NaN where there are none)."""
+    n = len(z)
+    padded = np.concatenate([np.full(width, np.nan), z, np.full(width, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
+    before, after = np.full(n, np.nan), np.full(n, np.nan)
+    before[1:] = np.nanmedian(windows[1:n], axis=1)
+    after[:-1] = np.nanmedian(windows[width + 1:width + n], axis=1)
+    return before, after
 
 
-def segment(y: Sequence[float], penalty: float, min_size: int = MIN_SEGMENT) -> list[int]:
-    """Start indices of the segments after the first in the least-squares optimal
-    piecewise-constant fit of ``y`` with ``penalty`` per change (exact, O(n^2))."""
+Sums = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _prefix_sums(y: Sequence[float], kept: Sequence[bool] | None = None) -> Sums:
+    """Running count, sum and sum of squares of the kept values of ``y`` (all of them
+    when ``kept`` is None)."""
     y = np.asarray(y, dtype=float)
+    w = np.ones(len(y)) if kept is None else np.asarray(kept, dtype=float)
+    return tuple(np.concatenate([[0.0], np.cumsum(x)]) for x in (w, w * y, w * y * y))
+
+
+def _count(sums: Sums, start: Any, stop: Any) -> Any:
+    return sums[0][stop] - sums[0][start]
+
+
+def _squares(sums: Sums, start: Any, stop: Any) -> Any:
+    """Sum of squared deviations from their mean of the kept values of ``y[start:stop]``
+    (either may be an array of indices)."""
+    s0, s1, s2 = sums
+    return (s2[stop] - s2[start]) - (s1[stop] - s1[start]) ** 2 / np.maximum(
+        s0[stop] - s0[start], 1)
+
+
+def segment(y: Sequence[float], penalty: float, min_size: int = MIN_SEGMENT,
+            kept: Sequence[bool] | None = None) -> list[int]:
+    """Start indices of the segments after the first in the least-squares optimal
+    piecewise-constant fit of ``y`` (its ``kept`` values) with ``penalty`` per change
+    (exact, O(n^2)); a segment spans at least ``min_size`` values."""
     n = len(y)
     if n < 2 * min_size:
         return []
-    s1 = np.concatenate([[0.0], np.cumsum(y)])
-    s2 = np.concatenate([[0.0], np.cumsum(y * y)])
+    sums = _prefix_sums(y, kept)
     best = np.full(n + 1, math.inf)
     best[0] = -penalty
     start_of = np.zeros(n + 1, dtype=int)
     for end in range(min_size, n + 1):
         starts = np.arange(0, end - min_size + 1)
-        length = end - starts
-        cost = (s2[end] - s2[starts]) - (s1[end] - s1[starts]) ** 2 / length
-        total = best[starts] + cost + penalty
+        total = best[starts] + _squares(sums, starts, end) + penalty
         i = int(np.argmin(total))
         best[end], start_of[end] = total[i], starts[i]
     cuts, end = [], n
@@ -180,14 +219,41 @@ def segment(y: Sequence[float], penalty: float, min_size: int = MIN_SEGMENT) -> 
     return sorted(cuts)
 
 
-def _standardised(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Log-values in noise units, pulled in to ``CLIP`` of a running median, and which
-    points needed it (outliers: runs in a slow spell)."""
-    y = np.log(np.asarray(values, dtype=float))
-    z = y / noise_scale(y)
-    centre = _running_median(z)
-    outliers = np.abs(z - centre) > CLIP
-    return centre + np.clip(z - centre, -CLIP, CLIP), outliers
+def locate(z: Sequence[float], cuts: Sequence[int], min_size: int = MIN_SEGMENT,
+           kept: Sequence[bool] | None = None) -> list[int]:
+    """Each cut moved to the centre of the three consecutive positions most probably
+    holding the one change between its neighbouring cuts.
+
+    ``z`` is in units of its noise (its ``kept`` values count). With flat priors on the
+    two levels, a change at k has the posterior ``exp(-SS / 2) / sqrt(m_left *
+    m_right)`` (SS: the squared deviations of both sides from their means; m: their
+    sizes). The least-squares position is the single most probable one; this one is
+    within one of the change most often, and of equally likely centres (a clear
+    change) it takes the most probable.
+    """
+    sums = _prefix_sums(z, kept)
+    bounds = [0, *cuts, len(z)]
+    located = []
+    for lo, hi in zip(bounds, bounds[2:]):
+        at = np.arange(lo + min_size, hi - min_size + 1)
+        sizes = np.maximum(_count(sums, lo, at) * _count(sums, at, hi), 1)
+        log_p = -(_squares(sums, lo, at) + _squares(sums, at, hi) + np.log(sizes)) / 2
+        p = np.exp(log_p - log_p.max())
+        window = np.convolve(p, np.ones(3), "same")
+        located.append(int(at[max(range(len(at)), key=lambda j: (window[j], p[j]))]))
+    return located
+
+
+def standardised(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Log-values in noise units, and which runs are kept: all but those in a spell
+    (of the machine), further than ``CLIP`` both from the median of the ``2 * SPELL - 1``
+    runs before and from that of the runs after (of the one side there is, at an end).
+    A spell of up to ``SPELL`` runs is the minority of either side of each of its runs;
+    a run next to a step is near the runs on its own side."""
+    z = np.log(np.asarray(values, dtype=float))
+    z /= noise_scale(z)
+    far = [np.isnan(m) | (np.abs(z - m) > CLIP) for m in _side_medians(z, 2 * SPELL - 1)]
+    return z, ~(far[0] & far[1])
 
 
 def levels(values: Sequence[float], cuts: Sequence[int]) -> list[tuple[int, int, float]]:
@@ -196,56 +262,114 @@ def levels(values: Sequence[float], cuts: Sequence[int]) -> list[tuple[int, int,
     return [(a, b, float(np.median(values[a:b]))) for a, b in zip(bounds, bounds[1:])]
 
 
-# ---- confirmation -------------------------------------------------------------------
+# ---- level changes ------------------------------------------------------------------
 
 
-def _judge(points: Sequence[Point], cuts: Sequence[int], outliers: Sequence[bool]
-           ) -> list[compare.ShiftEstimate | None]:
-    """Each boundary's shift between the samples of up to ``NEIGHBOURS`` runs either side
-    (within the segments, outlier runs left out); None when one side has no run left."""
-    bounds = [0, *cuts, len(points)]
-    estimates = []
+@dataclass(frozen=True)
+class LevelChange:
+    """A boundary's change of level: the medians of the per-run values of the segments
+    either side, and the 95 % interval and p-value of their ratio."""
+
+    before: float
+    after: float
+    ci_low: float  # of after / before
+    ci_high: float
+    p_value: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before
+
+
+def level_change(before: Sequence[float], after: Sequence[float]) -> LevelChange:
+    """After over before as the ratio of the medians of two segments' per-run values.
+
+    Its uncertainty is that of the runs, not of the samples inside them: the run-to-run
+    standard deviation ``sd`` of both segments' log values (``noise_scale``, pooled)
+    gives each median the variance ``MEDIAN_VARIANCE * sd^2 / m`` over m runs, and the
+    interval and p-value are Student's t with the degrees of freedom of a MAD
+    (``compare.MAD_EFFICIENCY`` per difference of consecutive runs).
+    """
+    logs = np.log(np.asarray(before, dtype=float)), np.log(np.asarray(after, dtype=float))
+    se = noise_scale(*logs) * math.sqrt(MEDIAN_VARIANCE * sum(1 / len(x) for x in logs))
+    df = compare.MAD_EFFICIENCY * sum(len(x) - 1 for x in logs)
+    first, second = float(np.median(before)), float(np.median(after))
+    log_ratio = math.log(second / first)
+    half = t_quantile(1 - compare.ALPHA, df) * se
+    return LevelChange(first, second, math.exp(log_ratio - half), math.exp(log_ratio + half),
+                       t_tail(log_ratio / se, df))
+
+
+def level_changes(values: Sequence[float], cuts: Sequence[int], kept: Sequence[bool]
+                  ) -> list[LevelChange | None]:
+    """Each boundary's change between the whole segments either side, of their ``kept``
+    runs (None where a side keeps fewer than ``MIN_SEGMENT``), its p-value multiplied
+    by the number of places the boundary could have taken between its neighbours
+    (Bonferroni: the segmentation put it at the most different)."""
+    bounds = [0, *cuts, len(values)]
+    changes: list[LevelChange | None] = []
     for lo, cut, hi in zip(bounds, bounds[1:], bounds[2:]):
-        windows = ((max(lo, cut - NEIGHBOURS), cut), (cut, min(hi, cut + NEIGHBOURS)))
-        sides = [[r for i in range(a, b) if not outliers[i] for r in points[i].samples]
-                 for a, b in windows]
-        estimates.append(compare.shift_of_processes(*sides) if all(sides) else None)
-    return estimates
+        sides = [[values[i] for i in range(a, b) if kept[i]] for a, b in
+                 ((lo, cut), (cut, hi))]
+        if min(map(len, sides)) < MIN_SEGMENT:
+            changes.append(None)
+            continue
+        change = level_change(*sides)
+        places = hi - lo - 2 * MIN_SEGMENT + 1
+        changes.append(replace(change, p_value=min(1.0, change.p_value * places)))
+    return changes
 
 
-def _confirmed(points: Sequence[Point], threshold: float, worse_above: bool
-               ) -> list[tuple[int, compare.ShiftEstimate]]:
-    if len(points) < 2 * MIN_SEGMENT:
-        return []
-    z, outliers = _standardised([p.value for p in points])
-    cuts = segment(z, PENALTY * math.log(len(z)))
-    while True:
-        judged = list(zip(cuts, _judge(points, cuts, outliers)))
-        kept = [(cut, est) for cut, est in judged if est is not None
-                and compare.judge(est, threshold, worse_above) in STEP_VERDICTS]
-        if len(kept) == len(cuts):
-            return kept
-        cuts = [cut for cut, _ in kept]
+def judge(change: LevelChange | None, threshold: float, worse_above: bool, p_value: float
+          ) -> str | None:
+    """``slower`` or ``faster`` when the change is significant (``p_value``, an adjusted
+    one, at most ``compare.ALPHA``) and its interval reaches ``threshold``; None when it
+    is not significant, its interval shows it smaller than the threshold, or there is
+    no change to judge.
+
+    ``worse_above``: a larger value is worse (latency) or better (throughput).
+    """
+    bound = 1 + threshold
+    if change is None or p_value > compare.ALPHA:
+        return None
+    if 1 / bound < change.ci_low and change.ci_high < bound:
+        return None
+    return "slower" if (change.ratio > 1) == worse_above else "faster"
 
 
 def detect(series: Sequence[Series], metric: str = "latency",
            threshold: float = compare.DEFAULT_THRESHOLD) -> list[Step]:
-    """Confirmed steps of every series, with q-values across all of them."""
+    """Steps of every series: the change points of its optimal segmentation, each
+    ``locate``d between its neighbours, whose level changes ``judge`` confirms on
+    q-values across all series (one hypothesis per boundary, and one, p = 1, per series
+    with none: it was searched too). While some fail, the weakest failing boundary of
+    each series (the largest p-value) is dropped and the rest located and judged again
+    against the merged segments."""
     worse_above = metric != "throughput"
-    found = [(s, cut, est) for s in series for cut, est in _confirmed(s.points, threshold,
-                                                                       worse_above)]
-    q_values = compare.benjamini_hochberg([est.p_value for _, _, est in found])
-    judged = [(s, cut, est, q, compare.judge(est, threshold, worse_above, q))
-              for (s, cut, est), q in zip(found, q_values)]
+    standard = [standardised(s.values) for s in series]
+    candidates = [segment(z, PENALTY * math.log(len(z)), kept=kept) for z, kept in standard]
+    while True:
+        cuts = [locate(z, c, kept=kept) for (z, kept), c in zip(standard, candidates)]
+        changes = [(i, j, change) for i, s in enumerate(series)
+                   for j, change in enumerate(level_changes(s.values, cuts[i], standard[i][1]))]
+        p_values = [1.0 if c is None else c.p_value for _, _, c in changes]
+        q_values = compare.benjamini_hochberg(p_values + [1.0] * sum(not c for c in cuts))
+        verdicts = [judge(c, threshold, worse_above, q)
+                    for (_, _, c), q in zip(changes, q_values)]
+        weakest: dict[int, tuple[float, int]] = {}
+        for (i, j, _), p, verdict in zip(changes, p_values, verdicts):
+            if verdict is None and p >= weakest.get(i, (-1.0, 0))[0]:
+                weakest[i] = (p, j)
+        if not weakest:
+            break
+        for i, (_, j) in weakest.items():
+            del candidates[i][j]
     steps = []
-    for s in series:
-        mine = [(cut, est, q, v) for t, cut, est, q, v in judged
-                if t is s and v in STEP_VERDICTS]
-        segments = levels(s.values, [cut for cut, *_ in mine])
-        for at, (cut, est, q, verdict) in enumerate(mine):
-            steps.append(Step(s.label, s.key, cut, s.points[cut].run, s.points[cut - 1].run,
-                              segments[at][2], segments[at + 1][2], est.ratio, est.ci_low,
-                              est.ci_high, est.p_value, q, verdict))
+    for (i, j, c), q, verdict in zip(changes, q_values, verdicts):
+        s, at = series[i], cuts[i][j]
+        steps.append(Step(s.label, s.key, at, s.points[at].run, s.points[at - 1].run,
+                          c.before, c.after, c.ratio, c.ci_low, c.ci_high, c.p_value, q,
+                          verdict))
     return steps
 
 

@@ -1,15 +1,40 @@
-"""How well does `harness history` find steps in a series of runs, next to asv's step detection?
+"""How well does `harness history` find steps in a series of runs: years of nightly runs,
+and short series next to asv's step detection.
 
-    python scripts/validate_history.py [--seed 0] [--series 40] [--threshold 5%] [--json PATH]
+    python scripts/validate_history.py years [--seed 0] [--years 6] [--dense-years 5]
+        [--noise 2%] [--scatter 1%] [--threshold 5%] [--nights 365] [--json PATH]
+    python scripts/validate_history.py asv [--seed 0] [--series 20] [--threshold 5%]
+        [--json PATH]
 
-Synthetic series with known steps, modelled on this shared machine: each series is
-40 runs of 30 samples; each run's level wanders by a run-to-run noise (0.5 %, 2 % or
-4 %), its samples scatter by 3 % with a heavy tail, and in half the scenarios 5 % of
-runs land in a slow spell (every sample 20-60 % slower: an outlier run). Each series has
-0-3 steps of 5-20 %, up or down, with at least four runs between steps and from either
-end. Both detectors see the same series:
+**years** (the goals of `history`: no false regression in years of pure noise, and a
+step of the threshold's size found at its night). A year is ``CASES`` cases of
+``--nights`` nightly runs of ``SAMPLES`` samples each, judged by one ``history.detect``
+(q-values across the year's cases, as `harness history` over a year's results gives
+them). Each night's samples are scaled by a night factor (the night-to-night noise,
+``--noise``) and scatter inside the run by ``--scatter`` with a heavy tail. ``--years``
+years have one case with a step of ``--threshold`` (as the year in which the version
+judged on samples found a false regression), ``--dense-years`` have ``DENSE``, slower
+and faster in turn; a step lands at a night drawn uniformly at least ``EDGE`` from
+either end. Three kinds of night factor, each on fresh years:
 
-* harness: ``history.detect`` on the medians and raw samples;
+* gaussian: log-normal with sd ``--noise``;
+* heavy-tailed: Student's t with 3 degrees of freedom, scaled to the same sd;
+* outlier nights: gaussian, and ``OUTLIER_NIGHTS`` of the nights a case runs 20-60 %
+  slower (a slow spell of the machine).
+
+A false regression is a "slower" step in a pure-noise case (a false improvement, a
+"faster" one); a step is found when a step of its direction is reported within one
+night of it. For the steps found: their level ratios (median), the width of their
+intervals (median), and how often the interval holds the true ratio.
+
+**asv** (short series, against ``asv.step_detect``). Modelled on this shared machine:
+each series is 40 runs of 30 samples; each run's level wanders by a run-to-run noise
+(0.5 %, 2 % or 4 %), its samples scatter as above, and in half the scenarios 5 % of runs
+land in a slow spell (an outlier run). Each series has 0-3 steps of 5-20 %, up or down,
+with at least four runs between steps and from either end. Both detectors see the same
+series:
+
+* harness: ``history.detect`` on the runs;
 * asv steps: ``asv.step_detect.detect_steps`` on the medians, weighted as ``asv publish``
   weights them (``2 / |ci_99_b - ci_99_a|`` from asv's own ``compute_stats`` of the
   samples); every segment boundary is a step. Two variants: unweighted, and keeping
@@ -33,23 +58,140 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from asv._stats import get_weight
-from asv.step_detect import detect_regressions, detect_steps
-from asv_runner.statistics import compute_stats
 
 from harness import history
 from harness.compare import DEFAULT_THRESHOLD
 
-RUNS, SAMPLES = 40, 30
-RUN_NOISE = (0.005, 0.02, 0.04)
-OUTLIER_RATES = (0.0, 0.05)
 SAMPLE_NOISE = 0.03
 OUTLIER_SLOWDOWN = (1.2, 1.6)
+# years
+NIGHTS, CASES, SAMPLES = 365, 200, 30
+DENSE = 50  # stepped cases of a year where the steps are counted
+EDGE = 7  # nights between an injected step and either end of the year
+NIGHT_KINDS = ("gaussian", "heavy-tailed", "outlier nights")
+HEAVY_DF = 3
+OUTLIER_NIGHTS = 0.02
+# asv
+RUNS, RUN_SAMPLES = 40, 30
+RUN_NOISE = (0.005, 0.02, 0.04)
+OUTLIER_RATES = (0.0, 0.05)
 STEP_SIZES = (0.05, 0.20)
 MIN_GAP = 4
 DETECTORS = ("harness", "asv steps", "asv steps unweighted", "asv steps >= threshold",
              "harness slower", "asv regressions")
 ASV_STEPS = ("asv steps", "asv steps unweighted", "asv steps >= threshold")
+
+
+def run_samples(rng: np.random.Generator, centre: float, count: int,
+                scatter: float = SAMPLE_NOISE) -> list[float]:
+    """One run's samples around ``centre``: log-normal ``scatter``, 5 % of them in a tail."""
+    draw = centre * rng.lognormal(0, scatter, count)
+    tail = rng.random(count) < 0.05
+    draw[tail] *= 1 + rng.exponential(0.3, tail.sum())
+    return draw.tolist()
+
+
+def as_series(samples: Sequence[Sequence[float]], name: str = "synthetic") -> history.Series:
+    """One point per run, its value the median of its samples."""
+    points = tuple(history.Point(history.Run(name, str(i), None, None, None, None),
+                                 float(np.median(s)), (tuple(s),))
+                   for i, s in enumerate(samples))
+    return history.Series((name,), name, points)
+
+
+# ---- years --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Year:
+    """One case's year: samples per night, and its step (None for pure noise)."""
+
+    samples: list[list[float]]
+    step: int | None  # the first night at the new level
+    ratio: float  # of the step
+
+
+def night_factors(rng: np.random.Generator, kind: str, noise: float, nights: int
+                  ) -> np.ndarray:
+    """Log factors by which each night's samples are scaled."""
+    if kind == "heavy-tailed":
+        return noise * rng.standard_t(HEAVY_DF, nights) / math.sqrt(HEAVY_DF / (HEAVY_DF - 2))
+    factors = rng.normal(0, noise, nights)
+    if kind == "outlier nights":
+        slow = rng.random(nights) < OUTLIER_NIGHTS
+        factors[slow] += np.log(rng.uniform(*OUTLIER_SLOWDOWN, slow.sum()))
+    return factors
+
+
+def year(rng: np.random.Generator, kind: str, noise: float, scatter: float, nights: int,
+         step: int | None, ratio: float) -> Year:
+    level = np.log(1e-4) + rng.uniform(0, np.log(1000)) + night_factors(rng, kind, noise,
+                                                                           nights)
+    if step is not None:
+        level[step:] += math.log(ratio)
+    return Year([run_samples(rng, math.exp(c), SAMPLES, scatter) for c in level], step, ratio)
+
+
+def years(rng: np.random.Generator, args: argparse.Namespace, kind: str, count: int,
+          stepped: int) -> dict[str, float]:
+    """``count`` years of ``CASES`` cases, ``stepped`` of them with a step (slower and
+    faster in turn, at a night drawn at least ``EDGE`` from either end), each year judged
+    by one ``history.detect``: false steps in the pure-noise cases, steps found at their
+    night (within one), and the level ratios and intervals of those found."""
+    counts = {"noise series": 0, "false regressions": 0, "false improvements": 0,
+              "step series": 0, "found": 0, "elsewhere": 0, "covered": 0}
+    ratios, widths = [], []
+    for _ in range(count):
+        cases = [year(rng, kind, args.noise, args.scatter, args.nights, None, 1.0)
+                 for _ in range(CASES - stepped)]
+        cases += [year(rng, kind, args.noise, args.scatter, args.nights,
+                       int(rng.integers(EDGE, args.nights - EDGE + 1)),
+                       (1 + args.threshold) ** (1 - 2 * (i % 2))) for i in range(stepped)]
+        found = history.detect([as_series(c.samples, f"case{i}") for i, c in enumerate(cases)],
+                               threshold=args.threshold)
+        for i, case in enumerate(cases):
+            mine = [s for s in found if s.key == (f"case{i}",)]
+            if case.step is None:
+                counts["noise series"] += 1
+                counts["false regressions"] += sum(s.verdict == "slower" for s in mine)
+                counts["false improvements"] += sum(s.verdict == "faster" for s in mine)
+                continue
+            right = "slower" if case.ratio > 1 else "faster"
+            hit = [s for s in mine if abs(s.index - case.step) <= 1 and s.verdict == right]
+            counts["step series"] += 1
+            counts["found"] += bool(hit)
+            counts["elsewhere"] += len(mine) - bool(hit)
+            if hit:
+                counts["covered"] += hit[0].ci_low <= case.ratio <= hit[0].ci_high
+                ratios.append(hit[0].ratio ** (1 if case.ratio > 1 else -1))
+                widths.append(hit[0].ci_high / hit[0].ci_low - 1)
+    return {**counts, "median level ratio": float(np.median(ratios)) if ratios else math.nan,
+            "median CI width": float(np.median(widths)) if widths else math.nan}
+
+
+def report_years(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    rng = np.random.default_rng(args.seed)
+    table = {f"{kind}, {mix}": years(rng, args, kind, count, stepped)
+             for kind in NIGHT_KINDS
+             for mix, count, stepped in (("1 step a year", args.years, 1),
+                                         (f"{DENSE} steps a year", args.dense_years, DENSE))}
+    print(f"{args.nights} nights of {SAMPLES} samples scattered by {args.scatter:.1%}, "
+          f"night-to-night noise {args.noise:.1%}, steps of {args.threshold:.1%} at a "
+          f"{args.threshold:.1%} threshold, {CASES} cases a year, seed {args.seed}")
+    print(f"{'night factor, steps':<30} {'noise':>6} {'false reg':>9} {'false imp':>9} "
+          f"{'steps':>6} {'found':>6} {'%':>6} {'other':>6} {'ratio':>6} {'CI width':>8} "
+          f"{'covered':>7}")
+    for name, c in table.items():
+        share = c["found"] / c["step series"] if c["step series"] else math.nan
+        covered = c["covered"] / c["found"] if c["found"] else math.nan
+        print(f"{name:<30} {c['noise series']:>6} {c['false regressions']:>9} "
+              f"{c['false improvements']:>9} {c['step series']:>6} {c['found']:>6} "
+              f"{share:>6.1%} {c['elsewhere']:>6} {c['median level ratio']:>6.3f} "
+              f"{c['median CI width']:>8.2%} {covered:>7.1%}")
+    return table
+
+
+# ---- against asv --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,29 +212,22 @@ def synthetic(rng: np.random.Generator, run_noise: float, outlier_rate: float) -
     level = np.zeros(RUNS)
     for at, change in zip(steps, factors):
         level[at:] += math.log1p(change)
-    medians, samples = [], []
+    samples = []
     for i in range(RUNS):
         centre = 1e-3 * math.exp(level[i] + rng.normal(0, run_noise))
         if rng.random() < outlier_rate:
             centre *= rng.uniform(*OUTLIER_SLOWDOWN)
-        draw = centre * rng.lognormal(0, SAMPLE_NOISE, SAMPLES)
-        tail = rng.random(SAMPLES) < 0.05
-        draw[tail] *= 1 + rng.exponential(0.3, tail.sum())
-        samples.append(draw.tolist())
-        medians.append(float(np.median(draw)))
-    return Synthetic(medians, samples, [int(s) for s in steps],
-                     [int(s) for s, f in zip(steps, factors) if f > 0])
-
-
-def _series(data: Synthetic) -> history.Series:
-    runs = [history.Run("synthetic", str(i), None, None, None, None) for i in range(RUNS)]
-    points = tuple(history.Point(run, m, (tuple(s),))
-                   for run, m, s in zip(runs, data.medians, data.samples))
-    return history.Series(("synthetic",), "synthetic", points)
+        samples.append(run_samples(rng, centre, RUN_SAMPLES))
+    return Synthetic([float(np.median(s)) for s in samples], samples,
+                     [int(s) for s in steps], [int(s) for s, f in zip(steps, factors) if f > 0])
 
 
 def asv_steps(data: Synthetic, weighted: bool = True
               ) -> list[tuple[int, int, float, float, float]]:
+    from asv._stats import get_weight
+    from asv.step_detect import detect_steps
+    from asv_runner.statistics import compute_stats
+
     weights = [get_weight(compute_stats(s, 1)[1]) for s in data.samples] if weighted else None
     return detect_steps(data.medians, weights)
 
@@ -105,7 +240,9 @@ def _boundaries(segments: Sequence[tuple[int, int, float, float, float]]
 
 def found(data: Synthetic, threshold: float) -> dict[str, list[int]]:
     """Each detector's step positions on one series."""
-    steps = history.detect([_series(data)], threshold=threshold)
+    from asv.step_detect import detect_regressions
+
+    steps = history.detect([as_series(data.samples)], threshold=threshold)
     segments = asv_steps(data)
     boundaries = _boundaries(segments)
     _, _, jumps = detect_regressions(segments, threshold)
@@ -159,14 +296,7 @@ def pooled(table: dict[str, dict[str, dict[str, int]]], detector: str) -> dict[s
             for field in ("true", "detected", "hits")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--series", type=int, default=20, help="series per scenario")
-    parser.add_argument("--threshold", type=lambda t: float(t.rstrip("%")) / 100,
-                        default=f"{DEFAULT_THRESHOLD:.0%}", help="in percent (default 5%%)")
-    parser.add_argument("--json", type=Path, metavar="PATH")
-    args = parser.parse_args()
+def report_asv(args: argparse.Namespace) -> dict[str, dict[str, dict[str, int]]]:
     table = benchmark(args.seed, args.series, args.threshold)
     print(f"{'noise/outl':>10} {'detector':<24} {'true':>5} {'found':>6} {'hits':>5} "
           f"{'precision':>9} {'recall':>7} {'F1':>6}")
@@ -177,6 +307,38 @@ def main() -> None:
             recall = c["hits"] / c["true"] if c["true"] else 1.0
             print(f"{level:>10} {detector:<24} {c['true']:>5} {c['detected']:>6} "
                   f"{c['hits']:>5} {precision:>9.3f} {recall:>7.3f} {f1(c):>6.3f}")
+    return table
+
+
+def percent(text: str) -> float:
+    return float(text.rstrip("%")) / 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--threshold", type=percent, default=f"{DEFAULT_THRESHOLD:.0%}",
+                        help="in percent (default 5%%); in years, also the steps' size")
+    common.add_argument("--json", type=Path, metavar="PATH")
+    modes = parser.add_subparsers(dest="mode", required=True)
+    year_mode = modes.add_parser("years", parents=[common], help="years of nightly runs")
+    year_mode.add_argument("--years", type=int, default=6,
+                           help="years with one step (199 pure-noise cases each)")
+    year_mode.add_argument("--dense-years", type=int, default=5,
+                           help=f"years with {DENSE} steps")
+    year_mode.add_argument("--noise", type=percent, default="2%",
+                           help="night-to-night noise, in percent (default 2%%)")
+    year_mode.add_argument("--scatter", type=percent, default="1%",
+                           help="of the samples inside a run, in percent (default 1%%)")
+    year_mode.add_argument("--nights", type=int, default=NIGHTS)
+    year_mode.set_defaults(report=report_years)
+    asv_mode = modes.add_parser("asv", parents=[common],
+                                help="40-run series against asv's step detection")
+    asv_mode.add_argument("--series", type=int, default=20, help="series per scenario")
+    asv_mode.set_defaults(report=report_asv)
+    args = parser.parse_args()
+    table = args.report(args)
     if args.json:
         args.json.write_text(json.dumps(table, indent=2))
 

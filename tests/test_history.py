@@ -1,9 +1,11 @@
-"""`harness history`: segmentation, confirmation, ordering, the command, and asv as the bar."""
+"""`harness history`: segmentation, level changes, ordering, the command, and asv as the bar."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import history
+from harness import compare, history
 from harness.cli import main
 from harness.results import load_runs
 from tests.conftest import write_series
@@ -46,6 +48,76 @@ def test_noise_scale_ignores_a_step_and_an_outlier():
     y[30:] += 0.3
     y[10] += 1.0
     assert history.noise_scale(y) == pytest.approx(0.02, rel=0.3)
+
+
+def test_locate_puts_a_cut_at_the_step_between_its_neighbours():
+    z = [0.0] * 8 + [3.0] * 8 + [0.0] * 8
+    assert history.locate(z, [5, 19]) == [8, 16]
+    assert history.locate(z[:16], [11]) == [8]
+
+
+def test_a_level_change_is_the_ratio_of_segment_medians_and_pays_for_its_search():
+    rng = np.random.default_rng(0)
+    before, after = np.exp(rng.normal(0, 0.02, (2, 50))) * [[1.0], [1.05]]
+    change = history.level_change(before, after)
+    assert change.ratio == np.median(after) / np.median(before)
+    assert change.ci_low < 1.05 < change.ci_high and change.p_value < 1e-10
+    (searched,) = history.level_changes([*before, *after], [50], [True] * 100)
+    assert searched.p_value == pytest.approx(change.p_value * 97)  # places 2..98
+    one_left = [True] * 51 + [False] * 49  # the runs after the first in a slow spell
+    assert history.level_changes([*before, *after], [50], one_left) == [None]
+
+
+def _years(noises, step=None, ratio=1.0, cases=1, seed=0, nights=365):
+    """One series per noise (the same draws, scaled), each with ``step``, then
+    ``cases - 1`` pure-noise series at the last noise; samples scatter by 1 %."""
+    bench = _validation_script()
+    made = [bench.year(np.random.default_rng(seed), "gaussian", noise, 0.01, nights, step,
+                       ratio) for noise in noises]
+    rng = np.random.default_rng(seed + 1)
+    made += [bench.year(rng, "gaussian", noises[-1], 0.01, nights, None, 1.0)
+             for _ in range(cases - 1)]
+    return [bench.as_series(c.samples, f"case{i}") for i, c in enumerate(made)]
+
+
+def test_pure_noise_with_large_run_to_run_noise_is_not_flagged():
+    """Runs that wander 6 % night to night, their samples 1 %: the samples of two runs
+    tell them apart, the level of the runs holds."""
+    series = _years([0.06], cases=20)
+    values = np.log(series[0].values)
+    i = int(np.argmax(np.abs(np.diff(values))))
+    apart = compare.shift(series[0].points[i].pooled, series[0].points[i + 1].pooled)
+    assert apart.p_value < 1e-6 and abs(math.log(apart.ratio)) > 0.1
+    assert history.detect(series) == []
+
+
+def test_a_level_step_is_found_at_its_night_with_its_level_ratio():
+    series = _years([0.02], step=200, ratio=1.05, cases=10, seed=2)
+    (step,) = history.detect(series)
+    assert (step.key, step.verdict) == (("case0",), "slower")
+    assert abs(step.index - 200) <= 1
+    assert step.ratio == step.after / step.before == pytest.approx(1.05, abs=0.01)
+    assert step.ci_low < 1.05 < step.ci_high and step.q_value < 1e-10
+
+
+def test_the_interval_widens_with_night_to_night_noise():
+    steps = history.detect(_years([0.005, 0.01, 0.02], step=150, ratio=1.12, cases=3))
+    assert [(s.key[0], s.index) for s in steps] == [(f"case{i}", 150) for i in range(3)]
+    widths = [math.log(s.ci_high / s.ci_low) for s in steps]
+    assert widths[0] < widths[1] < widths[2]
+    assert widths[2] / widths[0] == pytest.approx(4, rel=0.25)
+
+
+def test_a_spell_of_three_slow_runs_is_not_a_step_and_a_week_is_two():
+    rng = np.random.default_rng(3)
+    values = 1e-3 * np.exp(rng.normal(0, 0.01, 60))
+    values[20:23] *= 1.4
+    spell = _validation_script().as_series([[v] for v in values])
+    assert history.detect([spell]) == []
+    values[40:47] *= 1.4
+    week = _validation_script().as_series([[v] for v in values])
+    assert [(s.index, s.verdict) for s in history.detect([week])] == [(40, "slower"),
+                                                                     (47, "faster")]
 
 
 def test_history_finds_the_two_steps_and_not_the_slow_run(tmp_path):
@@ -181,3 +253,16 @@ def test_finds_steps_at_least_as_well_as_asv():
     assert ours >= 0.8
     assert (bench.f1(bench.pooled(table, "harness slower"))
             >= bench.f1(bench.pooled(table, "asv regressions")))
+
+
+@pytest.mark.slow
+def test_years_of_nightly_runs():
+    """A year of 200 cases with one 5 % step, and one with 50 (2 % night-to-night noise,
+    threshold 5 %): no false step, and the steps found within one night."""
+    bench = _validation_script()
+    rng = np.random.default_rng(0)
+    args = argparse.Namespace(noise=0.02, scatter=0.01, nights=365, threshold=0.05)
+    sparse, dense = (bench.years(rng, args, "gaussian", 1, stepped) for stepped in (1, 50))
+    for counts in (sparse, dense):
+        assert counts["false regressions"] == counts["false improvements"] == 0
+    assert dense["found"] >= 44 and dense["covered"] >= 0.9 * dense["found"]
