@@ -458,8 +458,9 @@ def history_section(found: history.History, culprits: Sequence[Culprit] = ()) ->
     intro = (f"{len(runs)} runs in {found.order} order, {counts['regressions']} regressions "
              f"and {counts['improvements']} improvements. A step is a lasting change of "
              "the median's level (an optimal segmentation with a penalty scaled to each "
-             "case's run-to-run noise) that the raw samples either side confirm as "
-             f"significant and at least {found.threshold:.0%}. Dots are medians, bars the "
+             "case's run-to-run noise) whose change of level between the segments is "
+             "significant against the runs' own scatter and whose interval reaches "
+             f"{found.threshold:.0%}. Dots are medians, bars the "
              "interquartile range, dashed grey lines the fitted levels, coloured dashed "
              "lines the steps.")
     return _section("history", "History", escape(intro), table + "".join(figures))
