@@ -67,6 +67,7 @@ class Outcome:
     status: str = "ok"
     error: str | None = None
     log_ratios: tuple[float, ...] = ()  # one per pair, in the order measured
+    failed_side: str | None = None  # "baseline" or "candidate", when one failed
 
     def __repr__(self) -> str:
         what = self.verdict if self.status == "ok" else f"{self.status}: {self.error}"
@@ -110,7 +111,7 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
         except InterleaveError as exc:
             write(*interleave.failed_records(baseline, candidate, case, exc, session, len(logs)))
             return Outcome(case, session, len(logs), time.monotonic() - started, current,
-                           None, exc.status, str(exc), tuple(logs))
+                           None, exc.status, str(exc), tuple(logs), exc.role)
         now = time.monotonic()
         for record in (base, cand):
             record["interleaved"]["case_elapsed_s"] = now - started

@@ -206,3 +206,52 @@ def wait_for_cases(child: subprocess.Popen, out: Path, count: int) -> None:
             break
         time.sleep(0.05)
     assert child.poll() is None, "the run ended before it could be interrupted"
+
+
+CHAIN_PLUGIN = """
+    import torch
+    from torch import nn
+    import harness
+    from harness import Dim, Input, ModelSpec
+    from harness.suites import Suite
+
+    REPEAT = {repeat}
+    {broken}
+
+
+    class Chain(nn.Module):
+        def __init__(self, n=32, work=4, repeat=1):
+            super().__init__()
+            self.w = nn.Parameter(torch.eye(n))
+            self.steps = work * repeat
+
+        def forward(self, x):
+            for _ in range(self.steps):
+                x = x @ self.w
+            return x
+
+
+    @harness.hookimpl
+    def harness_models():
+        dims = {{"N": Dim(32, kwarg="n"), "WORK": Dim(4, kwarg="work")}}
+        inputs, outputs = [Input("x", "(B, N)")], ["(B, N)"]
+        return [ModelSpec(name="{prefix}_chain", constructor=Chain, inputs=inputs,
+                          outputs=outputs, dims=dims, batch_sizes=(4,),
+                          kwargs={{"repeat": REPEAT}}),
+                ModelSpec(name="{prefix}_flat", constructor=Chain, inputs=inputs,
+                          outputs=outputs, dims=dims, batch_sizes=(4,))]
+
+
+    @harness.hookimpl
+    def harness_suites():
+        return [Suite(name="{prefix}", models=("{prefix}_chain", "{prefix}_flat"),
+                      sweep={{"batch_sizes": (2,), "max_time": 0.02, "warmup_time": 0.01}})]
+"""
+
+
+def chain_plugin(prefix: str, repeat: int, broken: str = "") -> str:
+    """A plugin module of two matrix-product chains (``PREFIX_chain``, whose work is
+    ``repeat`` times ``PREFIX_flat``'s) and a suite ``PREFIX`` of both; ``broken`` is a
+    line that runs on import."""
+    return textwrap.dedent(CHAIN_PLUGIN.format(prefix=prefix, repeat=repeat, broken=broken))
+

@@ -107,7 +107,8 @@ def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_
     assert cases["toyperf_chain"]["verdict"] == "slower"
     assert 1.5 < cases["toyperf_chain"]["ratio"] < 2.5
     fragile = cases["toyperf_fragile"]
-    assert (fragile["verdict"], fragile["status"]) == ("failed", "error")
+    assert (fragile["verdict"], fragile["status"], fragile["side"]) == ("failed", "error",
+                                                                        "baseline")
     assert "baseline" in fragile["error"] and "fragile in base" in fragile["error"]
     (session,) = tmp_path.iterdir()
     for role, commit in (("baseline", package["base"]), ("candidate", package["doubled"])):

@@ -10,47 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import plugin_pyproject
+from tests.conftest import chain_plugin, plugin_pyproject
 
-PLUGIN = """
-    import torch
-    from torch import nn
-    import harness
-    from harness import Dim, Input, ModelSpec
-
-    REPEAT = {repeat}
-    {broken}
-
-
-    class Chain(nn.Module):
-        def __init__(self, n=32, work=4, repeat=1):
-            super().__init__()
-            self.w = nn.Parameter(torch.eye(n))
-            self.steps = work * repeat
-
-        def forward(self, x):
-            for _ in range(self.steps):
-                x = x @ self.w
-            return x
-
-
-    @harness.hookimpl
-    def harness_models():
-        dims = {{"N": Dim(32, kwarg="n"), "WORK": Dim(4, kwarg="work")}}
-        inputs, outputs = [Input("x", "(B, N)")], ["(B, N)"]
-        return [ModelSpec(name="toybis_chain", constructor=Chain, inputs=inputs,
-                          outputs=outputs, dims=dims, batch_sizes=(4,),
-                          kwargs={{"repeat": REPEAT}}),
-                ModelSpec(name="toybis_flat", constructor=Chain, inputs=inputs,
-                          outputs=outputs, dims=dims, batch_sizes=(4,))]
-"""
 FAST = ["--pair-time", "0.05", "--time", "60", "-q", "--json"]
 # (message, repeat of toybis_chain, a line that breaks the module)
 HISTORY = [("base", 1, ""), ("docs", 1, ""), ("tidy", 1, ""),
@@ -75,8 +42,7 @@ def package(tmp_path_factory) -> dict:
     shas = []
     for index, (message, repeat, broken) in enumerate(HISTORY):
         (repo / "NOTES").write_text(f"{index}\n")
-        (repo / "src" / "toybis" / "plugin.py").write_text(
-            textwrap.dedent(PLUGIN.format(repeat=repeat, broken=broken)))
+        (repo / "src" / "toybis" / "plugin.py").write_text(chain_plugin("toybis", repeat, broken))
         _git(repo, "add", "-A")
         _git(repo, "commit", "-qm", message)
         shas.append(_git(repo, "rev-parse", "HEAD"))

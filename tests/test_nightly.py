@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -145,45 +144,6 @@ def test_actionlint_fails_a_broken_workflow(tmp_path):
     assert 'job "pages" needs job "cpuu" which does not exist' in done.stdout
 
 
-TOY_NIGHT = """
-    import torch
-    from torch import nn
-    import harness
-    from harness import Dim, Input, ModelSpec
-    from harness.suites import Suite
-
-    REPEAT = {repeat}
-
-
-    class Chain(nn.Module):
-        def __init__(self, n=32, work=4, repeat=1):
-            super().__init__()
-            self.w = nn.Parameter(torch.eye(n))
-            self.steps = work * repeat
-
-        def forward(self, x):
-            for _ in range(self.steps):
-                x = x @ self.w
-            return x
-
-
-    @harness.hookimpl
-    def harness_models():
-        dims = {{"N": Dim(32, kwarg="n"), "WORK": Dim(4, kwarg="work")}}
-        inputs, outputs = [Input("x", "(B, N)")], ["(B, N)"]
-        return [ModelSpec(name="toyn_chain", constructor=Chain, inputs=inputs, outputs=outputs,
-                          dims=dims, kwargs={{"repeat": REPEAT}}),
-                ModelSpec(name="toyn_flat", constructor=Chain, inputs=inputs, outputs=outputs,
-                          dims=dims)]
-
-
-    @harness.hookimpl
-    def harness_suites():
-        return [Suite(name="toyn", models=("toyn_chain", "toyn_flat"),
-                      sweep={{"batch_sizes": (2,), "max_time": 0.02, "warmup_time": 0.01}})]
-"""
-
-
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
                            *args], capture_output=True, text=True, check=True).stdout.strip()
@@ -193,7 +153,7 @@ def _git(repo: Path, *args: str) -> str:
 def toy_nights(tmp_path_factory) -> tuple[Path, list[str], dict[str, str]]:
     """A plugin package's checkout whose last two commits are tonight's: a harmless one,
     then one that doubles toyn_chain's work; and the environment that loads it."""
-    from tests.conftest import plugin_pyproject
+    from tests.conftest import chain_plugin, plugin_pyproject
 
     repo = tmp_path_factory.mktemp("toyn")
     (repo / "src" / "toyn").mkdir(parents=True)
@@ -206,7 +166,7 @@ def toy_nights(tmp_path_factory) -> tuple[Path, list[str], dict[str, str]]:
     for index, (message, repeat) in enumerate((("last night", 1), ("tidy | <b>up</b>", 1),
                                                ("double the chain", 2))):
         (repo / "src" / "toyn" / "plugin.py").write_text(
-            textwrap.dedent(TOY_NIGHT.format(repeat=repeat)) + f"# commit {index}\n")
+            chain_plugin("toyn", repeat) + f"# commit {index}\n")
         _git(repo, "add", "-A")
         _git(repo, "commit", "-qm", message)
         shas.append(_git(repo, "rev-parse", "HEAD"))

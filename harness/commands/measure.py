@@ -427,6 +427,7 @@ def _ab_report(args: argparse.Namespace, folder: Path, outcomes: Sequence[ab.Out
     paths = [folder / f"{role}{SUFFIX}" for role in ("baseline", "candidate")]
     failures = [{"case": o.case.label, "model": o.case.model, "batch_size": o.case.batch_size,
                  "verdict": "failed", "status": o.status, "error": o.error,
+                 "side": o.failed_side,
                  "pairs": o.pairs, "time_s": o.elapsed_s}
                 for o in outcomes if o.status != "ok"]
     status = 0
