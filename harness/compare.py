@@ -586,8 +586,8 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
                                "candidate_noise": noise_of(c, noise).sd}
         est = estimate(b, c, metric, noise)
         if isinstance(est, ShiftEstimate):
-            row.update(ratio=est.ratio, ci_low=_bound(est.ci_low), ci_high=_bound(est.ci_high),
-                       p_value=est.p_value, mde=_bound(est.mde), method=est.method,
+            row.update(ratio=est.ratio, ci_low=bound(est.ci_low), ci_high=bound(est.ci_high),
+                       p_value=est.p_value, mde=bound(est.mde), method=est.method,
                        repeats=(len(b), len(c)))
             if est.method == "pairs":
                 took = [r.get("interleaved.case_elapsed_s") for r in c]
@@ -618,7 +618,7 @@ def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str = "late
     return table
 
 
-def _bound(value: float) -> float | None:
+def bound(value: float) -> float | None:
     """``None`` for a bound not yet known: a confidence sequence still open on that side
     (a ratio of 0 or infinity)."""
     return value if math.isfinite(value) and value > 0 else None

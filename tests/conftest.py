@@ -8,6 +8,7 @@ import os
 import subprocess
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -254,4 +255,31 @@ def chain_plugin(prefix: str, repeat: int, broken: str = "") -> str:
     ``repeat`` times ``PREFIX_flat``'s) and a suite ``PREFIX`` of both; ``broken`` is a
     line that runs on import."""
     return textwrap.dedent(CHAIN_PLUGIN.format(prefix=prefix, repeat=repeat, broken=broken))
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
+                           *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def chain_package(repo: Path, prefix: str, history: Sequence[tuple[str, int, str]],
+                  entry_point: str | None = None) -> list[str]:
+    """A git checkout of a plugin package (not installed) holding :func:`chain_plugin`,
+    one commit per (message, repeat, broken line) of ``history``, each also changing the
+    module's last line; its commits' hashes. ``entry_point`` names the plugin (default
+    ``PREFIX``)."""
+    (repo / "src" / prefix).mkdir(parents=True)
+    (repo / "src" / prefix / "__init__.py").write_text("")
+    module = f"{prefix}.plugin"
+    (repo / "pyproject.toml").write_text(plugin_pyproject(prefix,
+                                                          {entry_point or prefix: module}))
+    git(repo, "init", "-q")
+    shas = []
+    for index, (message, repeat, broken) in enumerate(history):
+        (repo / "src" / prefix / "plugin.py").write_text(
+            chain_plugin(prefix, repeat, broken) + f"# commit {index}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", message)
+        shas.append(git(repo, "rev-parse", "HEAD"))
+    return shas
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.results import iter_records
-from tests.conftest import ROOT, plugin_pyproject
+from tests.conftest import ROOT, git as _git, plugin_pyproject
 
 PLUGIN = """
     import os
@@ -53,11 +53,6 @@ PLUGIN = """
                           outputs=outputs, dims=dims, batch_sizes=(4,))]
 """
 FAST = ["--pair-time", "0.05", "--time", "60", "-q", "--json"]
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _commit(repo: Path, message: str, repeat: int, fragile: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import chain_plugin, plugin_pyproject
+from tests.conftest import chain_package, git as _git
 
 FAST = ["--pair-time", "0.05", "--time", "60", "-q", "--json"]
 # (message, repeat of toybis_chain, a line that breaks the module)
@@ -25,28 +25,13 @@ HISTORY = [("base", 1, ""), ("docs", 1, ""), ("tidy", 1, ""),
            ("mend the build", 1, ""), ("double the chain", 2, ""), ("more docs", 2, "")]
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> dict:
     """A plugin package's checkout (not installed) whose sixth commit doubles the chain's
     work and whose fourth cannot be imported; its working tree has an uncommitted edit."""
     repo = tmp_path_factory.mktemp("toybis")
-    (repo / "src" / "toybis").mkdir(parents=True)
-    (repo / "src" / "toybis" / "__init__.py").write_text("")
-    (repo / "pyproject.toml").write_text(plugin_pyproject("toybis", {"toybis": "toybis.plugin"}))
-    _git(repo, "init", "-q")
-    shas = []
-    for index, (message, repeat, broken) in enumerate(HISTORY):
-        (repo / "NOTES").write_text(f"{index}\n")
-        (repo / "src" / "toybis" / "plugin.py").write_text(chain_plugin("toybis", repeat, broken))
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-qm", message)
-        shas.append(_git(repo, "rev-parse", "HEAD"))
-    (repo / "NOTES").write_text("an uncommitted edit\n")
+    shas = chain_package(repo, "toybis", HISTORY)
+    (repo / "src" / "toybis" / "__init__.py").write_text("# an uncommitted edit\n")
     return {"repo": repo, "shas": shas}
 
 
@@ -61,7 +46,8 @@ def _state(repo: Path) -> tuple[str, ...]:
     """What a user would notice changed: HEAD, status, the edit, the index, bisect state."""
     git = repo / ".git"
     return (_git(repo, "rev-parse", "HEAD"), _git(repo, "status", "--porcelain"),
-            (repo / "NOTES").read_text(), (git / "index").read_bytes().hex(),
+            (repo / "src" / "toybis" / "__init__.py").read_text(),
+            (git / "index").read_bytes().hex(),
             (git / "BISECT_LOG").read_text() if (git / "BISECT_LOG").exists() else "")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, asv_config
+from tests.conftest import ROOT, asv_config, chain_package, git as _git
 
 NIGHTLY = ROOT / "scripts" / "nightly"
 STORE = ROOT / "scripts" / "nightly-store"
@@ -144,32 +144,15 @@ def test_actionlint_fails_a_broken_workflow(tmp_path):
     assert 'job "pages" needs job "cpuu" which does not exist' in done.stdout
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def toy_nights(tmp_path_factory) -> tuple[Path, list[str], dict[str, str]]:
     """A plugin package's checkout whose last two commits are tonight's: a harmless one,
     then one that doubles toyn_chain's work; and the environment that loads it."""
-    from tests.conftest import chain_plugin, plugin_pyproject
-
     repo = tmp_path_factory.mktemp("toyn")
-    (repo / "src" / "toyn").mkdir(parents=True)
-    (repo / "src" / "toyn" / "__init__.py").write_text("")
     # the entry point named as the module, so $HARNESS_PLUGINS and a tree's entry point
     # are one plugin
-    (repo / "pyproject.toml").write_text(plugin_pyproject("toyn", {"toyn.plugin": "toyn.plugin"}))
-    _git(repo, "init", "-q")
-    shas = []
-    for index, (message, repeat) in enumerate((("last night", 1), ("tidy | <b>up</b>", 1),
-                                               ("double the chain", 2))):
-        (repo / "src" / "toyn" / "plugin.py").write_text(
-            chain_plugin("toyn", repeat) + f"# commit {index}\n")
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-qm", message)
-        shas.append(_git(repo, "rev-parse", "HEAD"))
+    shas = chain_package(repo, "toyn", [("last night", 1, ""), ("tidy | <b>up</b>", 1, ""),
+                                        ("double the chain", 2, "")], "toyn.plugin")
     env = {**os.environ, "PYTHONPATH": str(repo / "src"), "HARNESS_PLUGINS": "toyn.plugin",
            "HARNESS_TRACKED_SUITES": "toyn"}
     return repo, shas, env

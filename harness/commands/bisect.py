@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import ab, console, interleave, sources
+from harness import ab, compare, console, interleave, sources
 from harness.bisect import BAD, GOOD, Bisection, Bisector, Commit, first_parents
 from harness.commands.measure import ab_request, require_defined
 from harness.errors import UsageError
@@ -80,14 +80,14 @@ def _session(outcome: ab.Outcome | None) -> dict[str, Any] | None:
     low, high = outcome.look.interval if outcome.look else (None, None)
     return {"verdict": outcome.verdict, "status": outcome.status, "error": outcome.error,
             "ratio": outcome.look.ratio if outcome.look else None,
-            "ci_low": _finite(low), "ci_high": _finite(high),
+            "ci_low": _bound(low), "ci_high": _bound(high),
             "p_value": outcome.look.p_value if outcome.look else None,
             "pairs": outcome.pairs, "time_s": outcome.elapsed_s,
             "log_ratios": list(outcome.log_ratios)}
 
 
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) and x > 0 else None
+def _bound(x: float | None) -> float | None:
+    return None if x is None else compare.bound(x)
 
 
 def _commit(commit: Commit | None) -> dict[str, str] | None:
