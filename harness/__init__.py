@@ -1,12 +1,17 @@
 """harness: a plugin-based benchmark and regression harness for PyTorch models."""
 
+from __future__ import annotations
+
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from harness.hookspecs import PROJECT
 from harness.shapes import Constraint, Expr, Shape
-from harness.spec import Dim, Input, ModelSpec
+
+if TYPE_CHECKING:
+    from harness.spec import Dim, Input, ModelSpec
 
 try:
     __version__ = version("harness")
@@ -18,3 +23,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = ["Constraint", "Dim", "Expr", "Input", "ModelSpec", "Shape", "hookimpl",
            "__version__"]
+_NEED_TORCH = ("Dim", "Input", "ModelSpec")
+
+
+def __getattr__(name: str) -> Any:
+    """The spec classes on first use: importing them imports torch (2 s), which
+    ``harness --help`` and ``--version`` do without."""
+    if name in _NEED_TORCH:
+        from harness import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from harness.worker import count_params, error_message
+from harness.shapes import shape_problems
 from harness.spec import ModelSpec, flatten_outputs
+from harness.worker import count_params, error_message
 
 CHECK_BATCH_SIZES = (1, 2)
 REPORTED_BATCH_SIZE = 2
@@ -21,13 +23,14 @@ REPORTED_BATCH_SIZE = 2
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of checking one model; ``expected``/``observed`` are at batch size 2."""
+    """The outcome of checking one model; ``expected``/``observed`` are at batch size 2,
+    None where unknown (a shape that does not evaluate, a model that never returned)."""
 
     name: str
     plugin: str
     params: int | None
     dims: Mapping[str, int]
-    expected: tuple[tuple[int, ...], ...]
+    expected: tuple[tuple[int, ...], ...] | None
     observed: tuple[tuple[int, ...], ...] | None
     training: str
     problems: tuple[str, ...]
@@ -38,24 +41,30 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "plugin": self.plugin, "ok": self.ok, "params": self.params,
-                "dims": dict(self.dims), "expected": [list(s) for s in self.expected],
-                "observed": None if self.observed is None else [list(s) for s in self.observed],
-                "training": self.training, "problems": list(self.problems)}
+                "dims": dict(self.dims), "expected": _lists(self.expected),
+                "observed": _lists(self.observed), "training": self.training,
+                "problems": list(self.problems)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        """The inverse of :meth:`to_dict`: a result sent back by a check's own process."""
+        return cls(data["name"], data["plugin"], data["params"], data["dims"],
+                   _tuples(data["expected"]), _tuples(data["observed"]), data["training"],
+                   tuple(data["problems"]))
 
 
-def _compare(spec: ModelSpec, batch_size: int, dims: Mapping[str, int],
-             outputs: Sequence[torch.Tensor]) -> list[str]:
-    expected = spec.expected_shapes(batch_size, dims)
-    if len(outputs) != len(expected):
-        return [f"at B={batch_size} returned {len(outputs)} tensor(s), "
-                f"spec declares {len(expected)} output(s)"]
-    problems = []
-    for index, (declared, want, tensor) in enumerate(zip(spec.outputs, expected, outputs)):
-        got = tuple(tensor.shape)
-        if got != want:
-            problems.append(f"output {index} at B={batch_size}: expected {declared} = "
-                            f"{want}, got {got}")
-    return problems
+def _lists(shapes: Sequence[Sequence[int]] | None) -> list[list[int]] | None:
+    return None if shapes is None else [list(s) for s in shapes]
+
+
+def _tuples(shapes: Sequence[Sequence[int]] | None) -> tuple[tuple[int, ...], ...] | None:
+    return None if shapes is None else tuple(tuple(s) for s in shapes)
+
+
+def unchecked(name: str, plugin: str, dims: Mapping[str, int], problem: str) -> CheckResult:
+    """The row of a model whose check gave no result: its process crashed, timed out or
+    could not load the plugins."""
+    return CheckResult(name, plugin, None, dims, None, None, "skipped", (problem,))
 
 
 def _training_step(spec: ModelSpec, model: torch.nn.Module, dims: Mapping[str, int]) -> str | None:
@@ -73,21 +82,28 @@ def _training_step(spec: ModelSpec, model: torch.nn.Module, dims: Mapping[str, i
 
 
 def check_model(spec: ModelSpec, plugin: str, dims: Mapping[str, int] | None = None) -> CheckResult:
-    """Build on CPU, run a forward pass at two batch sizes and a training step."""
-    resolved = spec.resolve_dims(dims)
-    expected = tuple(spec.expected_shapes(REPORTED_BATCH_SIZE, resolved))
+    """Build on CPU, run a forward pass at two batch sizes and a training step.
+
+    Whatever fails, a shape expression included, is this model's problem: its row says
+    so and the other models are still checked.
+    """
+    resolved = {**spec.default_dims, **(dims or {})}
     problems: list[str] = []
-    params = observed = None
+    params = expected = observed = None
     training = "skipped"
     try:
+        resolved = spec.resolve_dims(dims)
         model = spec.build(resolved).eval()
         params = count_params(model)
+        expected = tuple(spec.expected_shapes(REPORTED_BATCH_SIZE, resolved))
         with torch.no_grad():
             for batch_size in CHECK_BATCH_SIZES:
                 outputs = flatten_outputs(model(*spec.example_inputs(batch_size, resolved)))
-                problems += _compare(spec, batch_size, resolved, outputs)
+                shapes = tuple(tuple(t.shape) for t in outputs)
+                problems += shape_problems(spec.outputs, spec.expected_shapes(batch_size, resolved),
+                                           shapes, batch_size)
                 if batch_size == REPORTED_BATCH_SIZE:
-                    observed = tuple(tuple(t.shape) for t in outputs)
+                    observed = shapes
         if spec.trainable:
             problem = _training_step(spec, model, resolved)
             training = "failed" if problem else "ok"

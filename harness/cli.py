@@ -1,9 +1,6 @@
-"""The ``harness`` command: list, check, run, compare, track, report on and profile models,
-time two versions of a model turn about (ab), find the commit that made one slower
-(bisect), import asv's results as runs and export runs as pytest-benchmark JSON.
-
-Errors are one line on stderr (``harness: error: ...``) with exit status 2 for bad
-usage and 1 for failures; ``--debug`` shows the traceback instead.
+"""The ``harness`` command line: its options, parsed here; what each command does is in
+:mod:`harness.commands`, imported only when that command runs, so ``harness --help`` and
+``--version`` never import torch, pandas or rich.
 """
 
 from __future__ import annotations
@@ -13,46 +10,102 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import harness
-from harness import ab, axes, compare, history, profile
-from harness.commands.analyse import (cmd_compare, cmd_export, cmd_history, cmd_import_asv,
-                                      cmd_report, cmd_results)
-from harness.commands.bisect import cmd_bisect
-from harness.commands.catalogue import cmd_check, cmd_list
-from harness.commands.measure import AB_THRESHOLD, AB_TIMEOUT, cmd_ab, cmd_profile, cmd_run
-from harness.errors import HarnessError
-from harness.isolation import ISOLATION_MODES
-from harness.ray_executor import NodeKind
-from harness.runner import DEFAULT_MAX_BATCH
+from harness.errors import HarnessError, HarnessWarning
+
+DESCRIPTION = """\
+Benchmark PyTorch models that plugins provide: list and check them, measure them over a
+sweep of batch sizes, devices, dtypes and compile modes, compare two runs, follow their
+history, write an HTML report, profile one case, time two versions turn about (ab) and
+find the commit that made a model slower (bisect).
+
+Errors are one line on stderr (harness: error: ...), with exit status 2 for bad usage
+and 1 for failures; --debug shows the traceback instead."""
+
+EPILOG = """\
+examples:
+  harness list --suite smoke                 the models of a suite, with their shapes
+  harness run --suite smoke                  measure them into results/<time>-smoke.jsonl
+  harness run -m mlp,vae -b 1,32 --compile none,default -o results/mine.jsonl
+  harness compare results/old.jsonl results/new.jsonl --fail-on-regression
+  harness ab -m mlp --threshold 3%           HEAD against the working tree, turn about
+  harness profile -m resnet_small -b 8       a trace and the top operators of one case
+  harness --plugin my_models run -m my_net   models from a module of your own
+
+'harness COMMAND --help' shows a command's options."""
+
+# The largest values the options take: beyond any real use, within the range of the
+# timers and counters they reach (a timeout of 1e12 s overflows the OS's poll).
+MAX_SECONDS = 7 * 24 * 3600  # a week
+MAX_BATCH = 2**31
+MAX_DIM = 2**62  # the largest size a shape may have
+MAX_THREADS = 4096
+MAX_REPEATS = 1000
+MAX_COUNT = 1_000_000  # profiled steps, rows of a table, shards
+MAX_BYTES = 2**60
 
 
 class _Parser(argparse.ArgumentParser):
-    """One-line usage errors, like every other error of the harness."""
+    """One-line usage errors, like every other error of the harness; a subcommand's
+    options are added (``options``, importing what they need) only when it is used."""
+
+    def __init__(self, *args: Any, options: Callable[[_Parser], None] | None = None,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._options = options
+
+    def _add_options(self) -> None:
+        options, self._options = self._options, None
+        if options:
+            options(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._add_options()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_options()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._add_options()
+        return super().format_usage()
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_ints(text: str) -> tuple[int, ...]:
+def _shown(text: str) -> str:
+    """An option's value as an error quotes it: a 5000-digit number is not repeated."""
+    return repr(text if len(text) <= 40 else f"{text[:37]}...")
+
+
+def _positive_ints(text: str, most: int = MAX_BATCH) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
-    except ValueError:
+    except ValueError:  # not integers, or more digits than Python converts
         values = ()
-    if not values or any(v <= 0 for v in values):
+    if not values or any(not 1 <= v <= most for v in values):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers, got {text!r}")
+            f"expected comma-separated integers from 1 to {most:,}, got {_shown(text)}")
     return values
 
 
-def _positive_int(text: str) -> int:
-    values = _positive_ints(text)
-    if len(values) != 1:
-        raise argparse.ArgumentTypeError(f"expected one positive integer, got {text!r}")
-    return values[0]
+def _count(most: int) -> Callable[[str], int]:
+    """One integer from 1 to ``most``."""
+    def parse(text: str) -> int:
+        try:
+            (value,) = _positive_ints(text, most)
+        except (argparse.ArgumentTypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected one integer from 1 to {most:,}, "
+                                             f"got {_shown(text)}") from None
+        return value
+    return parse
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -61,12 +114,15 @@ def _shard(text: str) -> tuple[int, int]:
         shard = int(index), int(count)
     except ValueError:
         shard = (0, 0)
-    if not 1 <= shard[0] <= shard[1]:
-        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, got {text!r}")
+    if not 1 <= shard[0] <= shard[1] <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N <= {MAX_COUNT:,}, "
+                                         f"got {_shown(text)}")
     return shard
 
 
-def _node_kinds(text: str) -> tuple[NodeKind, ...]:
+def _node_kinds(text: str) -> tuple[Any, ...]:
+    from harness.ray_executor import NodeKind
+
     try:
         kinds = tuple(dict.fromkeys(NodeKind.parse(t.strip()) for t in text.split(",")))
     except ValueError as exc:
@@ -75,10 +131,12 @@ def _node_kinds(text: str) -> tuple[NodeKind, ...]:
 
 
 def _batch_sizes(text: str) -> tuple[int, ...] | str:
-    return axes.AUTO if text == axes.AUTO else _positive_ints(text)
+    from harness.axes import AUTO
+
+    return AUTO if text == AUTO else _positive_ints(text)
 
 
-def _choices(allowed: Sequence[str]):
+def _choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     def parse(text: str) -> tuple[str, ...]:
         values = tuple(v.strip() for v in text.split(",") if v.strip())
         bad = [v for v in values if v not in allowed]
@@ -90,27 +148,30 @@ def _choices(allowed: Sequence[str]):
 
 
 _UNITS = {"": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30}
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def _bytes(text: str) -> int:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else None
-    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a size such as 2GiB or 500MB, got {text!r}")
-    return int(float(match.group(1)) * _UNITS[unit])
+    size = float(match.group(1)) * _UNITS[unit] if match and unit in _UNITS else 0.0
+    if not 1 <= size <= MAX_BYTES:  # an overflow to inf is too large, too
+        raise argparse.ArgumentTypeError(f"expected a size from 1 byte to 1024 PiB such as "
+                                         f"2GiB or 500MB, got {_shown(text)}")
+    return int(size)
 
 
 def _dim(text: str) -> tuple[str, tuple[int, ...]]:
     name, sep, values = text.partition("=")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,VALUE...] such as H=64,128, "
-                                         f"got {text!r}")
+                                         f"got {_shown(text)}")
     try:
-        return name.strip(), _positive_ints(values)
+        return name.strip(), _positive_ints(values, MAX_DIM)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"dimension {name.strip()}: expected positive integers "
-                                         f"such as {name.strip()}=64,128, got {values!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"dimension {name.strip()}: expected integers from 1 to 2**62 such as "
+            f"{name.strip()}=64,128, got {_shown(values)}") from None
 
 
 def _names(text: str) -> list[str]:
@@ -123,9 +184,11 @@ def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
             value = float(text)
         except ValueError:
             value = -1.0
-        if not (value >= 0 if allow_zero else value > 0):
-            kind = "non-negative" if allow_zero else "positive"
-            raise argparse.ArgumentTypeError(f"expected a {kind} number of seconds, got {text!r}")
+        low = 0 <= value if allow_zero else 0 < value  # nan fails both
+        if not (low and value <= MAX_SECONDS):
+            least = "from 0" if allow_zero else "above 0 and"
+            raise argparse.ArgumentTypeError(f"expected a number of seconds {least} up to "
+                                             f"{MAX_SECONDS} (a week), got {_shown(text)}")
         return value
     return parse
 
@@ -137,18 +200,49 @@ def _fraction(text: str) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.02 or 2%, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a fraction above 0 and below 1 like 0.02 "
+                                         f"or 2%, got {_shown(text)}")
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+OUT_RULE = ("missing folders are created under the current folder; elsewhere the parent "
+            "folder must exist")
+
+
+def _out_path(text: str) -> Path:
+    """Where an ``--out`` goes: a mistyped path outside the current folder is an error, not
+    a new tree of folders (harness creates missing folders only under the current folder)."""
+    path = Path(text)
+    parent = Path(os.path.abspath(path)).parent
+    if not (parent.exists() or parent.is_relative_to(Path.cwd().absolute())):
+        missing = parent
+        while not missing.parent.exists():
+            missing = missing.parent
+        raise argparse.ArgumentTypeError(
+            f"folder {missing} does not exist: create it first (harness creates missing "
+            "folders only under the current folder)")
+    return path
+
+
+def _common(parser: argparse.ArgumentParser, dest: str = "") -> None:
+    """``--plugin``, ``--disable-plugin`` and ``--debug``: given before the command
+    (``dest`` "global_") or after it, to the same effect."""
     group = parser.add_argument_group("plugins and diagnostics")
-    group.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                       help="also load this importable module as a plugin (repeatable; "
+    group.add_argument("--plugin", action="extend", type=_names, default=[],
+                       dest=f"{dest}plugin", metavar="MODULE[,MODULE]",
+                       help="also load these importable modules as plugins (repeatable; "
                             "or set HARNESS_PLUGINS=a.b,c.d)")
-    group.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
-                       help="do not load the entry-point plugin NAME (repeatable)")
-    group.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    group.add_argument("--disable-plugin", action="extend", type=_names, default=[],
+                       dest=f"{dest}disable_plugin", metavar="NAME[,NAME]",
+                       help="do not load these plugins (repeatable; or set "
+                            "HARNESS_DISABLE_PLUGINS)")
+    group.add_argument("--debug", action="store_true", dest=f"{dest}debug",
+                       help="show tracebacks on errors")
+
+
+def _debug_only(parser: argparse.ArgumentParser) -> None:
+    """The diagnostics of a command that loads no plugins."""
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
 def _selection(parser: argparse.ArgumentParser, *, dims: bool) -> None:
@@ -164,6 +258,8 @@ def _selection(parser: argparse.ArgumentParser, *, dims: bool) -> None:
 
 def _sweep(p: argparse.ArgumentParser) -> None:
     """The sweep's axes beyond models and dimensions (run, ab)."""
+    from harness import axes
+
     p.add_argument("--batch-sizes", "-b", type=_batch_sizes, metavar="N[,N]|auto",
                    help="batch sizes, or 'auto' for the largest that fits (run only) "
                         "(default: the suite's, else each model's)")
@@ -181,7 +277,7 @@ def _sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", type=_choices(axes.MODES), metavar="infer,train",
                    help="inference and/or a training step: forward, loss, backward, SGD step "
                         "(default infer)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--threads", type=_count(MAX_THREADS), metavar="N",
                    help="torch intra-op threads per case")
 
 
@@ -189,7 +285,7 @@ def _env_assignment(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as OMP_NUM_THREADS=1, "
-                                         f"got {text!r}")
+                                         f"got {_shown(text)}")
     return name, value
 
 
@@ -197,13 +293,15 @@ def _interpreter(text: str) -> str:
     found = shutil.which(text) or (text if os.access(text, os.X_OK) and Path(text).is_file()
                                    else None)
     if not found:
-        raise argparse.ArgumentTypeError(f"no Python interpreter at {text!r}; give the "
+        raise argparse.ArgumentTypeError(f"no Python interpreter at {_shown(text)}; give the "
                                          "python of a virtual environment, e.g. venv/bin/python")
     return str(Path(found).absolute())
 
 
 def _side_options(p: argparse.ArgumentParser) -> None:
     """What may differ between the sides of harness ab, besides their code."""
+    from harness import axes
+
     for role in ("baseline", "candidate"):
         group = p.add_argument_group(f"{role} settings (default: as the sweep says, for both)")
         group.add_argument(f"--{role}-python", type=_interpreter, metavar="PATH",
@@ -214,7 +312,7 @@ def _side_options(p: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{role}-dtype", choices=axes.DTYPES, metavar="DTYPE")
         group.add_argument(f"--{role}-precision", choices=axes.PRECISIONS, metavar="cast|amp")
         group.add_argument(f"--{role}-backend", metavar="NAME")
-        group.add_argument(f"--{role}-threads", type=_positive_int, metavar="N")
+        group.add_argument(f"--{role}-threads", type=_count(MAX_THREADS), metavar="N")
         group.add_argument(f"--{role}-env", action="append", type=_env_assignment, default=[],
                            metavar="NAME=VALUE", help="an environment variable of the "
                                                       f"{role}'s processes (repeatable)")
@@ -222,6 +320,9 @@ def _side_options(p: argparse.ArgumentParser) -> None:
 
 def _interleaving(p: argparse.ArgumentParser, unit: str) -> None:
     """How interleaved sessions are judged and timed (ab, bisect)."""
+    from harness import ab
+    from harness.commands.measure import AB_THRESHOLD, AB_TIMEOUT
+
     p.add_argument("--threshold", type=_fraction, default=AB_THRESHOLD, metavar="PCT",
                    help=f"smallest change that matters, e.g. 3%% (default {AB_THRESHOLD:.0%}%)")
     p.add_argument("--time", type=_seconds(), default=ab.MAX_TIME, metavar="SECONDS",
@@ -235,8 +336,10 @@ def _interleaving(p: argparse.ArgumentParser, unit: str) -> None:
 
 def _one_case_options(p: argparse.ArgumentParser) -> None:
     """The options naming one case (profile, ab): one value per axis."""
+    from harness import axes
+
     p.add_argument("--model", "-m", required=True, metavar="NAME", help="the model")
-    p.add_argument("--batch-size", "-b", type=_positive_int, metavar="N",
+    p.add_argument("--batch-size", "-b", type=_count(MAX_BATCH), metavar="N",
                    help="batch size (default: the largest of the model's defaults)")
     p.add_argument("--dim", "-d", action="append", type=_dim, default=[], metavar="NAME=V",
                    help="a dimension's value, e.g. H=128 (repeatable)")
@@ -248,33 +351,95 @@ def _one_case_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", metavar="NAME", help="torch.compile backend (default inductor)")
     p.add_argument("--mode", choices=axes.MODES, default="infer",
                    help="inference or a training step (default infer)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch intra-op threads")
+    p.add_argument("--threads", type=_count(MAX_THREADS), metavar="N",
+                   help="torch intra-op threads")
+
+
+def _out(p: argparse.ArgumentParser, what: str, **kwargs: Any) -> None:
+    """``--out``, with the rule for missing folders in its help."""
+    p.add_argument("--out", "-o", type=_out_path, help=f"{what} ({OUT_RULE})", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="harness", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
+    _common(parser, dest="global_")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list", help="list registered models", options=_list_options)
+    commands.add_parser("check", help="check models' output shapes against their specs",
+                        options=_check_options)
+    commands.add_parser("run", help="measure models over a sweep of batch sizes, devices, "
+                                    "dtypes, compile modes and modes", options=_run_options)
+    commands.add_parser("results", help="list the runs in results files; "
+                                        "'results merge SHARD... -o OUT' joins shards",
+                        options=_results_options)
+    commands.add_parser("compare", help="compare two runs case by case: what got slower",
+                        options=_compare_options)
+    commands.add_parser("profile", help="profile one case with torch.profiler: a trace, top "
+                                        "operators, memory", options=_profile_options)
+    commands.add_parser(
+        "ab", help="did it get slower? baseline and candidate timed turn about, case by case",
+        description="Time each case of a sweep with a baseline and a candidate (by default HEAD "
+                    "against the working tree of the git checkout here) in pairs of fresh "
+                    "processes, turn about, so the machine's drift hits both alike; stop each "
+                    "case once a confidence sequence settles its verdict.",
+        options=_ab_options)
+    commands.add_parser(
+        "bisect", help="which commit made it slower? bisection by interleaved A/B",
+        description="Confirm that BAD is slower than GOOD (interleaved, as harness ab), then "
+                    "bisect the first-parent history between them in the git checkout here, "
+                    "timing each midpoint against GOOD and BAD, to the commit that made each "
+                    "case slower. The checkout, its index and git bisect state are not touched.",
+        options=_bisect_options)
+    commands.add_parser("history", help="find the runs where a case got slower or faster",
+                        options=_history_options)
+    commands.add_parser("report", help="write a self-contained HTML report of runs",
+                        options=_report_options)
+    commands.add_parser("import-asv", help="turn asv's results into harness runs, for compare "
+                                           "and reports", options=_import_asv_options)
+    commands.add_parser("export", help="write a run as pytest-benchmark JSON",
+                        options=_export_options)
+    return parser
 
-    p = commands.add_parser("list", help="list registered models")
+
+def _list_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.catalogue import cmd_list
+
     _selection(p, dims=False)
     p.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     _common(p)
     p.set_defaults(func=cmd_list)
 
-    p = commands.add_parser("check", help="check models' output shapes against their specs")
+
+def _check_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.catalogue import cmd_check
+    from harness.isolation import ISOLATION_MODES
+    from harness.plan import DEFAULT_TIMEOUT
+
     _selection(p, dims=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--isolation", choices=ISOLATION_MODES, default="process",
+                   help="check each model in a fresh process (default: a crash or hang "
+                        "fails that model only) or in this one")
+    p.add_argument("--timeout", type=_seconds(), metavar="SECONDS",
+                   help=f"fail a model whose check runs longer (default {DEFAULT_TIMEOUT:g}; "
+                        "process isolation only)")
     _common(p)
     p.set_defaults(func=cmd_check)
 
-    p = commands.add_parser("run", help="measure models over a sweep of batch sizes, "
-                                         "devices, dtypes, compile modes and modes")
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.measure import cmd_run
+    from harness.isolation import ISOLATION_MODES
+    from harness.runner import DEFAULT_MAX_BATCH
+
     _selection(p, dims=True)
     _sweep(p)
-    p.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH, metavar="N",
+    p.add_argument("--max-batch-size", type=_count(MAX_BATCH), default=DEFAULT_MAX_BATCH,
+                   metavar="N",
                    help=f"upper bound of the 'auto' search (default {DEFAULT_MAX_BATCH})")
-    p.add_argument("--repeats", type=_positive_int, metavar="N",
+    p.add_argument("--repeats", type=_count(MAX_REPEATS), metavar="N",
                    help="measure each case in N fresh processes, spread over the run, so "
                         "'harness compare' sees process-to-process noise (default 1)")
     p.add_argument("--shard", type=_shard, metavar="I/N",
@@ -296,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-limit", type=_bytes, metavar="SIZE",
                    help="cap each case's extra address space, e.g. 4GiB (process isolation)")
     p.add_argument("--resume", type=Path, metavar="PATH",
-                   help="finish an interrupted run: redo its request, skipping recorded cases")
+                   help="finish an interrupted run: redo its request, skipping recorded cases, "
+                        "with the plugins it loaded")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.add_argument("--max-time", type=_seconds(), metavar="SECONDS",
                    help="time budget per case after warm-up (default 1)")
@@ -310,25 +476,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-mde", type=_fraction, metavar="FRACTION",
                    help="sample until a comparison with a like run could detect a change of "
                         "this size (e.g. 3%%), or the time budget is spent")
-    p.add_argument("--out", "-o", type=Path, metavar="PATH",
-                   help="results file (JSON Lines; appended to if it exists; "
-                        "default: a new file under results/)")
+    _out(p, "results file (JSON Lines; appended to if it exists; default: a new file under "
+            "results/)", metavar="PATH")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary of the cases instead of the table")
     p.add_argument("--profile", action="store_true",
                    help="after the sweep, profile each case that ran (as 'harness profile', "
                         "in this process) into profiles/<results file name>/ beside the results")
     _common(p)
     p.set_defaults(func=cmd_run)
 
-    p = commands.add_parser("results", help="list the runs in results files; "
-                                             "'results merge SHARD... -o OUT' joins shards")
+
+def _results_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.analyse import cmd_results
+
     p.add_argument("paths", nargs="*", type=Path, default=[Path("results")], metavar="PATH",
                    help="results files or directories (default: results/)")
-    p.add_argument("--out", "-o", type=Path, metavar="PATH", help="merge: the merged file")
+    _out(p, "merge: the merged file", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _debug_only(p)
     p.set_defaults(func=cmd_results)
 
-    p = commands.add_parser("compare", help="compare two runs case by case: what got slower")
+
+def _compare_options(p: argparse.ArgumentParser) -> None:
+    from harness import compare
+    from harness.commands.analyse import cmd_compare
+
     p.add_argument("baseline", metavar="BASELINE",
                    help="results file or directory, optionally FILE#RUN to pick one run")
     p.add_argument("candidate", metavar="CANDIDATE", help="the same, for the new code or machine")
@@ -338,31 +511,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 if any case got significantly worse by at least the threshold")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _debug_only(p)
     p.set_defaults(func=cmd_compare)
-    p = commands.add_parser("profile", help="profile one case with torch.profiler: a trace for "
-                                             "TensorBoard, top operators, memory")
+
+
+def _profile_options(p: argparse.ArgumentParser) -> None:
+    from harness import profile
+    from harness.commands.measure import cmd_profile
+
     _one_case_options(p)
-    p.add_argument("--steps", type=_positive_int, default=profile.DEFAULT_STEPS, metavar="N",
-                   help=f"steps recorded, after {profile.WAIT_STEPS} skipped and "
-                        f"{profile.WARMUP_STEPS} warm-up steps "
-                        f"(default {profile.DEFAULT_STEPS})")
+    p.add_argument("--steps", type=_count(MAX_COUNT), default=profile.DEFAULT_STEPS,
+                   metavar="N", help=f"steps recorded, after {profile.WAIT_STEPS} skipped and "
+                                     f"{profile.WARMUP_STEPS} warm-up steps "
+                                     f"(default {profile.DEFAULT_STEPS})")
     p.add_argument("--with-stack", action="store_true",
                    help="record Python call stacks of operators (slower; TensorBoard shows them)")
-    p.add_argument("--top", type=_positive_int, default=profile.DEFAULT_TOP, metavar="N",
+    p.add_argument("--top", type=_count(MAX_COUNT), default=profile.DEFAULT_TOP, metavar="N",
                    help=f"rows of each operator table (default {profile.DEFAULT_TOP})")
-    p.add_argument("--out", "-o", type=Path, default=profile.DEFAULT_FOLDER, metavar="DIR",
-                   help=f"folder of profiles (default {profile.DEFAULT_FOLDER}); this one goes "
-                        "in DIR/<time>-<model>/<case>/")
+    _out(p, f"folder of profiles (default {profile.DEFAULT_FOLDER}); this one goes in "
+            "DIR/<time>-<model>/<case>/", default=profile.DEFAULT_FOLDER, metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print the tables as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     _common(p)
     p.set_defaults(func=cmd_profile)
-    p = commands.add_parser(
-        "ab", help="did it get slower? baseline and candidate timed turn about, case by case",
-        description="Time each case of a sweep with a baseline and a candidate (by default HEAD "
-                    "against the working tree of the git checkout here) in pairs of fresh "
-                    "processes, turn about, so the machine's drift hits both alike; stop each "
-                    "case once a confidence sequence settles its verdict.")
+
+
+def _ab_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.measure import cmd_ab
+
     _selection(p, dims=True)
     _sweep(p)
     p.add_argument("--baseline", metavar="REV|DIR",
@@ -375,77 +551,63 @@ def build_parser() -> argparse.ArgumentParser:
     _interleaving(p, "a case")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 if a case is significantly slower")
-    p.add_argument("--out", "-o", type=Path, default=Path("results/ab"), metavar="DIR",
-                   help="folder of sessions (default results/ab); this one writes "
-                        "DIR/<time>-<label>/baseline.jsonl and candidate.jsonl")
+    _out(p, "folder of sessions (default results/ab); this one writes "
+            "DIR/<time>-<label>/baseline.jsonl and candidate.jsonl",
+         default=Path("results/ab"), metavar="DIR")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     _common(p)
     p.set_defaults(func=cmd_ab)
-    p = commands.add_parser(
-        "bisect", help="which commit made it slower? bisection by interleaved A/B",
-        description="Confirm that BAD is slower than GOOD (interleaved, as harness ab), then "
-                    "bisect the first-parent history between them in the git checkout here, "
-                    "timing each midpoint against GOOD and BAD, to the commit that made each "
-                    "case slower. The checkout, its index and git bisect state are not touched.")
+
+
+def _bisect_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.bisect import cmd_bisect
+
     p.add_argument("good", metavar="GOOD", help="a revision that was fast")
     p.add_argument("bad", metavar="BAD", help="a later revision that is slower")
     _selection(p, dims=True)
     _sweep(p)
     _interleaving(p, "each session")
-    p.add_argument("--out", "-o", type=Path, metavar="PATH",
-                   help="also write the --json document here, updated after every case")
+    _out(p, "also write the --json document here, updated after every case", metavar="PATH")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     _common(p)
     p.set_defaults(func=cmd_bisect)
-    _history_and_report(commands)
-
-    p = commands.add_parser("import-asv", help="turn asv's results into harness runs, "
-                                               "for compare and reports")
-    p.add_argument("directory", nargs="?", type=Path, default=Path("results/asv/results"),
-                   metavar="DIR", help="asv's results directory (default results/asv/results)")
-    p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
-                   help="results file to write (JSON Lines; appended to if it exists)")
-    p.add_argument("--commit", metavar="PREFIX", help="only the results of this commit")
-    p.add_argument("--machine", metavar="NAME", help="only the results of this asv machine")
-    _common(p)
-    p.set_defaults(func=cmd_import_asv)
-
-    p = commands.add_parser("export", help="write a run as pytest-benchmark JSON")
-    p.add_argument("run", metavar="RUN", help="results file or directory, or FILE#RUN")
-    p.add_argument("--out", "-o", type=Path, required=True, metavar="PATH",
-                   help="the JSON file, for 'pytest-benchmark compare'")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    p.set_defaults(func=cmd_export)
-    return parser
 
 
-def _history_and_report(commands: Any) -> None:
-    """The ``history`` and ``report`` subcommands: both read a series of runs."""
-    def runs_and_order(p: argparse.ArgumentParser) -> None:
-        p.add_argument("runs", nargs="*", default=["results"], metavar="RUN",
-                       help="results files or directories, or FILE#RUN for one run "
-                            "(default: results/)")
-        p.add_argument("--order", choices=history.ORDERS, default="time",
-                       help="order runs by their time (default) or by the commit they "
-                            "measured, as 'git rev-list --topo-order' of the repository here")
-        p.add_argument("--threshold", type=_fraction, default=compare.DEFAULT_THRESHOLD,
-                       metavar="FRACTION", help="smallest step that counts, e.g. 5%% (default)")
-        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+def _runs_and_order(p: argparse.ArgumentParser) -> None:
+    """What ``history`` and ``report`` share: both read a series of runs."""
+    from harness import compare, history
 
-    p = commands.add_parser("history", help="find the runs where a case got slower or faster")
-    runs_and_order(p)
+    p.add_argument("runs", nargs="*", default=["results"], metavar="RUN",
+                   help="results files or directories, or FILE#RUN for one run "
+                        "(default: results/)")
+    p.add_argument("--order", choices=history.ORDERS, default="time",
+                   help="order runs by their time (default) or by the commit they "
+                        "measured, as 'git rev-list --topo-order' of the repository here")
+    p.add_argument("--threshold", type=_fraction, default=compare.DEFAULT_THRESHOLD,
+                   metavar="FRACTION", help="smallest step that counts, e.g. 5%% (default)")
+    _debug_only(p)
+
+
+def _history_options(p: argparse.ArgumentParser) -> None:
+    from harness import history
+    from harness.commands.analyse import cmd_history
+
+    _runs_and_order(p)
     p.add_argument("--metric", choices=history.METRICS, default="latency")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 if any case stepped to a worse level")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=cmd_history)
 
-    p = commands.add_parser("report", help="write a self-contained HTML report of runs")
-    runs_and_order(p)
-    p.add_argument("--out", "-o", type=Path, default=Path("report.html"), metavar="PATH",
-                   help="the HTML file to write (default report.html)")
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.analyse import cmd_report
+
+    _runs_and_order(p)
+    _out(p, "the HTML file to write (default report.html)", default=Path("report.html"),
+         metavar="PATH")
     p.add_argument("--title", default="harness report", help="the report's heading")
     p.add_argument("--bisect", action="append", type=Path, default=[], metavar="JSON",
                    help="mark the culprits of a 'harness bisect --json' document on the "
@@ -453,8 +615,55 @@ def _history_and_report(commands: Any) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _import_asv_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.analyse import cmd_import_asv
+
+    p.add_argument("directory", nargs="?", type=Path, default=Path("results/asv/results"),
+                   metavar="DIR", help="asv's results directory (default results/asv/results)")
+    _out(p, "results file to write (JSON Lines; appended to if it exists)", required=True,
+         metavar="PATH")
+    p.add_argument("--commit", metavar="PREFIX", help="only the results of this commit")
+    p.add_argument("--machine", metavar="NAME", help="only the results of this asv machine")
+    _common(p)
+    p.set_defaults(func=cmd_import_asv)
+
+
+def _export_options(p: argparse.ArgumentParser) -> None:
+    from harness.commands.analyse import cmd_export
+
+    p.add_argument("run", metavar="RUN", help="results file or directory, or FILE#RUN")
+    _out(p, "the JSON file, for 'pytest-benchmark compare'", required=True, metavar="PATH")
+    _debug_only(p)
+    p.set_defaults(func=cmd_export)
+
+
+def _merge_global_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options given before the command join those given after it."""
+    if hasattr(args, "plugin"):
+        args.plugin = [*args.global_plugin, *args.plugin]
+        args.disable_plugin = [*args.global_disable_plugin, *args.disable_plugin]
+    elif args.global_plugin or args.global_disable_plugin:
+        parser.error(f"harness {args.command} loads no plugins; drop --plugin and "
+                     "--disable-plugin")
+    args.debug = args.debug or args.global_debug
+
+
+_python_warning = warnings.formatwarning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """The harness's own warnings as one line, like its errors; others as Python shows them."""
+    if issubclass(category, HarnessWarning):
+        return f"harness: warning: {' '.join(str(message).split())}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _merge_global_options(parser, args)
+    shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
     except HarnessError as exc:
@@ -466,6 +675,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = shown
 
 
 if __name__ == "__main__":

@@ -459,6 +459,8 @@ class MachineNoise:
         own = math.sqrt(np.mean(np.square(deviations))) if deviations else 0.0
         window = math.exp(self.centres[key]) * HEARTBEAT_PRODUCTS * HEARTBEAT_BLOCKS
         sampled = float(np.median([_sampled_seconds(row) for row in rows]))
+        if not sampled > 0:  # records without samples: no window to scale the noise to
+            return replace(self, sd=max(self.sd, own))
         return replace(self, sd=max(self.sd, own) * (sampled / window) ** -DRIFT_EXPONENT)
 
     def centre(self, rows: Sequence[Mapping[str, Any]]) -> float | None:
@@ -692,3 +694,64 @@ def different_machines(environments: Iterable[Mapping[str, Any]]) -> bool:
     fingerprints = {(e.get("hostname"), e.get("cpu_model"), str(e.get("gpus")))
                     for e in environments}
     return len(fingerprints) > 1
+
+
+# What a run recorded that moves timings, as loaded columns (``results.load``): its
+# isolation and sampling window, the threads its cases used, the versions and numerics
+# flags of the code, and the environment variables of thread pools and allocators.
+TIMING_SETTINGS = ("settings.isolation", "threads", "settings.min_time", "settings.max_time",
+                   "env.harness_version", "env.torch_version", "env.triton_version",
+                   *(f"env.torch_settings.{flag}" for flag in (
+                       "float32_matmul_precision", "cuda_matmul_allow_tf32", "cudnn_allow_tf32",
+                       "cudnn_benchmark", "cudnn_deterministic", "deterministic_algorithms")))
+VARIABLES_COLUMN = "env.environment_variables"
+MAX_SETTING_TEXT = 40  # characters of a value shown: values come from files, not from us
+
+
+@dataclass(frozen=True)
+class SettingDifference:
+    """A setting that moves timings and on which the two sides of a comparison differ."""
+
+    name: str
+    baseline: str
+    candidate: str
+
+
+def _setting_text(value: Any) -> str | None:
+    """A recorded value as short plain text; None where it was not recorded."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a column with gaps holds the threads 1 as 1.0
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= MAX_SETTING_TEXT else text[:MAX_SETTING_TEXT - 3] + "..."
+
+
+def _recorded(frame: pd.DataFrame, column: str) -> list[Any]:
+    return list(frame[column]) if column in frame else []
+
+
+def _side_text(values: Iterable[Any]) -> str | None:
+    """The distinct values of one side ("1" or "1/2" over several runs); None if none."""
+    texts = sorted({t for t in map(_setting_text, values) if t is not None})
+    return "/".join(texts) if texts else None
+
+
+def settings_differences(baseline: pd.DataFrame, candidate: pd.DataFrame
+                         ) -> list[SettingDifference]:
+    """The settings that move timings on which the two sides differ. A setting one side did
+    not record (a file from before it was recorded, an import) is unknown, not different;
+    an environment variable one side did not set is "unset" when both recorded theirs."""
+    found = []
+    for column in TIMING_SETTINGS:
+        base, cand = (_side_text(_recorded(f, column)) for f in (baseline, candidate))
+        if base is not None and cand is not None and base != cand:
+            found.append(SettingDifference(column.rpartition(".")[2], base, cand))
+    sides = [[v for v in _recorded(f, VARIABLES_COLUMN) if isinstance(v, Mapping)]
+             for f in (baseline, candidate)]
+    if all(sides):
+        for name in sorted({str(n) for side in sides for v in side for n in v}):
+            base, cand = (_side_text(v.get(name) for v in side) or "unset" for side in sides)
+            if base != cand:
+                found.append(SettingDifference(_setting_text(name) or "?", base, cand))
+    return found

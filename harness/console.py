@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
@@ -19,18 +19,23 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.check import CheckResult
-from harness.compare import ALPHA, MIN_HEARTBEATS, MachineNoise
-from harness.history import History
 from harness.memory import format_bytes
 from harness.plan import Case
 from harness.profile import ProfileResult
 from harness.sequential import ALPHA as SEQUENTIAL_ALPHA
-from harness.stats import format_seconds
+from harness.stats import format_seconds, per_label
 
-# Redirected output (files, CI logs) gets wide rows instead of rich's 80 columns.
-stdout = Console(highlight=False, soft_wrap=False,
+if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
+    from harness.compare import MachineNoise, SettingDifference
+    from harness.history import History
+
+# Redirected output (files, CI logs) gets wide rows instead of rich's 80 columns. Every
+# string is plain text: model names, error messages and file contents are not ours, and
+# rich would eat ``[enforce fail at ...]`` as markup or die on ``[/red]``; styled cells are
+# built as ``Text`` objects instead.
+stdout = Console(highlight=False, soft_wrap=False, markup=False, emoji=False,
                  width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def format_count(n: int | None) -> str:
@@ -72,32 +77,51 @@ def check_table(results: Sequence[CheckResult]) -> Table:
     for column in ("name", "params", "shapes (B=2)", "train", "result"):
         table.add_column(column, justify="right" if column == "params" else "left")
     for r in results:
-        shapes = "\n".join(str(s) for s in (r.observed or r.expected))
-        verdict = "[green]ok[/]" if r.ok else "[red]FAIL[/]"
+        shapes = "\n".join(str(s) for s in (r.observed or r.expected or ()))
+        verdict = Text("ok", style="green") if r.ok else Text("FAIL", style="red")
         table.add_row(r.name, format_count(r.params), shapes, r.training, verdict)
     return table
 
 
+MEMORY_COLUMN = "mem added: tensors / RSS"
+
+
 def _memory(record: dict[str, Any]) -> str:
+    """What a case added at its peak: its tensors' bytes (on CUDA, the allocator's) and
+    the rise of the process's resident set, both above the case's baseline."""
     memory = record.get("memory") or {}
-    peak = memory.get("cuda_max_allocated_bytes", memory.get("cpu_peak_rss_bytes"))
-    return format_bytes(peak)
+    tensors = memory.get("cuda_max_allocated_bytes", memory.get("tensor_peak_bytes"))
+    return f"{format_bytes(tensors)} / {format_bytes(memory.get('cpu_peak_rss_bytes'))}"
 
 
 def _compute(record: dict[str, Any]) -> str:
+    """FLOP/s and the fraction of the calibrated peak; "-" when the FLOPs are unknown,
+    "> peak?" for a case above the peak (a calibration problem, not a number)."""
     flops = record.get("flops") or {}
     if not flops.get("per_step"):
         return "-"
     text = format_rate(flops["achieved_per_s"]).replace("/s", "FLOP/s")
-    if flops.get("utilisation"):
-        text += f" ({flops['utilisation']:.0%})"
+    utilisation = flops.get("utilisation")
+    if flops.get("peak_exceeded") or (utilisation or 0) > 1:  # files from before the flag
+        text += " (> peak?)"
+    elif utilisation is not None:
+        text += f" ({utilisation:.0%})"
     return text
 
 
+def _per(record: dict[str, Any]) -> str:
+    """What an ok record's quartiles are of: "per call" or "per block of 16"."""
+    return per_label([(record["latency"].get("per"), record["latency"].get("block_size"))])
+
+
 def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Table:
+    """Median and CI per call; the IQR's header (or, when the cases differ, each cell)
+    says whether it is the spread of calls or of block means."""
     table = Table(title=title, title_justify="left")
-    for column in ("case", "status", "median", "IQR", "95% CI", "throughput", "peak mem",
-                   "compute (of peak)", "vs eager", "n"):
+    pers = {_per(rec) for _, rec in rows if rec["status"] == "ok"}
+    common = pers.pop() if len(pers) == 1 else None
+    for column in ("case", "status", "median", f"IQR ({common})" if common else "IQR",
+                   "95% CI", "throughput", MEMORY_COLUMN, "compute (of peak)", "vs eager", "n"):
         table.add_column(column, justify="left" if column in ("case", "status") else "right",
                          no_wrap=column == "case")
     for case, rec in rows:
@@ -105,12 +129,13 @@ def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Ta
             f"{case.label} -> B={rec['batch_size']}")
         if rec["status"] != "ok":
             colour = "yellow" if rec["status"] == "skipped" else "red"
-            table.add_row(label, f"[{colour}]{rec['status']}[/]", rec.get("error") or "",
+            table.add_row(label, Text(rec["status"], style=colour), rec.get("error") or "",
                           *[""] * 7)
             continue
         lat = rec["latency"]
         speedup = rec.get("speedup_vs_eager")
-        table.add_row(label, "ok", format_seconds(lat["median"]), format_seconds(lat["iqr"]),
+        spread = format_seconds(lat["iqr"]) + ("" if common else f" ({_per(rec)})")
+        table.add_row(label, "ok", format_seconds(lat["median"]), spread,
                       f"{format_seconds(lat['ci_low'])} - {format_seconds(lat['ci_high'])}",
                       f"{rec['throughput']:,.1f}/s", _memory(rec), _compute(rec),
                       f"{speedup:.2f}x" if speedup else "", str(lat["n"]))
@@ -160,7 +185,7 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
         q = f"{row['q_value']:.2g}" if row.get("q_value") is not None else "-"
         cells = [row["case"], _metric_value(row["baseline"], metric),
                  _metric_value(row["candidate"], metric), ratio, ci, _percent(row.get("mde")), q,
-                 f"[{_VERDICT_STYLE[row['verdict']]}]{row['verdict']}[/]"]
+                 Text(row["verdict"], style=_VERDICT_STYLE[row["verdict"]])]
         if sequential:
             pairs, took = row.get("pairs"), row.get("time_s")
             cells += [str(pairs) if pairs == pairs and pairs is not None else "-",
@@ -176,16 +201,36 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
 
 def noise_line(noise: MachineNoise) -> str:
     """A run's machine noise, which ``harness compare`` needs to judge single processes."""
+    from harness.compare import MIN_HEARTBEATS
+
     if noise.sd is None:
         return (f"machine noise: unknown ({noise.count} heartbeats; compare needs "
                 f"{MIN_HEARTBEATS} to judge single processes)")
     return f"machine noise: {noise.sd:.1%} (sd of {noise.count} heartbeats)"
 
 
-def comparison_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """What widened or held back the verdicts of cases with few processes a side: the
-    runs' machine noise, or why it is unknown."""
-    lines = []
+MAX_SETTINGS_SHOWN = 6  # of a settings warning, which stays one line
+
+
+def settings_warning(differences: Sequence[SettingDifference]) -> Text | None:
+    """One line naming the settings that move timings on which the runs differ: part of
+    each ratio may be theirs, not the code's. Plain text: the values come from files."""
+    if not differences:
+        return None
+    shown = ", ".join(f"{d.name} {d.baseline} -> {d.candidate}"
+                      for d in differences[:MAX_SETTINGS_SHOWN])
+    more = len(differences) - MAX_SETTINGS_SHOWN
+    return Text(f"warning: the runs differ in settings that move timings (baseline -> "
+                f"candidate): {shown}" + (f", and {more} more" if more > 0 else ""))
+
+
+def comparison_notes(rows: Sequence[dict[str, Any]],
+                     settings: Sequence[SettingDifference] = ()) -> list[str | Text]:
+    """Whether the runs' settings differ (``compare.settings_differences``), and what
+    widened or held back the verdicts of cases with few processes a side: the runs'
+    machine noise, or why it is unknown."""
+    warning = settings_warning(settings)
+    lines: list[str | Text] = [warning] if warning else []
     widened = [r for r in rows if r.get("samples_verdict")]
     if widened:
         noise = ", ".join(f"{side} {_span([r[f'{side}_noise'] for r in widened])}"
@@ -242,7 +287,7 @@ def _operators_table(title: str, columns: Sequence[str],
     for column in columns[1:]:
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(*map(Text, row))  # operator names are not markup
+        table.add_row(*row)
     return table
 
 
@@ -302,7 +347,7 @@ def print_profile(result: ProfileResult, top: int) -> None:
         parts.append(f"CUDA memory snapshot (pytorch.org/memory_viz): {result.memory_snapshot}")
         parts.append(f"CUDA memory timeline: {result.memory_timeline}")
     for part in parts:  # tables fit the terminal; a line with a path is never broken
-        stdout.print(part, soft_wrap=not isinstance(part, Table), markup=False)
+        stdout.print(part, soft_wrap=not isinstance(part, Table))
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -330,17 +375,19 @@ def history_table(found: History) -> Table:
                          else "left", no_wrap=column in ("case", "trend"))
     for series in found.series:
         steps = found.steps_of(series.key)
-        marks = ", ".join(f"[{_VERDICT_STYLE[s.verdict]}]{s.ratio - 1:+.1%}[/] at {s.run.label}"
-                          for s in steps)
+        marks = Text(", ").join(Text.assemble((f"{s.ratio - 1:+.1%}", _VERDICT_STYLE[s.verdict]),
+                                              f" at {s.run.label}") for s in steps)
         table.add_row(series.label, str(len(series.points)),
                       _metric_value(series.values[0], found.metric),
                       _metric_value(series.values[-1], found.metric), sparkline(series.values),
-                      marks or "[dim]none[/]")
+                      marks or Text("none", style="dim"))
     return table
 
 
 def steps_table(found: History) -> Table:
     """Each confirmed step: where, the levels either side, the ratio with its CI, q."""
+    from harness.compare import ALPHA
+
     table = Table(title=f"{len(found.steps)} steps (threshold {found.threshold:.1%}, "
                         f"q <= {ALPHA})", title_justify="left")
     for column in ("case", "from run", "to run", "before", "after", "ratio", "95% CI", "q",
@@ -354,7 +401,7 @@ def steps_table(found: History) -> Table:
                       _metric_value(step.before, found.metric),
                       _metric_value(step.after, found.metric), f"{step.ratio:.3f}",
                       f"{step.ci_low:.3f} - {step.ci_high:.3f}", f"{step.q_value:.2g}",
-                      f"[{_VERDICT_STYLE[step.verdict]}]{word} ({step.verdict})[/]")
+                      Text(f"{word} ({step.verdict})", style=_VERDICT_STYLE[step.verdict]))
     return table
 
 
@@ -371,7 +418,8 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.interactive:
-            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}"),
+            self._bar = RichProgress(SpinnerColumn(),
+                                     TextColumn("{task.description}", markup=False),
                                      BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                      TextColumn("ETA"), TimeRemainingColumn(),
                                      console=stderr, transient=True)
@@ -388,13 +436,13 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, description=message)
         elif not self.quiet:
-            stderr.print(f"{message} ...", end="", soft_wrap=True, markup=False)
+            stderr.print(f"{message} ...", end="", soft_wrap=True)
 
     def finish(self, outcome: str = "done") -> None:
         if self._bar is not None:
             self._bar.advance(self._task)
         elif not self.quiet:
-            stderr.print(f" {outcome}", soft_wrap=True, markup=False)
+            stderr.print(f" {outcome}", soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -412,10 +460,9 @@ def outcome(record: dict[str, Any]) -> str:
 def print_failures(failures: Sequence[dict[str, Any]]) -> None:
     """One line per case that has no verdict: which side failed, and how."""
     for failure in failures:
-        stdout.print(f"failed: {failure['case']}: {failure['error']}", soft_wrap=True,
-                     markup=False)
+        stdout.print(f"failed: {failure['case']}: {failure['error']}", soft_wrap=True)
 
 
-def print_lines(lines: Iterable[str]) -> None:
+def print_lines(lines: Iterable[str | Text]) -> None:
     for line in lines:
         stdout.print(line, soft_wrap=True)

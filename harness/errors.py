@@ -1,4 +1,5 @@
-"""Errors the CLI turns into one line on stderr, each with its exit code."""
+"""Errors the CLI turns into one line on stderr, each with its exit code, and the
+warnings it shows as one line too."""
 
 
 class HarnessError(Exception):
@@ -40,3 +41,8 @@ class HistoryError(HarnessError):
 
 class ReportError(HarnessError):
     """A report that cannot be written."""
+
+
+class HarnessWarning(UserWarning):
+    """Something the user should know that does not stop the command (a damaged line
+    skipped); the CLI shows it as one line, ``harness: warning: ...``."""

@@ -39,7 +39,14 @@ def _benchmark(row: dict[str, Any]) -> dict[str, Any]:
                            "mode": row["mode"], "dims": dict(row.get("dims") or {}),
                            "run_id": row.get("run_id")},
             "options": {"timer": "perf_counter", "source": "harness"},
-            "stats": _stats(row["latency.samples"], int(row.get("latency.block_size") or 1))}
+            "stats": _stats(row["latency.samples"], _block_size(row))}
+
+
+def _block_size(row: dict[str, Any]) -> int:
+    """Calls per sample; 1 where the record does not say (an import: null, or NaN in a
+    frame where other records say)."""
+    block = row.get("latency.block_size")
+    return int(block) if isinstance(block, (int, float)) and block >= 1 else 1
 
 
 def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:

@@ -23,17 +23,15 @@ import json
 import os
 import platform
 import random
-import select
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from harness.devices import default_threads
 from harness.errors import HarnessError, UsageError
-from harness.isolation import describe_exit
+from harness.isolation import CaseOutput, describe_exit, end_when_unread, kill_group
 from harness.plan import Case
 from harness.sources import CodeSource
 from harness.timing import MeasureConfig, Measurement
@@ -81,11 +79,13 @@ class InterleaveError(HarnessError):
     """A side that failed to build, crashed or hung: this case has no verdict."""
 
     def __init__(self, message: str, role: str, status: str = "error",
-                 detail: str | None = None):
+                 detail: str | None = None, traceback: str | None = None):
         super().__init__(message)
         self.role = role
         self.status = status
         self.detail = detail or message  # what went wrong, without naming the side
+        self.traceback = traceback  # where the side's process failed, if it raised
+        self.output_tail: str | None = None  # what the side's process printed last
 
 
 class SideSetupError(UsageError):
@@ -99,19 +99,22 @@ class _Worker:
         self.side = side
         self.python = side.python or sys.executable
         self.timeout = timeout
-        self._stderr: IO[str] = tempfile.TemporaryFile("w+")
         try:
             # started in the root folder: the interpreter's own harness, never one that
-            # happens to sit in the current folder, is the side's engine
+            # happens to sit in the current folder, is the side's engine; in a session of
+            # its own, so whatever the model starts is killed with it
             self.proc = subprocess.Popen([self.python, "-m", "harness.interleave"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self._stderr, text=True, cwd=os.sep,
-                                         env={**os.environ, **side.env})
+                                         stderr=subprocess.PIPE, text=True, cwd=os.sep,
+                                         env={**os.environ, **side.env},
+                                         start_new_session=True)
         except OSError as exc:
-            self._stderr.close()
             raise SideSetupError(f"{side.role}'s interpreter {self.python} cannot be started: "
                                  f"{exc.strerror}; give the python of a virtual environment "
                                  "with harness installed") from None
+        self.output = CaseOutput()  # its stderr, where a model's prints go too
+        assert self.proc.stderr is not None
+        self.output.fd = self.proc.stderr.fileno()
         if cpus:
             try:
                 os.sched_setaffinity(self.proc.pid, cpus)  # imports stay off the timed cores
@@ -156,9 +159,15 @@ class _Worker:
         return self.receive(self.timeout)
 
     def receive(self, timeout: float) -> dict[str, Any]:
+        try:
+            return self._receive(timeout)
+        except InterleaveError as exc:
+            exc.output_tail = self.output.tail()
+            raise
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
-        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not readable:
+        if not self.output.wait_for(self.proc.stdout, timeout):
             raise InterleaveError(f"{self.label} did not answer within {timeout:g} s; "
                                   "raise --timeout if the model is that slow",
                                   self.side.role, "timeout")
@@ -176,20 +185,22 @@ class _Worker:
                                   self.side.role)
         if "error" in answer:
             raise InterleaveError(f"{self.label} failed: {answer['error']}", self.side.role,
-                                  answer.get("status", "error"), str(answer["error"]))
+                                  answer.get("status", "error"), str(answer["error"]),
+                                  answer.get("traceback"))
         return answer
 
     def _death(self) -> tuple[str, str]:
         code = self.proc.wait()
-        self._stderr.seek(0)
-        tail = [line for line in self._stderr.read().splitlines() if line.strip()][-1:]
+        kill_group(self.proc)  # whatever it started holds its stderr open no longer
+        self.output.finish(1.0)
+        lines = (self.output.tail() or "").splitlines()
+        tail = [line for line in lines if line.strip()][-1:]
         return describe_exit(code) + (f": {tail[0]}" if tail else ""), "crashed"
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        kill_group(self.proc)
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
 
@@ -352,6 +363,9 @@ def failed_records(baseline: Side, candidate: Side, case: Case, error: Interleav
                                    str(error) if failed else f"the {error.role} failed")
         record["interleaved"] = {"session": session, "pair": pair, "side": side.role,
                                  "source": side.source, "turns": []}
+        if failed:
+            record.update({k: v for k, v in (("traceback", error.traceback),
+                                             ("output_tail", error.output_tail)) if v})
         records.append(record)
     return records[0], records[1]
 
@@ -360,6 +374,7 @@ def _serve() -> None:
     """A side's process: greet, build and warm up the case it is given, then time turns."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # a model's prints go to stderr, never into the protocol
+    end_when_unread(protocol.fileno())
 
     def send(**message: Any) -> None:
         protocol.write(json.dumps(message) + "\n")
@@ -409,10 +424,10 @@ def _serve() -> None:
                 send(samples=time_blocks(step, case.device, warm.block_size,
                                          json.loads(line)["turn"]))
     except Exception as exc:  # noqa: BLE001 - whatever the model raised is the answer
-        from harness.devices import is_out_of_memory
-        from harness.worker import error_message
+        from harness.worker import error_message, error_traceback, failure_status
 
-        send(error=error_message(exc), status="oom" if is_out_of_memory(exc) else "error")
+        send(error=error_message(exc), status=failure_status(exc),
+             traceback=error_traceback(exc))
 
 
 if __name__ == "__main__":

@@ -21,11 +21,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.cuda import _memory_viz
@@ -37,8 +39,6 @@ from harness.errors import HarnessError
 from harness.plan import Case
 from harness.spec import ModelSpec
 
-MISSING_VIEWER = ("harness profile needs TensorBoard and torch-tb-profiler: "
-                  "pip install 'harness[profile]'")
 VIEWER_MODULES = ("tensorboard", "torch_tb_profiler")
 DEFAULT_FOLDER = Path("results") / "profiles"
 DEFAULT_STEPS = 5
@@ -51,15 +51,22 @@ NOT_OPERATORS = (STEP_EVENT, "[memory]")
 GENERATED_KERNEL = re.compile(r"cpp_fused|^triton_")
 
 
-def require_viewer() -> None:
-    """Refuse before any work when TensorBoard or its PyTorch Profiler plugin is missing."""
-    for name in VIEWER_MODULES:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ImportError:  # an import hook that refuses the module
-            found = False
-        if not found:
-            raise HarnessError(MISSING_VIEWER)
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # an import hook that refuses it; a None in sys.modules
+        return False
+
+
+def view_hint(folder: Path) -> str:
+    """How to look at the traces under ``folder``: TensorBoard where its PyTorch Profiler
+    plugin is installed; otherwise any Chrome-trace viewer, which needs nothing installed."""
+    logdir = shlex.quote(str(folder))
+    if all(_installed(name) for name in VIEWER_MODULES):
+        return f"view: tensorboard --logdir {logdir}"
+    return ("view: open a *.pt.trace.json under it in ui.perfetto.dev or chrome://tracing; "
+            "for TensorBoard's view, pip install 'harness[profile]', then tensorboard "
+            f"--logdir {logdir}")
 
 
 def run_name(label: str) -> str:
@@ -129,6 +136,31 @@ class ProfileResult:
         """The ``n`` operators with the largest positive ``key`` (an OperatorStats field)."""
         ranked = sorted(self.operators, key=lambda o: getattr(o, key), reverse=True)
         return [o for o in ranked if getattr(o, key) > 0][:n]
+
+
+def as_mapping(result: ProfileResult, top: int) -> dict[str, Any]:
+    """What ``harness profile`` prints, as JSON: the case, its top ``top`` operators by self
+    CPU time, by self device time (CUDA only, else null) and by memory, the memory peak,
+    a compiled case's notes and the files. Times are seconds, memory bytes."""
+    case = result.case
+
+    def ranked(key: str) -> list[dict[str, Any]]:
+        return [asdict(o) for o in result.top(key, top)]
+
+    cuda = case.device == "cuda"
+    return {"case": case.label, "model": case.model, "batch_size": case.batch_size,
+            "device": case.device, "dtype": case.dtype, "compile_mode": case.compile_mode,
+            "mode": case.mode, "dims": dict(case.dims), "steps": result.steps,
+            "threads": result.threads, "step_time_s": result.step_time,
+            "cpu_time_s": result.cpu_time, "device_time_s": result.device_time if cuda else None,
+            "top_self_cpu": ranked("self_time"),
+            "top_self_device": ranked("self_device_time") if cuda else None,
+            "top_memory": ranked("total_memory"), "memory_peak_bytes": result.memory_peak,
+            "memory_events": result.memory_events,
+            "compile": asdict(result.compile) if result.compile else None,
+            "folder": str(result.folder), "trace": str(result.trace),
+            "memory_snapshot": str(result.memory_snapshot) if result.memory_snapshot else None,
+            "memory_timeline": str(result.memory_timeline) if result.memory_timeline else None}
 
 
 def _operators(prof: profile, on_device: bool) -> list[OperatorStats]:

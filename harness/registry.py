@@ -231,7 +231,9 @@ def _validate(models: dict[str, RegisteredModel], suites: dict[str, Suite]) -> N
         for suite in registered.spec.suites:
             if suite not in suites:
                 raise PluginError(f"plugin {registered.plugin!r}: model {name!r} joins unknown "
-                                  f"suite {suite!r}{did_you_mean(suite, suites)}")
+                                  f"suite {suite!r}{did_you_mean(suite, suites)}; fix the "
+                                  "model's suites, or skip the plugin with --disable-plugin "
+                                  f"{registered.plugin}")
 
 
 def expand_dims(dims: dict[str, Sequence[int]]) -> list[dict[str, int]]:

@@ -26,7 +26,7 @@ from harness.console import format_rate
 from harness.errors import CompareError, ReportError
 from harness.memory import format_bytes
 from harness.results import environment_of
-from harness.stats import format_seconds
+from harness.stats import format_seconds, per_label
 
 MAX_RUNS_PER_BOX = 6  # beyond this, distributions show the first and last run only
 HISTORY_MIN_RUNS = 3
@@ -105,15 +105,16 @@ def _box(samples: Sequence[float]) -> dict[str, Any]:
             "outliers": [*low[:MAX_OUTLIER_DOTS], *high[-MAX_OUTLIER_DOTS:]], "n": len(data)}
 
 
-def box_chart(rows: Sequence[tuple[str, Sequence[tuple[int, str, Sequence[float]]]]],
+def box_chart(rows: Sequence[tuple[str, Sequence[tuple[int, str, Sequence[float], str]]]],
               title: str) -> str:
     """Horizontal box plots on a log time axis: one group per case, one box per run
-    (``(colour index, run name, samples)``)."""
-    boxes = [(label, [(c, name, _box(s)) for c, name, s in runs]) for label, runs in rows]
+    (``(colour index, run name, samples, what a sample is: "per call", "per block of 16")``)."""
+    boxes = [(label, [(c, name, _box(s), per) for c, name, s, per in runs])
+             for label, runs in rows]
     left = max(svg.text_width(label) for label, _ in boxes) + 16
     height = sum(len(runs) * 16 + 10 for _, runs in boxes)
     frame = svg.Frame(860, height + 60, top=10, left=min(left, 360), bottom=44)
-    values = [v for _, runs in boxes for *_, b in runs
+    values = [v for _, runs in boxes for _, _, b, _ in runs
               for v in (b["low"], b["high"], *b["outliers"])]
     x = svg.Scale.fit(values, *frame.x_range, log=True)
     body = [svg.axes(frame, x, None, "time per iteration (log scale)", x_format=format_seconds)]
@@ -121,9 +122,9 @@ def box_chart(rows: Sequence[tuple[str, Sequence[tuple[int, str, Sequence[float]
     for label, runs in boxes:
         y += 5
         body.append(svg.label(frame.left - 8, y + len(runs) * 8 + 4, label, "end"))
-        for index, name, b in runs:
+        for index, name, b, per in runs:
             mid, fill = y + 8, svg.colour(index)
-            tip = (f"{label}, run {name}: median {format_seconds(b['median'])}, IQR "
+            tip = (f"{label}, run {name}: median {format_seconds(b['median'])}, IQR ({per}) "
                    f"{format_seconds(b['q1'])} - {format_seconds(b['q3'])}, whiskers "
                    f"{format_seconds(b['low'])} - {format_seconds(b['high'])}, n={b['n']}")
             body.append(svg.rule(x(b["low"]), mid, x(b["high"]), mid, fill))
@@ -307,9 +308,10 @@ def _cases_by_model(cases: Mapping[Key, Any]) -> dict[str, list[Key]]:
     return models
 
 
-def _pooled_latency(rows: Sequence[Mapping[str, Any]]) -> list[float]:
-    """A case's samples over all repeats of a run."""
-    return [v for r in rows for v in compare.metric_samples(r, "latency") or []]
+def _pooled_latency(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], str]:
+    """A case's samples over all repeats of a run, and what a sample is ("per call")."""
+    per = per_label((r.get("latency.per"), r.get("latency.block_size")) for r in rows)
+    return [v for r in rows for v in compare.metric_samples(r, "latency") or []], per
 
 
 def _distributed(runs: Sequence[history.Run]) -> list[tuple[int, history.Run]]:
@@ -327,8 +329,8 @@ def latency_section(runs: Sequence[history.Run],
     for model, keys in _cases_by_model(dict.fromkeys(every)).items():
         rows = []
         for key in keys:
-            boxes = [(i, run.label, samples) for i, run in shown
-                     if (samples := _pooled_latency(latest[i].get(key, [])))]
+            boxes = [(i, run.label, *pooled) for i, run in shown
+                     if (pooled := _pooled_latency(latest[i].get(key, [])))[0]]
             if boxes:
                 rows.append((compare.case_label(key)[len(model) + 1:-1], boxes))
         if rows:
@@ -337,10 +339,12 @@ def latency_section(runs: Sequence[history.Run],
     legend = _legend((f"run {run.label}", svg.colour(i)) for i, run in shown)
     which = ("the first and the last run" if len(runs) > len(shown) else
              "each run" if len(shown) > 1 else "the run")
-    intro = (f"Per-iteration time of every timed block (of all repeats), for {which}: the "
+    intro = (f"Per-iteration time of every timed sample (of all repeats), for {which}: the "
              "box spans the quartiles, the thick line is the median, whiskers reach the "
-             "furthest sample within 1.5 IQR, and dots are the samples beyond. Hover for "
-             "the numbers.")
+             "furthest sample within 1.5 IQR, and dots are the samples beyond. A sample is "
+             "one call where a call is long enough to time alone, else the mean of a block "
+             "of calls, whose spread is narrower than the calls': hover for which, and the "
+             "numbers.")
     return _section("latency", "Latency distributions", escape(intro),
                     legend + "".join(figures))
 
@@ -353,7 +357,7 @@ def _configuration(key: Key, shared_dims: Iterable[tuple[str, Any]] = ()) -> str
     parts += [f"{k}={v}" for k, v in dims if (k, v) not in set(shared_dims)]
     parts += [v for v, default in ((device, "cpu"), (mode, "infer"), (precision, "cast"))
               if v != default]
-    if backend not in (None, "inductor") and compile_mode != "none":
+    if isinstance(backend, str) and backend != "inductor" and compile_mode != "none":
         parts.append(backend)
     return " ".join(parts)
 
@@ -382,7 +386,8 @@ def scaling_section(cases: Mapping[Key, Mapping[str, Any]], metric: str) -> str:
         else:
             unit, scale = _byte_unit(max(v for points in lines.values() for _, v in points))
             lines = {name: [(b, v / scale) for b, v in points] for name, points in lines.items()}
-            chart = line_chart(lines, f"peak memory of {model}", f"peak memory ({unit})",
+            chart = line_chart(lines, f"memory added by {model} at its peak",
+                               f"memory added ({unit})",
                                lambda v: format_bytes(round(v * scale)))
         legend = _legend((name, svg.colour(i)) for i, name in enumerate(lines))
         figures.append(_figure(chart, model, [compare.case_label(k) for k in keys], legend))
@@ -392,9 +397,11 @@ def scaling_section(cases: Mapping[Key, Mapping[str, Any]], metric: str) -> str:
                         "per dtype and compile mode, from the latest run of each case.",
                         "".join(figures))
     return _section("memory", "Memory against batch size",
-                    "Peak memory per case, from the latest run of each: CUDA's maximum "
-                    "allocated bytes on a GPU; on the CPU, how far the process's resident "
-                    "set rose above what it held before the case.",
+                    "The memory each case added at its peak, from the latest run of each: "
+                    "on a GPU, CUDA's maximum allocated bytes above those allocated before "
+                    "the case; on the CPU, how far the process's resident set rose above "
+                    "its baseline, taken with the runtime warm and before the model was "
+                    "built (shared libraries' pages left out).",
                     "".join(figures) or "<p>No memory was recorded.</p>")
 
 

@@ -9,7 +9,8 @@ Line kinds, told apart by ``"record"``:
 * ``{"record": "run", "schema": 1, "run_id", "command", "environment", "settings"}``
 * ``{"record": "case", "schema": 1, "run_id", "model", "plugin", "suite", "batch_size",
   "device", "dtype", "compile_mode", "mode", "dims", "status", "error", "params",
-  "latency": {"median", "mean", ..., "samples", "unit": "s"}, "throughput",
+  "latency": {"median", "mean", ..., "per", "block_size", "samples", "unit": "s"},
+  "throughput",
   "heartbeat": {"unit": "s", "before", "after"}}``; a case measured on a Ray cluster
   adds ``"node"`` and ``"environment"`` (the node's), and a case merged from a shard
   the shard's ``"environment"``. ``heartbeat`` is the per-product time of a fixed
@@ -17,32 +18,53 @@ Line kinds, told apart by ``"record"``:
   model was built and just after it was measured; its spread over a run is that
   run's machine noise (``compare.machine_noise``). Older files and imports have none.
 
+``latency.per`` says what the quartiles, ``p90``, ``p99``, ``min`` and ``max`` are of:
+``"call"`` (each sample one call) or ``"block"`` (block means, ``block_size`` calls each);
+the median and mean are per call either way. Older files lack it; their ``block_size``
+says the same (``stats.per_label``).
+
+A case that did not end ``ok`` may add ``"traceback"`` (where it raised: the innermost
+frames and the one-line ``error``, at most about 4 KB; ``run --debug`` prints it) and
+``"output_tail"`` (the last 4 KiB its process wrote to stdout and stderr, file
+descriptors included; with ``--isolation none`` only Python's ``sys.stdout``). Both are
+absent when there is nothing to tell; a model's output never reaches the harness's stdout.
+
 Readers ignore keys they do not know, so later versions add fields without a
-schema bump; the version only changes when a field changes meaning.
+schema bump; the version only changes when a field changes meaning. Every file is read
+through :func:`iter_records`, which checks each line against ``harness.schema`` and
+skips a damaged one with a warning naming file, line and why.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import os
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import pandas as pd
 
-from harness.errors import ResultsError
+from harness import schema
+from harness.errors import HarnessWarning, ResultsError
 from harness.plan import case_key_of_record
+from harness.schema import InvalidRecord
 
 SCHEMA_VERSION = 1
 SUFFIX = ".jsonl"
 
 
-class CorruptLineWarning(UserWarning):
-    """A line of a results file that is not valid JSON or not a record; it is skipped."""
+SHOWN_SKIPS = 10  # damaged lines of a file named one by one; the rest are counted
+
+
+class CorruptLineWarning(HarnessWarning):
+    """A line of a results file that is not a valid record (``schema.check``); it is
+    skipped and the rest of the file read."""
 
 
 def new_run_id() -> str:
@@ -62,6 +84,17 @@ def _ends_mid_line(path: Path) -> bool:
         return fh.read(1) != b"\n"
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by None (unknown)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 class ResultsWriter:
     """Appends one run to a JSON Lines file, durably, one case at a time."""
 
@@ -69,24 +102,39 @@ class ResultsWriter:
         """``run_id`` continues an earlier run (``--resume``); by default a new one starts."""
         self.path = Path(path)
         self.run_id = run_id or new_run_id()
+        self.cases = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             torn = _ends_mid_line(self.path)
-            self._fh: TextIO = self.path.open("a", encoding="utf-8")
+            # unbuffered: a failed write leaves nothing pending for close() to trip on
+            self._fh: BinaryIO = self.path.open("ab", buffering=0)
             if torn:  # a run killed mid-write: end its torn line so ours starts clean
-                self._fh.write("\n")
+                self._fh.write(b"\n")
         except OSError as exc:
             raise ResultsError(f"cannot write results to {self.path}: {exc.strerror}; "
                                "choose a writable path with --out") from None
         self._write({"record": "run", "schema": SCHEMA_VERSION, "run_id": self.run_id, **header})
 
     def _write(self, record: Mapping[str, Any]) -> None:
-        self._fh.write(json.dumps(record, allow_nan=False, default=str) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            line = json.dumps(record, allow_nan=False, default=str)
+        except ValueError:  # JSON has no inf or NaN: those figures are unknown
+            line = json.dumps(_finite(record), allow_nan=False, default=str)
+        try:
+            data = memoryview((line + "\n").encode())
+            while data:
+                data = data[self._fh.write(data):]
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk, a vanished mount: keep what is already there
+            kept = (f"what was written before it ({self.cases} case"
+                    f"{'s' if self.cases > 1 else ''}) is kept; make room and finish the run "
+                    f"with --resume {self.path}" if self.cases else "no case was written")
+            raise ResultsError(f"cannot write results to {self.path}: "
+                               f"{exc.strerror or exc}; {kept}") from None
 
     def write_case(self, record: Mapping[str, Any]) -> None:
         self._write({"record": "case", "schema": SCHEMA_VERSION, "run_id": self.run_id, **record})
+        self.cases += 1
 
     def close(self) -> None:
         self._fh.close()
@@ -114,28 +162,71 @@ def _files(source: str | Path | Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def _no_constant(name: str) -> Any:
+    raise InvalidRecord(f"{name} in it, which JSON does not allow")
+
+
+def _parse(raw: bytes, first: bool) -> Any:
+    """One line's JSON value; :class:`InvalidRecord` says why a line has none."""
+    if first and raw.startswith(codecs.BOM_UTF8):  # an editor's byte order mark
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise InvalidRecord("not UTF-8 text") from None
+    except RecursionError:
+        raise InvalidRecord("JSON nested too deeply to read") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRecord(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except InvalidRecord:
+        raise
+    except ValueError:  # Python's limit on the digits of an integer
+        raise InvalidRecord("a number too long to read") from None
+
+
+def _report_skipped(path: Path, skipped: Sequence[tuple[int, str]]) -> None:
+    for lineno, why in skipped[:SHOWN_SKIPS]:
+        warnings.warn(f"{path}:{lineno}: skipped: {why}", CorruptLineWarning, stacklevel=3)
+    if len(skipped) > SHOWN_SKIPS:
+        warnings.warn(f"{path}: skipped {len(skipped) - SHOWN_SKIPS} more damaged lines",
+                      CorruptLineWarning, stacklevel=3)
+
+
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of one file; corrupt lines are reported with file and line and skipped."""
-    seen_run = False
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    """The valid records of one file, the only way results files are read.
+
+    A line that is not a record ``schema.check`` accepts is skipped and reported once
+    the file is read, as a :class:`CorruptLineWarning` naming file, line and why; a file
+    with no valid run header is a :class:`ResultsError`. A byte order mark is read past.
+    """
+    seen_run, skipped = False, []
+    try:
+        fh = path.open("rb")  # bytes: a line that is not UTF-8 is one damaged line
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
-                kind = record["record"]
-                schema = record["schema"]
-            except (json.JSONDecodeError, TypeError, KeyError) as exc:
-                warnings.warn(f"{path}:{lineno}: skipped a line that is not a harness record "
-                              f"({type(exc).__name__})", CorruptLineWarning, stacklevel=2)
+                record = _parse(raw, lineno == 1)
+                version = record.get("schema") if isinstance(record, dict) else None
+                if type(version) is int and version > SCHEMA_VERSION:
+                    raise ResultsError(f"{path}:{lineno}: results schema {version} is newer "
+                                       f"than this harness reads ({SCHEMA_VERSION}); "
+                                       "upgrade harness")
+                schema.check(record)
+            except InvalidRecord as exc:
+                skipped.append((lineno, str(exc)))
                 continue
-            if type(schema) is not int or schema > SCHEMA_VERSION:
-                raise ResultsError(f"{path}:{lineno}: results schema {schema} is newer than "
-                                   f"this harness reads ({SCHEMA_VERSION}); upgrade harness")
-            seen_run = seen_run or kind == "run"
+            seen_run = seen_run or record["record"] == "run"
             yield record
     if not seen_run:
-        raise ResultsError(f"{path} is not a harness results file (no run header line)")
+        why = (f"; {len(skipped)} damaged line{'s' if len(skipped) > 1 else ''} skipped, "
+               f"line {skipped[0][0]}: {skipped[0][1]}" if skipped else "")
+        raise ResultsError(f"{path}: no valid run: not a harness results file, or damaged "
+                           f"(no readable run header line{why})")
+    _report_skipped(path, skipped)
 
 
 def last_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -152,9 +243,13 @@ def last_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return header, cases
 
 
+# Mappings kept whole in a column: a variable left unset is then told from one unrecorded.
+_WHOLE = ("dims", "environment_variables")
+
+
 def _flatten(prefix: str, value: Mapping[str, Any], out: dict[str, Any]) -> None:
     for key, item in value.items():
-        if isinstance(item, Mapping) and key != "dims":
+        if isinstance(item, Mapping) and key not in _WHOLE:
             _flatten(f"{prefix}{key}.", item, out)
         else:
             out[f"{prefix}{key}"] = item
@@ -173,7 +268,8 @@ def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """A tidy DataFrame, one row per case, from result files or directories of them.
 
     Nested fields become dotted columns (``latency.median``); the run's environment
-    is joined onto its cases as ``env.*`` columns. Raw samples stay a list per row.
+    and settings are joined onto its cases as ``env.*`` and ``settings.*`` columns. Raw
+    samples stay a list per row.
     """
     rows: list[dict[str, Any]] = []
     for path in _files(source):
@@ -182,6 +278,8 @@ def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
             if record["record"] == "run":
                 env: dict[str, Any] = {}
                 _flatten("env.", record.get("environment", {}), env)
+                if isinstance(record.get("settings"), Mapping):
+                    _flatten("settings.", record["settings"], env)
                 runs[record.get("run_id")] = env
             elif record["record"] == "case":
                 row: dict[str, Any] = {"file": str(path)}

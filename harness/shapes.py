@@ -10,7 +10,7 @@ accepted (plus comparisons and ``and`` in constraints).
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.errors import ShapeError
@@ -89,6 +89,16 @@ def _names(node: ast.AST) -> frozenset[str]:
 
 
 def _evaluate(node: ast.AST, env: Mapping[str, int], source: str) -> int:
+    """The value of ``node``; every literal, name and intermediate is bounded, so a huge
+    literal is refused as surely as a huge product."""
+    value = _value(node, env, source)
+    if abs(value) > _MAX_MAGNITUDE:
+        raise ShapeError(f"expression {source!r}: value {value} is beyond 2**62, too large "
+                         "for a tensor size")
+    return value
+
+
+def _value(node: ast.AST, env: Mapping[str, int], source: str) -> int:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
@@ -104,10 +114,7 @@ def _evaluate(node: ast.AST, env: Mapping[str, int], source: str) -> int:
         raise ShapeError(f"expression {source!r}: division by zero")
     if isinstance(node.op, ast.Pow) and not 0 <= right <= _MAX_EXPONENT:
         raise ShapeError(f"expression {source!r}: exponent {right} outside 0..{_MAX_EXPONENT}")
-    value = _BINOPS[type(node.op)](left, right)
-    if abs(value) > _MAX_MAGNITUDE:
-        raise ShapeError(f"expression {source!r}: value {value} is too large for a tensor size")
-    return value
+    return _BINOPS[type(node.op)](left, right)
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,12 @@ class Expr:
         return _names(self._node)
 
     def evaluate(self, env: Mapping[str, int]) -> int:
-        return _evaluate(self._node, env, self.source)
+        """The size at ``env``: an integer in 0..2**62 (intermediates may be negative)."""
+        value = _evaluate(self._node, env, self.source)
+        if value < 0:
+            raise ShapeError(f"expression {self.source!r}: value {value} is negative; "
+                             "a size must be 0 or more")
+        return value
 
     def __str__(self) -> str:
         return self.source
@@ -213,3 +225,21 @@ class Constraint:
 
     def __str__(self) -> str:
         return self.source
+
+
+class OutputShapeMismatch(Exception):
+    """A model returned other shapes than its spec declares: the case's status is
+    ``shape_mismatch``, a fault of the model recorded like any other (no HarnessError)."""
+
+
+def shape_problems(declared: Sequence[Shape], expected: Sequence[tuple[int, ...]],
+                   observed: Sequence[tuple[int, ...]], batch_size: int) -> list[str]:
+    """How the shapes a model returned differ from those declared (``expected`` is
+    ``declared`` evaluated); empty when they agree. ``harness check`` and every case of
+    ``harness run`` judge outputs with this one function."""
+    if len(observed) != len(expected):
+        return [f"at B={batch_size} returned {len(observed)} tensor(s), "
+                f"spec declares {len(expected)} output(s)"]
+    return [f"output {index} at B={batch_size}: expected {shape} = {want}, got {got}"
+            for index, (shape, want, got) in enumerate(zip(declared, expected, observed))
+            if got != want]

@@ -8,8 +8,10 @@ interval from order statistics, which needs no normality assumption.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 CI_LEVEL = 0.95
 _EXACT_BINOMIAL_LIMIT = 1000
@@ -112,7 +114,12 @@ def _beta_fraction(a: float, b: float, x: float) -> float:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Statistics of per-iteration times in seconds, one sample per timed block."""
+    """Statistics of per-iteration times in seconds, one sample per timed block.
+
+    The median, its CI and the mean are times per call whatever the block size; the
+    quartiles, ``p90``, ``p99``, ``min`` and ``max`` describe the samples: calls when
+    each block is one call, else block means (see :func:`timed_per`).
+    """
 
     n: int
     median: float
@@ -162,6 +169,38 @@ class LatencyStats:
                 f"IQR={format_seconds(self.iqr)}, "
                 f"{self.ci_level:.0%} CI=[{format_seconds(self.ci_low)}, "
                 f"{format_seconds(self.ci_high)}], n={self.n})")
+
+
+def timed_per(block_size: int) -> str:
+    """What one sample is, and so what its percentiles describe: ``"call"`` when each
+    block is one call, else ``"block"`` (a block's p99 is not a call's p99)."""
+    return "call" if block_size == 1 else "block"
+
+
+def _sample_unit(per: Any, block_size: Any) -> tuple[str | None, int | None]:
+    """A record's ``latency.per`` and ``latency.block_size``, checked: files are not
+    ours. Records from before ``per`` was written say it through their block size."""
+    whole = (isinstance(block_size, numbers.Real) and not isinstance(block_size, bool)
+             and math.isfinite(block_size) and block_size == int(block_size) >= 1)
+    size = int(block_size) if whole else None  # a loaded frame's column may hold 16.0
+    if per not in ("call", "block"):
+        per = timed_per(size) if size else None
+    return per, size if per == "block" else 1 if per == "call" else None
+
+
+def per_label(units: Iterable[tuple[Any, Any]]) -> str:
+    """How to name percentiles of samples from records with these ``(per, block_size)``:
+    "per call", "per block of 16", "per block of 12-16", "per call or block"."""
+    known = {_sample_unit(per, size) for per, size in units}
+    kinds = {per for per, _ in known}
+    if kinds == {"call"}:
+        return "per call"
+    if kinds != {"block"}:
+        return "per call or block"
+    sizes = sorted(size for _, size in known if size is not None)
+    if len(sizes) < len(known):  # a block of unknown size
+        return "per block"
+    return f"per block of {sizes[0]}" + (f"-{sizes[-1]}" if sizes[-1] != sizes[0] else "")
 
 
 def format_seconds(seconds: float) -> str:

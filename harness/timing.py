@@ -6,6 +6,12 @@ the stream. Fast calls are timed in blocks so the cost of reading the clock (and
 synchronising) stays under 0.1 % of what is measured, the approach of
 ``torch.utils.benchmark``'s ``blocked_autorange``. Sampling stops adaptively once
 the median is known to ``target_precision`` or the time budget is spent.
+
+A call at least 1000 times the clock's cost (from about 1 ms on a CPU whose clock costs
+1 us) is therefore timed alone: each sample is one call, and the percentiles are those of
+calls. A faster call is timed in blocks, each sample the mean of a block, whose spread is
+narrower than that of the calls in it: those percentiles are per block (``per``), while
+the median and mean remain times per call.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.devices import synchronize
-from harness.stats import LatencyStats
+from harness.stats import LatencyStats, timed_per
 
 OVERHEAD_FRACTION = 1e-3
 STEADY_TOLERANCE = 0.05  # warm-up goes on while calls still get 5 % faster
@@ -108,6 +114,11 @@ class Measurement:
     @property
     def iterations(self) -> int:
         return len(self.samples) * self.block_size
+
+    @property
+    def per(self) -> str:
+        """What the samples' spread is of: ``"call"`` (timed alone) or ``"block"``."""
+        return timed_per(self.block_size)
 
     def __repr__(self) -> str:
         return (f"Measurement({self.stats!r}, blocks={len(self.samples)}x{self.block_size}, "

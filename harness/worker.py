@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,19 +19,30 @@ import torch
 from torch import nn
 
 from harness.devices import DTYPES, default_threads, is_out_of_memory, synchronize
-from harness.flops import count_flops
-from harness.memory import PeakMemory, tensor_bytes
+from harness.flops import count_flops, flops_fields
+from harness.memory import LiveTensorBytes, PeakMemory, tensor_bytes, warm_runtime
 from harness.plan import Case
+from harness.shapes import OutputShapeMismatch, shape_problems
 from harness.spec import ModelSpec, flatten_outputs
 from harness.timing import MeasureConfig, Measurement, heartbeat, measure, time_call
 
 MAX_ERROR_CHARS = 500
+MAX_TRACEBACK_CHARS = 4000
 PROBE_STEPS = 2
 
 
 def error_message(exc: BaseException) -> str:
     lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return lines[0][:MAX_ERROR_CHARS]
+
+
+def error_traceback(exc: BaseException) -> str:
+    """Where a case failed, for the plugin's author (``--debug`` shows it): the innermost
+    frames, then the one-line message; bounded however deep the stack or long the text."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    if len(frames) > MAX_TRACEBACK_CHARS:
+        frames = "...\n" + frames[-MAX_TRACEBACK_CHARS:].partition("\n")[2]
+    return frames + error_message(exc)
 
 
 def count_params(model: nn.Module) -> int:
@@ -88,12 +100,31 @@ def prepare_workload(spec: ModelSpec, case: Case, batch_size: int) -> Workload:
     return workload
 
 
-def compile_workload(workload: Workload, case: Case, spec: ModelSpec) -> None:
+def compile_workload(workload: Workload, case: Case, spec: ModelSpec) -> nn.Module:
+    """Make the workload's step call the compiled model; returns the compiled model."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     compiled = torch.compile(workload.model, backend=case.backend,
                              mode=None if case.compile_mode == "default" else case.compile_mode)
     workload.step = _step(compiled, workload, spec)
+    return compiled
+
+
+def checked_step(forward: Callable[..., Any], workload: Workload, spec: ModelSpec,
+                 case: Case) -> Callable[[], object]:
+    """The step, calling ``forward`` and failing with :class:`OutputShapeMismatch` unless
+    it returns the declared shapes: every case's first call goes through it (eager or
+    compiled), so a model that returns other shapes than it declares is never timed."""
+    def checked(*inputs: torch.Tensor) -> Any:
+        outputs = forward(*inputs)
+        observed = [tuple(t.shape) for t in flatten_outputs(outputs)]
+        expected = spec.expected_shapes(case.batch_size, case.dims)
+        problems = shape_problems(spec.outputs, expected, observed, case.batch_size)
+        if problems:
+            raise OutputShapeMismatch("; ".join(problems))
+        return outputs
+
+    return _step(checked, workload, spec)
 
 
 @contextlib.contextmanager
@@ -108,11 +139,13 @@ def prepared(spec: ModelSpec, case: Case) -> Iterator[Callable[[], object]]:
     torch.set_num_threads(case.threads or default_threads())
     workload = prepare_workload(spec, case, case.batch_size)
     with workload.context:
-        if case.compile_mode != "none":
-            compile_workload(workload, case, spec)
+        forward = (compile_workload(workload, case, spec) if case.compile_mode != "none"
+                   else workload.model)
+        first, step = checked_step(forward, workload, spec, case), workload.step
         device = torch.device(case.device)
-        step = workload.step if device.type == "cpu" else _synchronised(workload.step, device)
-        step()
+        if device.type != "cpu":
+            first, step = _synchronised(first, device), _synchronised(step, device)
+        first()
         yield step
 
 
@@ -149,6 +182,11 @@ def _state_bytes(workload: Workload) -> dict[str, int]:
             "optimizer_state_bytes": tensor_bytes(state)}
 
 
+def _held(workload: Workload) -> list[torch.Tensor]:
+    """The tensors a step starts with: the model's parameters and buffers, its inputs."""
+    return [*workload.model.parameters(), *workload.model.buffers(), *workload.inputs]
+
+
 @functools.cache
 def initialise_runtime() -> None:
     """Pay one-time costs (the FLOP counter's lazy imports, ~70 MiB) before any baseline,
@@ -170,14 +208,22 @@ def unmeasured(case: Case, status: str, error: str) -> dict[str, Any]:
     return {**base_record(case), "status": status, "error": error}
 
 
+def failure_status(exc: BaseException) -> str:
+    """A failed case's status: ``oom``, ``shape_mismatch`` or ``error``."""
+    if isinstance(exc, OutputShapeMismatch):
+        return "shape_mismatch"
+    return "oom" if is_out_of_memory(exc) else "error"
+
+
 def failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
-    status = "oom" if is_out_of_memory(exc) else "error"
-    return {**record, "status": status, "error": error_message(exc)}
+    return {**record, "status": failure_status(exc), "error": error_message(exc),
+            "traceback": error_traceback(exc)}
 
 
 def latency_fields(case: Case, result: Measurement) -> dict[str, Any]:
     """A record's latency (raw samples kept) and throughput, from one measurement."""
-    return {"latency": {"unit": "s", **result.stats.to_dict(), "block_size": result.block_size,
+    return {"latency": {"unit": "s", **result.stats.to_dict(), "per": result.per,
+                        "block_size": result.block_size,
                         "iterations": result.iterations, "blocks": len(result.samples),
                         "warmup_iters": result.warmup_iters, "first_call": result.first_call,
                         "samples": list(result.samples)},
@@ -196,24 +242,27 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
     try:
         # outside the memory peak, at the case's threads: see timing.heartbeat
         before = heartbeat(device)
-        with PeakMemory(device) as memory:
+        with PeakMemory(device, DTYPES[case.dtype]) as memory:
             workload = prepare_workload(spec, case, batch_size)
             record["params"] = count_params(workload.model)
             with workload.context:
-                flops = count_flops(workload.step)  # eager, before any compilation
+                with LiveTensorBytes(device, _held(workload)) as tensors:  # not when timed
+                    if case.compile_mode == "none":
+                        checked_step(workload.model, workload, spec, case)()  # the first call
+                    flops = count_flops(workload.step)  # eager, before any compilation
                 if case.compile_mode != "none":
-                    compile_workload(workload, case, spec)
-                    first_call = time_call(workload.step, device)  # compilation included
+                    compiled = compile_workload(workload, case, spec)
+                    # compilation included; the compiled model's outputs are checked
+                    first_call = time_call(checked_step(compiled, workload, spec, case), device)
                     frames = _frames_compiled()
                 result = measure(workload.step, device, config)
         record["heartbeat"] = {"unit": "s", "before": before, "after": heartbeat(device)}
         stats = result.stats
         record.update(latency_fields(case, result))
-        record["memory"] = {**memory.result, **_state_bytes(workload)}
+        record["memory"] = {**memory.result, "tensor_peak_bytes": tensors.peak,
+                            **_state_bytes(workload)}
         peak = (peaks or {}).get(peak_key(case.device, case.dtype))
-        record["flops"] = {"per_step": flops, "achieved_per_s": flops / stats.median,
-                           "peak_per_s": peak,
-                           "utilisation": flops / stats.median / peak if peak else None}
+        record["flops"] = flops_fields(flops, stats.median, peak)
         if case.compile_mode != "none":
             record["compile"] = _compile_stats(first_call, stats.median, frames)
     except Exception as exc:  # a model's failure is data, not a crash of the sweep
@@ -223,7 +272,11 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
 
 def probe_case(spec: ModelSpec, case: Case, batch_size: int) -> str:
     """Run a few steps at ``batch_size``: ``ok``, ``oom`` or ``error: ...`` (batch search)."""
+    torch.set_num_threads(case.threads or default_threads())
     try:
+        # the thread pool starts now, while memory is free: under --memory-limit, a pool
+        # started by the model's first kernel could not map its threads' stacks
+        warm_runtime(torch.device(case.device), DTYPES[case.dtype])
         workload = prepare_workload(spec, case, batch_size)
         with workload.context:
             if case.compile_mode != "none":

@@ -214,11 +214,12 @@ def test_the_previous_night_commit_is_read_from_the_baseline_run(tmp_path):
     nightly = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
     loader.exec_module(nightly)
     baseline = tmp_path / "baseline.jsonl"
-    header = {"record": "run", "schema": 1, "environment": {"git": {"commit": "ab" * 20}}}
+    header = {"record": "run", "schema": 1, "run_id": "r1",
+              "environment": {"git": {"commit": "ab" * 20}}}
     baseline.write_text(json.dumps(header) + "\n")
     assert nightly.measured_commit(baseline) == "ab" * 20
-    baseline.write_text('{"record": "run", "schema": 1, "environment": {"git": '
-                        '{"commit": "$(rm -rf /)"}}}\n')
+    baseline.write_text('{"record": "run", "schema": 1, "run_id": "r1", "environment": '
+                        '{"git": {"commit": "$(rm -rf /)"}}}\n')
     assert nightly.measured_commit(baseline) is None  # not a commit: not passed to git
     baseline.write_bytes(b"\x00\xff garbage")
     assert nightly.measured_commit(baseline) is None

@@ -125,7 +125,8 @@ def test_missing_module_is_a_plugin_error():
      r"model 'evil': expression .*__import__.* uses a function call"),
     ("return [ModelSpec(name='nojoin', constructor=nn.Identity, inputs=[Input('x', '(B, 2)')],"
      " outputs=['(B, 2)'], suites=['gann'])]",
-     r"model 'nojoin' joins unknown suite 'gann'; did you mean 'gan'"),
+     r"model 'nojoin' joins unknown suite 'gann'; did you mean 'gan'\?; fix the model's "
+     r"suites, or skip the plugin with --disable-plugin harness_test_plugin_\d+$"),
 ])
 def test_malformed_specs_name_the_plugin_and_the_problem(plugin_module, body, complaint):
     name = plugin_module(f"""

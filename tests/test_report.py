@@ -131,12 +131,16 @@ def test_bad_input_and_unwritable_output_are_one_line_errors(tmp_path, capsys):
     write_series(tmp_path / "ok", runs=2)
     for args, message in ((["report", str(tmp_path / "missing")], "does not exist"),
                           (["report", str(notes)], "not a harness results file"),
-                          (["report", str(tmp_path / "ok"), "-o",
-                            str(tmp_path / "no" / "such" / "dir.html")],
+                          (["report", str(tmp_path / "ok"), "-o", "/dev/full"],
                            "cannot write the report")):
         assert main(args) == 1
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_:  # a folder outside this one is not made up
+        main(["report", str(tmp_path / "ok"), "-o", str(tmp_path / "no" / "such" / "r.html")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"folder {tmp_path / 'no'} does not exist" in err
 
 
 def _bisect_document(culprit: str, bad: str, model: str = "mlp", batch: int = 8) -> dict:

@@ -84,7 +84,8 @@ def test_a_newer_schema_is_refused_with_an_upgrade_hint(tmp_path):
 def test_a_file_that_is_not_a_results_file_is_refused(tmp_path):
     path = tmp_path / "notes.jsonl"
     path.write_text('{"hello": "world"}\n')
-    with pytest.warns(CorruptLineWarning), pytest.raises(ResultsError, match="not a harness"):
+    with pytest.raises(ResultsError,
+                       match=r"notes.jsonl: no valid run: not a harness .*line 1: record is None"):
         load(path)
 
 
@@ -95,6 +96,9 @@ def test_missing_path_and_empty_directory_are_errors(tmp_path):
         load(tmp_path)
 
 
-def test_results_never_hold_nan_or_pickled_objects(tmp_path):
-    with pytest.raises(ValueError):
-        _write(tmp_path / "r.jsonl", _case("a", float("nan")))
+def test_results_hold_no_nan_or_infinity_those_figures_are_written_as_unknown(tmp_path):
+    path = tmp_path / "r.jsonl"
+    _write(path, _case("a", float("nan"), flops={"per_step": float("inf")}))
+    case = json.loads(path.read_text().splitlines()[1])  # plain JSON: no NaN or Infinity
+    assert case["latency"] == {"median": None, "samples": [None, None]}
+    assert case["throughput"] is None and case["flops"] == {"per_step": None}

@@ -68,6 +68,22 @@ def test_evaluation_refuses_undefined_names_and_runaway_values(source, env, comp
         Expr.parse(source).evaluate(env)
 
 
+@pytest.mark.parametrize(("source", "complaint"), [
+    ("99999999999999999999", "value 99999999999999999999 is beyond 2**62"),
+    ("-N", "value -4 is negative"),
+    ("N - 5", "value -1 is negative"),
+])
+def test_sizes_beyond_two_to_the_62_or_negative_are_refused_naming_the_expression(
+        source, complaint):
+    with pytest.raises(ShapeError) as info:
+        Shape.parse(f"(B, {source})").evaluate({"B": 2, "N": 4})
+    assert f"expression {source!r}: {complaint}" in str(info.value)
+
+
+def test_an_intermediate_may_be_negative_when_the_size_is_not():
+    assert Expr.parse("10 - N * 2 + 20").evaluate({"N": 8}) == 14
+
+
 def test_shape_string_parses_into_one_expression_per_axis():
     shape = Shape.parse("(B, 3, (H - 2) // 2 + 1, W)")
     assert [str(d) for d in shape.dims] == ["B", "3", "(H - 2) // 2 + 1", "W"]

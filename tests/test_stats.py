@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from harness.stats import (LatencyStats, format_seconds, median_ci_ranks, quantile, t_quantile,
-                           t_tail, z_quantile)
+from harness.stats import (LatencyStats, format_seconds, median_ci_ranks, per_label, quantile,
+                           t_quantile, t_tail, z_quantile)
 
 
 @pytest.mark.parametrize(("n", "ranks"), [
@@ -80,3 +80,16 @@ def test_t_tails_match_the_closed_forms_of_one_and_two_degrees_of_freedom(t):
 def test_t_tails_fall_between_whole_degrees_of_freedom_and_tend_to_the_normal():
     assert t_tail(2.5, 3) > t_tail(2.5, 3.5) > t_tail(2.5, 4)
     assert t_quantile(0.95, 1e7) == pytest.approx(z_quantile(0.95), abs=1e-5)
+
+
+@pytest.mark.parametrize(("units", "label"), [
+    ([("call", 1)], "per call"),
+    ([(None, 1)], "per call"),  # a record from before "per": its block size says it
+    ([(float("nan"), 16.0)], "per block of 16"),  # a loaded column with gaps holds floats
+    ([("block", 12), (None, 16)], "per block of 12-16"),  # repeats sized their own blocks
+    ([("call", 1), ("block", 16)], "per call or block"),
+    ([("block", "16")], "per block"),  # a size that is not a number is unknown
+    ([(None, None)], "per call or block"),
+])
+def test_percentiles_are_named_per_call_or_per_block_also_for_old_records(units, label):
+    assert per_label(units) == label

@@ -5,6 +5,7 @@ import time
 import pytest
 import torch
 
+from harness.stats import per_label
 from harness.timing import MeasureConfig, measure
 
 
@@ -50,3 +51,16 @@ def test_cuda_timing_uses_events_and_returns_positive_samples():
     x = torch.randn(512, 512, device="cuda")
     result = measure(lambda: x @ x, "cuda", MeasureConfig(max_time=0.1))
     assert all(s > 0 for s in result.samples)
+
+
+def test_a_call_long_enough_to_time_alone_gets_per_call_percentiles():
+    result = measure(lambda: time.sleep(0.005),
+                     config=MeasureConfig(max_time=0.1, warmup_time=0, min_time=0.05))
+    assert (result.per, result.block_size) == ("call", 1)
+    assert per_label([(result.per, result.block_size)]) == "per call"
+
+
+def test_a_call_too_fast_to_time_alone_gets_percentiles_named_per_block():
+    result = measure(lambda: None, config=MeasureConfig(max_time=0.05, warmup_time=0.01))
+    assert result.per == "block" and result.block_size > 1
+    assert per_label([(result.per, result.block_size)]) == f"per block of {result.block_size}"

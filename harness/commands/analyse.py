@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ def print_comparison(baseline: pd.DataFrame, candidate: pd.DataFrame, names: Seq
     only = compare.matched_cases(baseline, candidate)[1]
     environments = [environment_of(f.iloc[0]) for f in (baseline, candidate)]
     hardware = compare.different_machines(environments)
+    settings = compare.settings_differences(baseline, candidate)
     speedups = compare.geomean_speedups(table, metric=metric)
     regressed = bool(table["regressed"].any())
     if failures:
@@ -63,6 +65,7 @@ def print_comparison(baseline: pd.DataFrame, candidate: pd.DataFrame, names: Seq
     if as_json:
         print(json.dumps({"metric": metric, "threshold": threshold, "summary": counts,
                           "only_in": only, "different_machines": hardware,
+                          "different_settings": [dataclasses.asdict(d) for d in settings],
                           "geomean_speedups": speedups.to_dict("records"),
                           "cases": [*table.to_dict("records"), *failures]},
                          indent=2, default=str))
@@ -80,7 +83,7 @@ def print_comparison(baseline: pd.DataFrame, candidate: pd.DataFrame, names: Seq
         extra = ", ".join(f"{n} only in {side}" for side, n in only.items() if n)
         console.stdout.print(f"{len(table) + len(failures)} cases: {summary}"
                              + (f"; {extra}" if extra else ""), soft_wrap=True)
-        console.print_lines(console.comparison_notes(table.to_dict("records")))
+        console.print_lines(console.comparison_notes(table.to_dict("records"), settings))
     return 1 if regressed and fail else 0
 
 
@@ -104,6 +107,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                                   for path in args.bisect)
     html = report.render(load_runs(args.runs), args.title, args.order, args.threshold,
                          culprits)
+    _make_folder(args.out)
     console.stdout.print(f"report: {report.write(html, args.out)}", soft_wrap=True)
     return 0
 
@@ -115,6 +119,16 @@ def _json_document(path: Path, what: str) -> Any:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise UsageError(f"{path} is not JSON; give the file {what} wrote") from None
+
+
+def _make_folder(out: Path) -> None:
+    """The folder of ``--out``, where the parser allowed it to be missing (under the
+    current folder)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder of {out}: {exc.strerror}; give --out a "
+                         "writable path") from None
 
 
 def cmd_import_asv(args: argparse.Namespace) -> int:
@@ -133,6 +147,7 @@ def cmd_import_asv(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     document = to_pytest_benchmark(load_selection(args.run))
+    _make_folder(args.out)
     try:
         args.out.write_text(json.dumps(document, indent=2, default=str))
     except OSError as exc:

@@ -61,7 +61,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
 def _printer(quiet: bool):
     def say(message: str) -> None:
         if not quiet:
-            console.stderr.print(message, soft_wrap=True, markup=False, highlight=False)
+            console.stderr.print(message, soft_wrap=True)
     return say
 
 
@@ -132,7 +132,7 @@ def _ratio(outcome: ab.Outcome | None) -> str:
 
 def _print(result: Bisection) -> None:
     def line(text: str) -> None:
-        console.stdout.print(text, soft_wrap=True, markup=False, highlight=False)
+        console.stdout.print(text, soft_wrap=True)
 
     took = (f"{len(result.steps)} steps, {result.sessions} sessions ({result.pairs} pairs), "
             f"{_minutes(result.time_s)}")

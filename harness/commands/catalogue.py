@@ -4,15 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import torch
+from rich.text import Text
+from torch.overrides import TorchFunctionMode
 
 from harness import console
-from harness.check import check_model
 from harness.commands import registry_of
-from harness.plan import Request, build_plan, select_models
-from harness.registry import Registry
+from harness.errors import UsageError
+from harness.isolation import make_executor
+from harness.plan import DEFAULT_TIMEOUT, Request, build_plan, select_models
+from harness.registry import Registry, plugin_selection
 from harness.worker import count_params
+
+
+class _NoRandomFills(TorchFunctionMode):
+    """Random initialisers do nothing on the meta device, where there is nothing to fill:
+    torch runs some of them there through decompositions that import ``torch._dynamo``
+    (about 3 s), which would be most of ``harness list``'s time."""
+
+    FILLS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_",
+                       "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_",
+                       "sparse_", "random_", "bernoulli_", "exponential_", "geometric_",
+                       "cauchy_", "log_normal_"})
+    FACTORIES = frozenset({"randn", "rand"})
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in self.FILLS:
+            return args[0] if args else kwargs["tensor"]  # torch.nn.init passes it by name
+        if name in self.FACTORIES:
+            kwargs.pop("generator", None)
+            return torch.empty(*args, **kwargs)
+        return func(*args, **kwargs)
 
 
 def _count_params(registry: Registry, name: str) -> int | None:
@@ -21,13 +48,15 @@ def _count_params(registry: Registry, name: str) -> int | None:
     None when the model cannot be built at all; ``harness check`` says why.
     """
     spec = registry.model(name).spec
-    for device in ("meta", "cpu"):  # some constructors need real tensors
-        try:
-            with torch.device(device):
-                return count_params(spec.build())
-        except Exception:
-            continue
-    return None
+    try:
+        with torch.device("meta"), _NoRandomFills():
+            return count_params(spec.build())
+    except Exception:  # some constructors need real tensors
+        pass
+    try:
+        return count_params(spec.build())
+    except Exception:
+        return None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -65,18 +94,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         targets = list({(c.model, tuple(c.dims.items())): c for c in plan.cases}.values())
         pairs = [(c.model, dict(c.dims)) for c in targets]
     else:
-        pairs = [(name, None) for name in registry.models]
+        pairs = [(name, registry.model(name).spec.default_dims) for name in registry.models]
+    if args.isolation == "none" and args.timeout:
+        raise UsageError("--timeout needs --isolation process: a check in this process "
+                         "cannot be ended")
+    executor = make_executor(args.isolation, registry,
+                             *plugin_selection(args.plugin, args.disable_plugin),
+                             timeout=args.timeout or DEFAULT_TIMEOUT, memory_limit=None)
     results = []
     with console.Progress(len(pairs)) as progress:
         for index, (name, dims) in enumerate(pairs):
             progress.start(index, name)
-            registered = registry.model(name)
-            results.append(check_model(registered.spec, registered.plugin, dims))
+            results.append(executor.check(registry.model(name), dims))
             progress.finish("ok" if results[-1].ok else "FAIL")
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         console.stdout.print(console.check_table(results))
-        console.print_lines(f"[red]{r.name}[/]: {problem}"
+        console.print_lines(Text.assemble((r.name, "red"), f": {problem}")
                             for r in results for problem in r.problems)
     return 1 if any(not r.ok for r in results) else 0

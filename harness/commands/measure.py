@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import random
-import shlex
+import re
 import statistics
 import sys
 import tempfile
@@ -22,7 +22,7 @@ from harness import (ab, compare, console, environment, interleave, profile, ray
 from harness.axes import AUTO
 from harness.commands import registry_of
 from harness.commands.analyse import print_comparison
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, ResultsError, UsageError
 from harness.isolation import make_executor
 from harness.plan import Case, Plan, Request, build_plan, case_key_of_record
 from harness.ray_executor import NodeKind
@@ -80,9 +80,11 @@ def _check_executor_options(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    registry = registry_of(args)
     if args.isolation == "none" and args.memory_limit:
         raise UsageError("--memory-limit needs --isolation process")
+    if args.json and (args.profile or (args.nodes and len(args.nodes) > 1)):
+        raise UsageError("--json prints one run's cases; drop --profile (harness profile "
+                         "--json prints a profile) and give --nodes one selector")
     _check_executor_options(args)
     run_id, done, peaks = None, set(), None
     if args.resume:
@@ -91,19 +93,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume repeats the run's own request; drop {', '.join(given)}"
                              f"{' --out' if args.out else ''}")
         header, recorded = last_run(args.resume)
+        plugins, disabled = _recorded_plugins(header, args.resume)
+        args.plugin = list(dict.fromkeys([*plugins, *args.plugin]))
+        args.disable_plugin = list(dict.fromkeys([*disabled, *args.disable_plugin]))
         request = Request.from_dict(header["request"])
         run_id = header["run_id"]
         done = {case_key_of_record(r) for r in recorded}
         peaks = header.get("environment", {}).get("peak_flops")
     else:
         request = _request(args)
+    registry = registry_of(args)
     plan = build_plan(registry, request)
     out = args.resume or args.out or default_path(plan.label)
     resumed = _Resumed(run_id, frozenset(done), peaks)
     if args.executor == "ray":
         return _run_on_ray(args, registry, plan, out, resumed)
     if args.profile:
-        profile.require_viewer()
         profiles = profile.output_folder(out.parent / "profiles" / out.stem)
     executor = make_executor(args.isolation, registry,
                              *plugin_selection(args.plugin, args.disable_plugin),
@@ -113,11 +118,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.profile:
         ran = [dataclasses.replace(c, batch_size=r["batch_size"]) for c, r in rows
                if r["status"] == "ok"]
-        failures = _profile(registry, ran, profiles, profile.DEFAULT_STEPS, False,
-                            profile.DEFAULT_TOP, args.quiet)
+        results, failures = _profile(registry, ran, profiles, profile.DEFAULT_STEPS, False,
+                                     args.quiet)
+        _show_profiles(results, profiles, profile.DEFAULT_TOP)
         for message in failures:
-            console.stderr.print(f"harness: error: {message}", markup=False, soft_wrap=True)
+            console.stderr.print(f"harness: error: {message}", soft_wrap=True)
     return 1 if _failed(rows) or failures else 0
+
+
+_PLUGIN_NAME = re.compile(r"[\w.-]{1,200}")
+
+
+def _recorded_plugins(header: dict[str, Any], path: Path) -> tuple[list[str], list[str]]:
+    """The modules a run loaded as plugins and the plugins it left out, as its header
+    recorded them: ``--resume`` loads the same, without ``--plugin`` given again."""
+    found = []
+    for key in ("plugins", "disabled_plugins"):
+        names = header.get(key, [])
+        if not (isinstance(names, list)
+                and all(isinstance(n, str) and _PLUGIN_NAME.fullmatch(n) for n in names)):
+            raise ResultsError(f"cannot resume {path}: its run header's {key!r} is not a list "
+                               "of plugin names")
+        found.append(names)
+    return found[0], found[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +168,9 @@ def _sweep(args: argparse.Namespace, registry: Registry, plan: Plan, executor: E
         if peaks is None:
             progress.status("calibrating peak FLOP/s")
             peaks = calibrate_peaks(executor, cases)
+        plugins, disabled = plugin_selection(args.plugin, args.disable_plugin)
         header = {"command": ["harness", *sys.argv[1:]], "request": plan.request.to_dict(),
+                  "plugins": plugins, "disabled_plugins": disabled,
                   "environment": {**environment.collect(), "peak_flops": peaks},
                   "settings": {**dataclasses.asdict(plan.measure), "timeout": plan.timeout,
                                "isolation": args.isolation}}
@@ -162,18 +187,52 @@ def _sweep(args: argparse.Namespace, registry: Registry, plan: Plan, executor: E
             with contextlib.closing(runner.run(cases)) as records:
                 for case, record in records:
                     progress.finish(console.outcome(record))
+                    if args.debug:
+                        _show_details(case.label, record)
                     rows.append((case, record))
     failed = _failed(rows)
     skipped = sum(r["status"] == "skipped" for _, r in rows)
     done = resumed.done
+    noise = (compare.machine_noise(load(out)).get(writer.run_id, compare.NO_HEARTBEATS)
+             if any(r["status"] == "ok" for _, r in rows) else None)
+    if args.json:
+        print(json.dumps({
+            "results": str(out), "run_id": writer.run_id,
+            "summary": {"cases": len(rows), "ok": len(rows) - len(failed) - skipped,
+                        "failed": len(failed), "skipped": skipped,
+                        "already_recorded": len(done)},
+            "machine_noise": noise.sd if noise else None,
+            "cases": [_case_summary(case, record) for case, record in rows]},
+            indent=2, default=str))
+        return rows
     title = (f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
              f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else ""))
     console.stdout.print(console.results_table(rows, title))
-    if any(r["status"] == "ok" for _, r in rows):
-        noise = compare.machine_noise(load(out)).get(writer.run_id, compare.NO_HEARTBEATS)
+    if noise:
         console.stdout.print(console.noise_line(noise), soft_wrap=True)
     console.stdout.print(f"results: {out}", soft_wrap=True)
     return rows
+
+
+def _case_summary(case: Case, record: dict[str, Any]) -> dict[str, Any]:
+    """A case of ``run --json``: what it is, how it ended, its latency (seconds; null
+    where it did not run); the record in the results file has every figure."""
+    latency = record.get("latency") or {}
+    return {"case": case.label, "model": case.model, "batch_size": record.get("batch_size"),
+            "device": case.device, "dtype": case.dtype, "precision": case.precision,
+            "compile_mode": case.compile_mode, "mode": case.mode, "dims": dict(case.dims),
+            "repeat": record.get("repeat"), "status": record["status"],
+            "error": record.get("error"),
+            **{f"{key}_s": latency.get(key) for key in ("median", "ci_low", "ci_high", "iqr")},
+            "samples": latency.get("n")}
+
+
+def _show_details(label: str, record: dict[str, Any]) -> None:
+    """``--debug``: where a case failed and what it printed last, for the plugin's author."""
+    for field, what in (("traceback", "traceback"), ("output_tail", "last output")):
+        if record.get(field):
+            console.stderr.print(f"{label} {what}:\n{record[field]}", markup=False,
+                                 highlight=False, soft_wrap=True)
 
 
 def _run_on_ray(args: argparse.Namespace, registry: Registry, plan: Plan, out: Path,
@@ -208,9 +267,9 @@ def _run_on_ray(args: argparse.Namespace, registry: Registry, plan: Plan, out: P
 
 
 def _profile(registry: Registry, cases: Sequence[Case], folder: Path, steps: int,
-             with_stack: bool, top: int, quiet: bool) -> list[str]:
-    """Profile each case into its own folder under ``folder`` and print the summaries and
-    the command that shows them; a case that fails is left out and its message returned."""
+             with_stack: bool, quiet: bool) -> tuple[list[profile.ProfileResult], list[str]]:
+    """Profile each case into its own folder under ``folder``: the results, and the
+    messages of the cases that failed."""
     results, failures = [], []
     with console.Progress(len(cases), quiet=quiet) as progress:
         for index, case in enumerate(cases):
@@ -223,12 +282,15 @@ def _profile(registry: Registry, cases: Sequence[Case], folder: Path, steps: int
             except HarnessError as exc:
                 failures.append(str(exc))
                 progress.finish("failed")
+    return results, failures
+
+
+def _show_profiles(results: Sequence[profile.ProfileResult], folder: Path, top: int) -> None:
+    """Each profile's tables, then how to look at the traces."""
     for result in results:
         console.print_profile(result, top)
     if results:
-        console.stdout.print(f"view: tensorboard --logdir {shlex.quote(str(folder))}",
-                             soft_wrap=True, markup=False)
-    return failures
+        console.stdout.print(profile.view_hint(folder), soft_wrap=True, markup=False)
 
 
 def _one_case(args: argparse.Namespace, registry: Registry, command: str) -> Case:
@@ -248,14 +310,18 @@ def _one_case(args: argparse.Namespace, registry: Registry, command: str) -> Cas
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    profile.require_viewer()
     registry = registry_of(args)
     case = _one_case(args, registry, "profile")
     folder = profile.output_folder(args.out / profile.run_name(case.model))
-    failures = _profile(registry, [case], folder, args.steps, args.with_stack, args.top,
-                        args.quiet)
+    results, failures = _profile(registry, [case], folder, args.steps, args.with_stack,
+                                 args.quiet)
     if failures:
         raise HarnessError(failures[0])
+    if args.json:
+        print(json.dumps({**profile.as_mapping(results[0], args.top),
+                          "view": profile.view_hint(folder)}, indent=2))
+    else:
+        _show_profiles(results, folder, args.top)
     return 0
 
 
@@ -441,5 +507,5 @@ def _ab_report(args: argparse.Namespace, folder: Path, outcomes: Sequence[ab.Out
     else:
         console.print_failures(failures)
     if not args.json:
-        console.stdout.print(f"results: {folder}", soft_wrap=True, markup=False)
+        console.stdout.print(f"results: {folder}", soft_wrap=True)
     return 1 if failures else status
