@@ -177,6 +177,10 @@ def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]
                              f"(suites: {', '.join(sorted(registry.suites))})")
         return [registry.model(m).spec.name for m in dict.fromkeys(models)]
     in_suite = registry.suite_models(suite)
+    if not in_suite:
+        raise UsageError(f"suite {suite.name!r} has no models loaded: the plugins that "
+                         "provide them are disabled (--disable-plugin, HARNESS_DISABLE_PLUGINS)"
+                         " or not installed")
     for name in models:
         registry.model(name)
         if name not in in_suite:

@@ -12,7 +12,8 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from os import PathLike
@@ -214,7 +215,18 @@ def _collect_suites(pm: pluggy.PluginManager) -> dict[str, Suite]:
     return suites
 
 
-def _validate(models: dict[str, RegisteredModel], suites: dict[str, Suite]) -> None:
+def _without_missing(suite: Suite, models: Mapping[str, RegisteredModel]) -> Suite:
+    """``suite`` without the models that are not loaded: with plugins disabled, a suite
+    that names their models keeps the rest (a misspelt name is not told apart)."""
+    return dataclasses.replace(
+        suite, models=tuple(n for n in suite.models if n == ALL_MODELS or n in models),
+        overrides={n: o for n, o in suite.overrides.items() if n in models})
+
+
+def _validate(models: dict[str, RegisteredModel], suites: dict[str, Suite],
+              disabled: Sequence[str]) -> None:
+    if disabled:
+        suites.update((name, _without_missing(suite, models)) for name, suite in suites.items())
     for suite in suites.values():
         where = suite.source or f"suite {suite.name!r}"
         for name in suite.models:
@@ -250,5 +262,5 @@ def load_registry(extra: Sequence[str] = (), disabled: Sequence[str] = (),
     pm = load_plugins(extra, disabled, from_env, local, distribution)
     models = _collect_models(pm)
     suites = _collect_suites(pm)
-    _validate(models, suites)
+    _validate(models, suites, plugin_selection(extra, disabled)[1] if from_env else disabled)
     return Registry(models, suites, [name for name, _ in pm.list_name_plugin()])

@@ -164,6 +164,30 @@ def test_help_and_version_import_neither_torch_nor_pandas_nor_rich(flag):
     assert done.stdout.strip()
 
 
+def test_list_builds_models_without_dynamo_or_pandas():
+    """Random initialisers on the meta device import torch._dynamo (3 s here) and the
+    tables of other commands import pandas: `list` needs neither."""
+    code = ("import sys; from harness.cli import main\n"
+            "assert main(['list', '--json']) == 0\n"
+            "heavy = {'torch._dynamo', 'pandas', 'sympy'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert {m["name"]: m["params"] for m in listed}["calibration_matmul"] == 256 * 256
+
+
+def test_disabling_a_plugin_takes_its_models_out_of_the_suites_that_name_them(capsys):
+    code, out, _ = run_cli(capsys, "--disable-plugin", "gan", "list", "--suite", "smoke",
+                           "--json")
+    names = {m["name"] for m in json.loads(out)}
+    assert code == 0 and "mlp" in names and not any(n.startswith("dcgan") for n in names)
+    code, _, err = run_cli(capsys, "--disable-plugin", "gan", "run", "--suite", "gan")
+    assert code == 2 and err.strip().splitlines() == [
+        "harness: error: suite 'gan' has no models loaded: the plugins that provide them are "
+        "disabled (--disable-plugin, HARNESS_DISABLE_PLUGINS) or not installed"]
+
+
 def test_help_describes_the_commands_in_plain_text_with_examples(capsys):
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0
