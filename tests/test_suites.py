@@ -58,4 +58,4 @@ def test_suite_override_breaking_a_constraint_is_found_at_load(registry, tmp_pat
                                                       "[model.unet2]\ndims = { H = [64, 63] }\n",
                                             name="odd"))}
     with pytest.raises(SuiteError, match=r"odd.toml: model 'unet2': H=63 breaks its constraint"):
-        _validate(registry.models, suites)
+        _validate(registry.models, suites, disabled=())
