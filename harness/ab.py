@@ -68,6 +68,8 @@ class Outcome:
     error: str | None = None
     log_ratios: tuple[float, ...] = ()  # one per pair, in the order measured
     failed_side: str | None = None  # "baseline" or "candidate", when one failed
+    traceback: str | None = None  # where the failed side raised, if it did (bounded)
+    output_tail: str | None = None  # what the failed side printed last (bounded)
 
     def __repr__(self) -> str:
         what = self.verdict if self.status == "ok" else f"{self.status}: {self.error}"
@@ -111,7 +113,8 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
         except InterleaveError as exc:
             write(*interleave.failed_records(baseline, candidate, case, exc, session, len(logs)))
             return Outcome(case, session, len(logs), time.monotonic() - started, current,
-                           None, exc.status, str(exc), tuple(logs), exc.role)
+                           None, exc.status, str(exc), tuple(logs), exc.role, exc.traceback,
+                           exc.output_tail)
         now = time.monotonic()
         for record in (base, cand):
             record["interleaved"]["case_elapsed_s"] = now - started

@@ -114,6 +114,14 @@ def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_
     assert _git(package["repo"], "status", "--porcelain") == ""  # the checkout is untouched
 
 
+def test_debug_shows_where_a_failing_side_raised(package, tmp_path):
+    code, _, err = _ab(package["repo"], "-m", "toyperf_fragile", "--baseline", "HEAD~1",
+                       "--candidate", "HEAD", "--debug", "--out", str(tmp_path), *FAST)
+    assert code == 1
+    shown = err.split("toyperf_fragile[B=4] traceback:\n", 1)[1]
+    assert "plugin.py" in shown and "RuntimeError: fragile in base" in shown
+
+
 def test_the_same_revision_on_both_sides_is_not_slower(package, tmp_path):
     code, printed, err = _ab(package["repo"], "-m", "toyperf_chain", "--baseline", "HEAD",
                              "--candidate", "HEAD", "--threshold", "50%",

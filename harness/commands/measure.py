@@ -231,8 +231,7 @@ def _show_details(label: str, record: dict[str, Any]) -> None:
     """``--debug``: where a case failed and what it printed last, for the plugin's author."""
     for field, what in (("traceback", "traceback"), ("output_tail", "last output")):
         if record.get(field):
-            console.stderr.print(f"{label} {what}:\n{record[field]}", markup=False,
-                                 highlight=False, soft_wrap=True)
+            console.stderr.print(f"{label} {what}:\n{record[field]}", soft_wrap=True)
 
 
 def _run_on_ray(args: argparse.Namespace, registry: Registry, plan: Plan, out: Path,
@@ -472,6 +471,9 @@ def _ab_cases(args: argparse.Namespace, plan: Plan, sides: Sequence[interleave.S
                                        on_look)
             outcomes.append(outcome)
             progress.finish(_outcome_text(outcome))
+            if args.debug and outcome.status != "ok":
+                _show_details(case.label, {"traceback": outcome.traceback,
+                                      "output_tail": outcome.output_tail})
     return outcomes
 
 
