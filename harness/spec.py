@@ -219,7 +219,12 @@ class ModelSpec:
                                  f"integer, got {value!r}")
             dims[name] = value
         for constraint in self.constraints:
-            if not constraint.holds(dims):
+            try:
+                holds = constraint.holds(dims)
+            except ShapeError as exc:  # the plugin's expression, not the user's values
+                raise ShapeError(f"model {self.name!r}: {exc}; fix the model's constraints "
+                                 "(or skip its plugin with --disable-plugin)") from None
+            if not holds:
                 values = ", ".join(f"{n}={dims[n]}" for n in sorted(constraint.names))
                 raise ShapeError(f"model {self.name!r}: {values} breaks its constraint "
                                  f"'{constraint}'; choose values that satisfy it")

@@ -82,6 +82,15 @@ def test_constraint_violation_names_model_values_and_constraint():
                                "choose values that satisfy it")
 
 
+def test_a_constraint_that_cannot_be_evaluated_names_its_model():
+    spec = make(dims={"N": Dim(4, kwarg="width")}, constraints=["N // 0 == 1"])
+    with pytest.raises(ShapeError) as info:
+        spec.resolve_dims()
+    assert str(info.value) == ("model 'toy': expression 'N // 0 == 1': division by zero; fix "
+                               "the model's constraints (or skip its plugin with "
+                               "--disable-plugin)")
+
+
 def test_unknown_dimension_override_lists_the_real_ones():
     with pytest.raises(ShapeError, match="no dimension 'H'.*its dimensions: N"):
         make().resolve_dims({"H": 3})
