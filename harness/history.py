@@ -43,7 +43,7 @@ import pandas as pd
 
 from harness import compare
 from harness.errors import HistoryError
-from harness.stats import t_quantile, t_tail
+from harness.stats import per_label, t_quantile, t_tail
 
 METRICS = ("latency", "throughput")
 ORDERS = ("time", "commit")
@@ -86,6 +86,7 @@ class Point:
     run: Run
     value: float  # the metric's median (over the run's repeats, if it had several)
     samples: tuple[tuple[float, ...], ...]  # per repeat (process), in the metric's terms
+    per: str = ""  # what one latency sample is: "per call", "per block of 87" (stats.per_label)
 
     @property
     def pooled(self) -> list[float]:
@@ -443,8 +444,10 @@ def build_series(frame: pd.DataFrame, runs: Sequence[Run], metric: str = "latenc
             samples = [s for s in (compare.metric_samples(r, metric) for r in rows) if s]
             value = compare.metric_value(rows, metric)
             if samples and value:
+                per = per_label((r.get("latency.per"), r.get("latency.block_size"))
+                                for r in rows) if metric == "latency" else ""
                 points.setdefault(key, []).append(
-                    Point(run, value, tuple(tuple(s) for s in samples)))
+                    Point(run, value, tuple(tuple(s) for s in samples), per))
     return [Series(key, compare.case_label(key), tuple(p)) for key, p in points.items()]
 
 

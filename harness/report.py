@@ -229,7 +229,8 @@ def history_chart(series: history.Series, steps: Sequence[history.Step],
                               10, CULPRIT_COLOUR))
     for px, point, (q1, q3) in zip(xs, series.points, quartiles):
         tip = (f"{point.run.label} ({point.run.run_id}): median "
-               f"{format_seconds(point.value)}, IQR {format_seconds(q1)} - "
+               f"{format_seconds(point.value)}, IQR{f' ({point.per})' if point.per else ''} "
+               f"{format_seconds(q1)} - "
                f"{format_seconds(q3)}")
         body.append(svg.rule(x(px), y(q1), x(px), y(q3), svg.PALETTE[0], 1.5))
         body.append(svg.dot(x(px), y(point.value), svg.PALETTE[0], 3.2, tip))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from harness import environment
 from harness.console import results_table
 from harness.plan import Case
 from harness.results import ResultsWriter
-from tests.conftest import series_record
+from harness.cli import main
+from tests.conftest import series_record, write_series
 from tests.test_cli import run_cli
 
 
@@ -132,3 +134,12 @@ def test_the_settings_warning_shows_values_from_files_as_short_plain_text(tmp_pa
     [warning] = _warnings(out)
     assert "OMP_NUM_THREADS unset -> [/red]?[31m999" in warning
     assert "\x1b" not in warning and len(warning) < 200
+
+
+def test_the_report_history_chart_names_its_spread_per_call_or_per_block(tmp_path, capsys):
+    write_series(tmp_path / "runs", runs=3)  # block_size 1: one call per sample
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out)]) == 0
+    capsys.readouterr()
+    history_tips = re.findall(r"\(\w+\): median [^,<]+, IQR([^0-9]*)\d", out.read_text())
+    assert history_tips and set(history_tips) == {" (per call) "}
