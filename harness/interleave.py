@@ -18,14 +18,17 @@ overlap this pair's turns instead of adding to the wall time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -190,7 +193,13 @@ class _Worker:
         return answer
 
     def _death(self) -> tuple[str, str]:
-        code = self.proc.wait()
+        try:
+            code = self.proc.wait(self.timeout)
+        except subprocess.TimeoutExpired:  # it closed its answers' pipe and went on
+            kill_group(self.proc)
+            self.proc.wait()
+            return (f"closed its answers' pipe and did not exit within {self.timeout:g} s; "
+                    "killed"), "crashed"
         kill_group(self.proc)  # whatever it started holds its stderr open no longer
         self.output.finish(1.0)
         lines = (self.output.tail() or "").splitlines()
@@ -202,7 +211,8 @@ class _Worker:
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream:
-                stream.close()
+                with contextlib.suppress(OSError):  # a request never flushed to the dead
+                    stream.close()
 
 
 def _harness_of(python: str) -> str:
@@ -229,11 +239,18 @@ class Spawner:
         self.spare = [c for c in allowed if c not in (self.cpus or allowed)] or None
         self.timeout = timeout
         self._ready: dict[tuple[Any, ...], list[_Worker]] = {}
+        self._started: list[_Worker] = []  # every process, so that none outlives the session
+
+    def _start(self, side: Side, cpus: Sequence[int] | None = None) -> _Worker:
+        with _interrupt_deferred():  # a Ctrl-C inside Popen would orphan its process
+            work = _Worker(side, self.timeout, cpus)
+            self._started.append(work)
+        return work
 
     def take(self, side: Side) -> _Worker:
         """A started process for ``side``: one started ahead, else a new one."""
         waiting = self._ready.get(side.process_key())
-        work = waiting.pop(0) if waiting else _Worker(side, self.timeout)
+        work = waiting.pop(0) if waiting else self._start(side)
         work.side = side  # the role and options may differ; the process does not
         return work
 
@@ -241,23 +258,41 @@ class Spawner:
         """Start a process for ``side``'s next pair now, if it can import off the timed cores."""
         if self.spare is not None:
             self._ready.setdefault(side.process_key(), []).append(
-                _Worker(side, self.timeout, self.spare))
+                self._start(side, self.spare))
 
     def hello(self, side: Side) -> dict[str, Any]:
         """What ``side``'s interpreter is (harness, torch, python, environment)."""
         waiting = self._ready.setdefault(side.process_key(), [])
         if not waiting:
-            waiting.append(_Worker(side, self.timeout, self.spare))
+            waiting.append(self._start(side, self.spare))
         return waiting[0].greet()
 
     def __enter__(self) -> Spawner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for workers in self._ready.values():
-            for work in workers:
-                work.close()
+        for work in self._started:  # closing twice is harmless
+            work.close()
+        self._started.clear()
         self._ready.clear()
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, then raise it (or call the handler that
+    was there). Holding SIGINT by a handler, not a signal mask: a mask would be inherited
+    by the process the block starts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread gets signals or may set handlers
+        return
+    held: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda *caught: held.append(caught))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):
+        previous(*held[0])
 
 
 @dataclass(frozen=True)

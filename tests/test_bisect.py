@@ -128,6 +128,13 @@ def _processes_marked(mark: str) -> list[int]:
     return found
 
 
+def _command_line(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "(gone)"
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
 def test_ctrl_c_leaves_no_processes_trees_or_git_state_behind(package, tmp_path):
     repo, shas = package["repo"], package["shas"]
@@ -136,8 +143,10 @@ def test_ctrl_c_leaves_no_processes_trees_or_git_state_behind(package, tmp_path)
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch), mark.split("=")[0]: mark.split("=")[1]}
     before = _state(repo)
-    child = subprocess.Popen([sys.executable, "-m", "harness.cli", "bisect", shas[0], "HEAD",
-                              "-m", "toybis_chain", "--pair-time", "0.2"], cwd=repo, env=env,
+    # -X faulthandler: should it hang, SIGABRT makes it print where each thread is
+    child = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "harness.cli",
+                              "bisect", shas[0], "HEAD", "-m", "toybis_chain", "--pair-time",
+                              "0.2"], cwd=repo, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not any(scratch.iterdir()) or len(_processes_marked(mark)) < 3:
@@ -145,7 +154,13 @@ def test_ctrl_c_leaves_no_processes_trees_or_git_state_behind(package, tmp_path)
         time.sleep(0.05)
     time.sleep(1.0)  # inside a pair
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
+    try:
+        _, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        left = {pid: _command_line(pid) for pid in _processes_marked(mark)}
+        child.send_signal(signal.SIGABRT)
+        _, err = child.communicate()
+        pytest.fail(f"no exit 60 s after SIGINT; still running: {left}; its stderr:\n{err}")
     assert child.returncode == 130 and err.strip().endswith("harness: interrupted"), err
     assert list(scratch.iterdir()) == []
     assert _processes_marked(mark) == []

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import harness_plugins
 from harness import compare
 from harness.cli import main
 from harness import sequential
-from harness.interleave import MIN_TURNS, shared_cores
+from harness.interleave import MIN_TURNS, InterleaveError, shared_cores
 from harness.results import iter_records
 from tests.conftest import TOY_PLUGIN
 
@@ -121,8 +123,9 @@ def _records(path: Path) -> list[dict]:
 def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(tmp_path,
                                                                                capsys):
     out = tmp_path / "ab"
-    assert main(["ab", *FAST, "--baseline", str(ROOT), "--threshold", "50%", "--out", str(out),
-                 "-q", "--json"]) == 0
+    # time to settle even on a loaded machine: a session stops once its verdict is settled
+    assert main(["ab", *FAST, "--time", "600", "--baseline", str(ROOT), "--threshold", "50%",
+                 "--out", str(out), "-q", "--json"]) == 0
     (printed,) = json.loads(capsys.readouterr().out)["cases"]
     (session,) = out.iterdir()
     base, cand = (_records(session / f"{side}.jsonl") for side in ("baseline", "candidate"))
@@ -136,7 +139,7 @@ def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(
         assert sum(s * b["latency"]["block_size"] for s in b["latency"]["samples"]) >= 0.05
     assert cand[0]["interleaved"]["source"] == f"working tree of {ROOT}"
     assert base[0]["interleaved"]["source"] == f"folder {ROOT}"
-    assert printed["verdict"] == "no change" and printed["method"] == "pairs"
+    assert printed["verdict"] == "no change" and printed["method"] == "pairs", printed
     assert printed["time_s"] == max(c["interleaved"]["case_elapsed_s"] for c in cand)
     assert main(["compare", str(session / "baseline.jsonl"), str(session / "candidate.jsonl"),
                  "--threshold", "50%", "--json"]) == 0
@@ -235,3 +238,59 @@ def test_ab_measures_models_of_plugins_named_in_the_environment(plugin_module, m
                  "-q", "--json"]) == 0
     (case,) = json.loads(capsys.readouterr().out)["cases"]
     assert case["model"] == "toy_linear" and case["verdict"] == "no change"
+
+
+def _fake_interpreter(tmp_path: Path, script: str) -> str:
+    """An executable that stands where a side's python would and does ``script``."""
+    path = tmp_path / "python"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_side_that_closes_its_answers_but_lives_on_is_killed_and_called_crashed(tmp_path):
+    from harness.interleave import Side, _Worker
+
+    side = Side(python=_fake_interpreter(tmp_path, "exec 1>&-; exec sleep 600"))
+    work = _Worker(side, timeout=1.0)
+    try:
+        with pytest.raises(InterleaveError) as raised:
+            work.receive(30.0)
+        assert raised.value.status == "crashed"
+        assert "did not exit within 1 s; killed" in str(raised.value)
+        assert work.proc.poll() is not None
+    finally:
+        work.close()
+
+
+def test_closing_a_side_whose_process_died_with_a_request_unsent_does_not_raise(tmp_path):
+    from harness.interleave import Side, _Worker
+
+    work = _Worker(Side(python=_fake_interpreter(tmp_path, "exec sleep 600")), timeout=1.0)
+    work.proc.kill()
+    work.proc.wait()
+    work.proc.stdin.write("x" * 100)  # buffered: flushing it to the dead process would fail
+    work.close()
+    assert work.proc.stdin.closed and work.proc.returncode == -signal.SIGKILL
+
+
+def test_a_ctrl_c_while_a_side_starts_is_raised_once_its_process_is_listed():
+    from harness.interleave import _interrupt_deferred
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # a signal is handled within a few bytecodes: it was held
+            reached.append("the end of the block")
+    assert reached == ["the end of the block"]
+
+
+def test_the_spawner_kills_every_process_it_started_even_those_taken(tmp_path):
+    from harness.interleave import Side, Spawner
+
+    side = Side(python=_fake_interpreter(tmp_path, "exec sleep 600"))
+    with Spawner(None, timeout=1.0) as spawner:
+        taken = spawner.take(side)  # as a pair interrupted before it could close it
+        spawner.prepare(side)
+    assert taken.proc.poll() == -signal.SIGKILL
