@@ -8,9 +8,9 @@ suite; ``harness_case.step`` is the step ``harness run`` times, and the case's m
 batch size, dtype and device go to ``benchmark.extra_info``. Without a
 ``--harness-*`` option such tests are skipped.
 
-This module lives outside the ``harness`` package and imports it only when a test
-asks for ``harness_case``: pytest loads it in every run of an environment where
-harness is installed, and importing harness means importing torch.
+This module lives outside the ``harness`` package and imports no more of it than the
+table of sweep axes until a test asks for ``harness_case``: pytest loads it in every run
+of an environment where harness is installed, and the rest of harness imports torch.
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.axes import AXES, Axis, Flag
+
 if TYPE_CHECKING:
     from harness.plan import Case
-    from harness.registry import Registry
 
 _REGISTRY = pytest.StashKey["Registry"]()
 _CASES = pytest.StashKey["list[Case]"]()
-_OPTIONS = ("suite", "model", "batch_sizes", "dtypes", "devices")
+_AXES: tuple[tuple[Axis, Flag], ...] = tuple(  # the axes with a --harness-* option
+    (axis, axis.pytest) for axis in AXES if axis.pytest
+)
 
 
 @dataclass(frozen=True)
@@ -40,21 +43,28 @@ class HarnessCase:
     @property
     def extra_info(self) -> dict[str, Any]:
         case = self.case
-        return {"harness_case": case.label, "model": case.model, "batch_size": case.batch_size,
-                "dtype": case.dtype, "device": case.device, "compile_mode": case.compile_mode,
-                "mode": case.mode, "dims": dict(case.dims)}
+        return {
+            "harness_case": case.label,
+            "model": case.model,
+            "batch_size": case.batch_size,
+            "dtype": case.dtype,
+            "device": case.device,
+            "compile_mode": case.compile_mode,
+            "mode": case.mode,
+            "dims": dict(case.dims),
+        }
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "harness models as benchmark cases (harness_case)")
     group.addoption("--harness-suite", metavar="NAME", help="a harness suite")
-    group.addoption("--harness-model", metavar="NAME[,NAME]",
-                    help="models (with --harness-suite: a subset of the suite)")
-    group.addoption("--harness-batch-sizes", metavar="N[,N]",
-                    help="batch sizes (default: the suite's, else each model's)")
-    group.addoption("--harness-dtypes", metavar="DTYPE[,DTYPE]", help="dtypes (default float32)")
-    group.addoption("--harness-devices", metavar="DEVICE[,DEVICE]",
-                    help="devices (default: cpu plus any accelerator present)")
+    group.addoption(
+        "--harness-model",
+        metavar="NAME[,NAME]",
+        help="models (with --harness-suite: a subset of the suite)",
+    )
+    for _, flag in _AXES:
+        group.addoption(*flag.names, metavar=flag.metavar, help=flag.help)
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -62,13 +72,17 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return names or None
 
 
-def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
+def _option(config: pytest.Config, axis: Axis, flag: Flag) -> tuple[Any, ...] | None:
+    """The values given to ``flag``; integers, if the axis takes them."""
+    text = config.getoption(flag.dest)
+    if not axis.most:
+        return _names(text)
     try:
         sizes = tuple(int(v) for v in _names(text) or ())
     except ValueError:
         sizes = (0,)
     if any(s <= 0 for s in sizes):
-        raise pytest.UsageError(f"--harness-batch-sizes: expected positive integers, got {text!r}")
+        raise pytest.UsageError(f"{flag.names[0]}: expected positive integers, got {text!r}")
     return sizes or None
 
 
@@ -77,25 +91,28 @@ def _selected(config: pytest.Config) -> list[Case]:
     from harness.plan import Request, build_plan
     from harness.registry import load_registry
 
-    suite, models, batch_sizes, dtypes, devices = (
-        config.getoption(f"harness_{name}") for name in _OPTIONS)
+    asked = {axis.request_field: _option(config, axis, flag) for axis, flag in _AXES}
     try:
         registry = config.stash[_REGISTRY] = load_registry()
-        request = Request(suite=suite, models=_names(models) or (),
-                          batch_sizes=_batch_sizes(batch_sizes), dtypes=_names(dtypes),
-                          devices=_names(devices))
+        request = Request(
+            suite=config.getoption("harness_suite"),
+            models=_names(config.getoption("harness_model")) or (),
+            **asked,
+        )
         cases = build_plan(registry, request).cases
     except HarnessError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
     if any(case.batch_size is None for case in cases):
-        raise pytest.UsageError("harness: 'auto' batch sizes cannot be benchmarked; "
-                                "give --harness-batch-sizes")
+        raise pytest.UsageError(
+            "harness: 'auto' batch sizes cannot be benchmarked; give --harness-batch-sizes"
+        )
     return list(cases)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Select the cases up front, so a bad option is a usage error, not a collection one."""
-    if any(config.getoption(f"harness_{name}") for name in _OPTIONS):
+    options = ["harness_suite", "harness_model", *(flag.dest for _, flag in _AXES)]
+    if any(config.getoption(option) for option in options):
         config.stash[_CASES] = _selected(config)
 
 
@@ -104,12 +121,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     cases = metafunc.config.stash.get(_CASES, None)
     if cases is None:
-        skip = pytest.mark.skip(reason="no harness cases selected: give --harness-suite "
-                                       "NAME or --harness-model NAME")
+        skip = pytest.mark.skip(
+            reason="no harness cases selected: give --harness-suite NAME or --harness-model NAME"
+        )
         metafunc.parametrize("harness_case", [pytest.param(None, marks=skip)], indirect=True)
         return
-    metafunc.parametrize("harness_case", cases, indirect=True,
-                         ids=[case.label.replace("[", "-").rstrip("]") for case in cases])
+    metafunc.parametrize(
+        "harness_case",
+        cases,
+        indirect=True,
+        ids=[case.label.replace("[", "-").rstrip("]") for case in cases],
+    )
 
 
 @pytest.fixture

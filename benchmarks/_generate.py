@@ -27,10 +27,19 @@ class ModelBenchmark:
             raise NotImplementedError(f"{self.model}{tuple(params)} is not tracked") from None
 
 
-def generate(namespace: MutableMapping[str, Any],
-             base: Callable[[list[TrackedCase]], type[ModelBenchmark]]) -> None:
+def generate(
+    namespace: MutableMapping[str, Any], base: Callable[[list[TrackedCase]], type[ModelBenchmark]]
+) -> None:
     """Add a class per tracked model to ``namespace``, derived from ``base(its cases)``."""
     for model, params in MODELS.items():
-        namespace[model] = type(model, (base(list(params.cases.values())),), {
-            "__module__": namespace["__name__"], "model": model, "cases": params.cases,
-            "params": params.values, "param_names": params.names})
+        namespace[model] = type(
+            model,
+            (base(list(params.cases.values())),),
+            {
+                "__module__": namespace["__name__"],
+                "model": model,
+                "cases": params.cases,
+                "params": params.values,
+                "param_names": params.names,
+            },
+        )

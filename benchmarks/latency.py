@@ -6,13 +6,15 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from ._generate import REGISTRY, ModelBenchmark, generate
+from harness.identity import CaseKey
 from harness.worker import prepared
+
+from ._generate import REGISTRY, ModelBenchmark, generate
 
 # asv runs each benchmark in a process of its own and (asv_runner >= 0.3) calls setup
 # again before every sample, so a step is built once per process and kept, open in
 # its context (inference mode, autocast), until the process ends.
-_STEPS: dict[tuple, Callable[[], object]] = {}
+_STEPS: dict[CaseKey, Callable[[], object]] = {}
 _OPEN = contextlib.ExitStack()
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._generate import REGISTRY, ModelBenchmark, generate
 from harness.worker import measure_case
+
+from ._generate import REGISTRY, ModelBenchmark, generate
 
 
 class _Metrics(ModelBenchmark):
@@ -19,8 +20,7 @@ class _Metrics(ModelBenchmark):
         spec = REGISTRY.model(self.model).spec
         record = measure_case(spec, self.measured.case, self.measured.config)
         if record["status"] != "ok":
-            raise RuntimeError(f"{self.measured.case.label}: {record['status']}: "
-                               f"{record['error']}")
+            raise RuntimeError(f"{self.measured.case.label}: {record['status']}: {record['error']}")
         return record
 
     def track_throughput(self, *params: Any) -> float:
@@ -43,5 +43,9 @@ class _CompiledMetrics(_Metrics):
     track_compile_time.unit = "seconds"
 
 
-generate(globals(), lambda cases: _CompiledMetrics
-         if any(t.case.compile_mode != "none" for t in cases) else _Metrics)
+generate(
+    globals(),
+    lambda cases: (
+        _CompiledMetrics if any(t.case.compile_mode != "none" for t in cases) else _Metrics
+    ),
+)

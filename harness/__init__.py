@@ -21,8 +21,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 hookimpl = pluggy.HookimplMarker(PROJECT)
 """Marks a plugin's hook implementations: ``@harness.hookimpl def harness_models(): ...``."""
 
-__all__ = ["Constraint", "Dim", "Expr", "Input", "ModelSpec", "Shape", "hookimpl",
-           "__version__"]
+__all__ = ["Constraint", "Dim", "Expr", "Input", "ModelSpec", "Shape", "hookimpl", "__version__"]
 _NEED_TORCH = ("Dim", "Input", "ModelSpec")
 
 

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness import compare, interleave, sequential
+from harness import interleave, sequential, significance
 from harness.interleave import InterleaveError, PairSettings, Side, Spawner
 from harness.plan import Case
 from harness.timing import MeasureConfig
 
-PAIR_TIME = 1.0  # timed seconds a side in each pair: see the README's validation
+PAIR_TIME = 1.0  # timed seconds a side in each pair: see docs/harness-benchmarks.md
 MAX_TIME = 120.0  # seconds a case may take, both sides and all pairs included
 
 Write = Callable[[dict, dict], None]  # a pair's baseline and candidate records
@@ -49,9 +49,13 @@ class Settings:
         return PairSettings(config, self.plugins, self.disabled, self.require_defined)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "max_time": self.max_time,
-                "pair_time": self.pair_time, "alpha": self.alpha,
-                "prior_scales": list(sequential.PRIOR_SCALES)}
+        return {
+            "threshold": self.threshold,
+            "max_time": self.max_time,
+            "pair_time": self.pair_time,
+            "alpha": self.alpha,
+            "prior_scales": list(sequential.PRIOR_SCALES),
+        }
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,16 @@ class Outcome:
 
     def __repr__(self) -> str:
         what = self.verdict if self.status == "ok" else f"{self.status}: {self.error}"
-        return (f"Outcome({self.case.label}, {what}, pairs={self.pairs}, "
-                f"{self.elapsed_s:.1f} s, {self.look!r})")
+        return (
+            f"Outcome({self.case.label}, {what}, pairs={self.pairs}, "
+            f"{self.elapsed_s:.1f} s, {self.look!r})"
+        )
 
 
 def pair_log_ratio(base: dict, cand: dict) -> float:
     """The pair's candidate/baseline log-ratio: the Hodges-Lehmann estimate over turns."""
     turns = [_turns(record) for record in (base, cand)]
-    return math.log(compare.shift_of_turns(*turns).ratio)
+    return math.log(significance.shift_of_turns(*turns).ratio)
 
 
 def _turns(record: dict) -> list[list[float]]:
@@ -91,10 +97,17 @@ def _turns(record: dict) -> list[list[float]]:
     return [samples[i:j] for i, j in zip(cuts[:-1], cuts[1:])]
 
 
-def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings,
-                 spawner: Spawner, write: Write, rng: random.Random, cases: int = 1,
-                 on_look: Callable[[int, float, sequential.Look | None], None] | None = None
-                 ) -> Outcome:
+def measure_case(
+    case: Case,
+    baseline: Side,
+    candidate: Side,
+    settings: Settings,
+    spawner: Spawner,
+    write: Write,
+    rng: random.Random,
+    cases: int = 1,
+    on_look: Callable[[int, float, sequential.Look | None], None] | None = None,
+) -> Outcome:
     """Pairs of ``case`` until settled or out of time; every pair's records to ``write``.
     ``cases`` is how many cases the command judges together (see
     :meth:`sequential.Look.settled`); ``on_look`` gets (pairs so far, seconds so far, the
@@ -107,14 +120,32 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
     while True:
         pair_started = time.monotonic()
         try:
-            base, cand = interleave.measure_pair(baseline, candidate, case, spawner,
-                                                 pair_settings, session=session,
-                                                 pair=len(logs), rng=rng)
+            base, cand = interleave.measure_pair(
+                baseline,
+                candidate,
+                case,
+                spawner,
+                pair_settings,
+                session=session,
+                pair=len(logs),
+                rng=rng,
+            )
         except InterleaveError as exc:
             write(*interleave.failed_records(baseline, candidate, case, exc, session, len(logs)))
-            return Outcome(case, session, len(logs), time.monotonic() - started, current,
-                           None, exc.status, str(exc), tuple(logs), exc.role, exc.traceback,
-                           exc.output_tail)
+            return Outcome(
+                case,
+                session,
+                len(logs),
+                time.monotonic() - started,
+                current,
+                None,
+                exc.status,
+                str(exc),
+                tuple(logs),
+                exc.role,
+                exc.traceback,
+                exc.output_tail,
+            )
         now = time.monotonic()
         for record in (base, cand):
             record["interleaved"]["case_elapsed_s"] = now - started
@@ -125,5 +156,12 @@ def measure_case(case: Case, baseline: Side, candidate: Side, settings: Settings
         if on_look:
             on_look(len(logs), now - started, current)
         if verdict or now - started + (now - pair_started) > settings.max_time:
-            return Outcome(case, session, len(logs), now - started, current,
-                           verdict or "inconclusive", log_ratios=tuple(logs))
+            return Outcome(
+                case,
+                session,
+                len(logs),
+                now - started,
+                current,
+                verdict or "inconclusive",
+                log_ratios=tuple(logs),
+            )

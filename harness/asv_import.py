@@ -42,24 +42,30 @@ def _results(directory: Path) -> Iterator[Any]:
     except ImportError:
         raise UsageError("reading asv's results needs asv: pip install asv") from None
     if not directory.is_dir():
-        raise ResultsError(f"{directory} is not a directory of asv results "
-                           "(asv.conf.json's results_dir, results/asv/results)")
+        raise ResultsError(
+            f"{directory} is not a directory of asv results "
+            "(asv.conf.json's results_dir, results/asv/results)"
+        )
     return iter_results(str(directory))
 
 
-def load_asv_runs(directory: Path, registry: Registry, commit: str | None = None,
-                  machine: str | None = None) -> list[AsvRun]:
+def load_asv_runs(
+    directory: Path, registry: Registry, commit: str | None = None, machine: str | None = None
+) -> list[AsvRun]:
     """The runs of ``directory``, oldest first, optionally of one commit or machine."""
     models = asv_parameters(tracked_cases(registry))
     runs = []
     for result in _results(Path(directory)):
-        if (commit and not result.commit_hash.startswith(commit)
-                or machine and result.params.get("machine") != machine):
+        if (
+            commit
+            and not result.commit_hash.startswith(commit)
+            or machine
+            and result.params.get("machine") != machine
+        ):
             continue
         runs.append(AsvRun(_header(result), list(_cases(result, models).values())))
     if not runs:
-        which = " and ".join(f"{k} {v}" for k, v in (("commit", commit), ("machine", machine))
-                             if v)
+        which = " and ".join(f"{k} {v}" for k, v in (("commit", commit), ("machine", machine)) if v)
         raise ResultsError(f"no asv results in {directory}{' for ' + which if which else ''}")
     return sorted(runs, key=lambda run: run.header["environment"]["time"])
 
@@ -67,14 +73,22 @@ def load_asv_runs(directory: Path, registry: Registry, commit: str | None = None
 def _header(result: Any) -> dict[str, Any]:
     params = result.params
     when = datetime.fromtimestamp(result.date / 1000, timezone.utc)
-    return {"command": ["asv", "run"], "source": "asv",
-            "environment": {"hostname": params.get("machine"), "cpu_model": params.get("cpu"),
-                            "machine": params.get("arch"), "os": params.get("os"),
-                            "cpu_count": int(params["num_cpu"]) if params.get("num_cpu") else None,
-                            "torch_version": params.get("torch"), "asv_env": result.env_name,
-                            "gpus": [],
-                            "time": when.isoformat(timespec="seconds"),
-                            "git": {"commit": result.commit_hash, "dirty": False}}}
+    return {
+        "command": ["asv", "run"],
+        "source": "asv",
+        "environment": {
+            "hostname": params.get("machine"),
+            "cpu_model": params.get("cpu"),
+            "machine": params.get("arch"),
+            "os": params.get("os"),
+            "cpu_count": int(params["num_cpu"]) if params.get("num_cpu") else None,
+            "torch_version": params.get("torch"),
+            "asv_env": result.env_name,
+            "gpus": [],
+            "time": when.isoformat(timespec="seconds"),
+            "git": {"commit": result.commit_hash, "dirty": False},
+        },
+    }
 
 
 def _cases(result: Any, models: dict[str, ModelParameters]) -> dict[tuple, dict[str, Any]]:
@@ -91,16 +105,21 @@ def _cases(result: Any, models: dict[str, ModelParameters]) -> dict[tuple, dict[
             tracked = models[model].cases.get(tuple(combo))
             if tracked is None or value is None or math.isnan(value):
                 continue  # no longer tracked, skipped or failed
-            record = records.setdefault(tracked.case.key(), {
-                **base_record(tracked.case), "source": "asv", "asv_env": result.env_name})
+            record = records.setdefault(
+                tracked.case.key(),
+                {**base_record(tracked.case), "source": "asv", "asv_env": result.env_name},
+            )
             _set(record, method, value, sampled)
     return records
 
 
 def _set(record: dict[str, Any], method: str, value: float, samples: list | None) -> None:
     if method == "time_step":
-        stats = (LatencyStats.from_samples(samples).to_dict() if samples and len(samples) > 1
-                 else {"median": value})
+        stats = (
+            LatencyStats.from_samples(samples).to_dict()
+            if samples and len(samples) > 1
+            else {"median": value}
+        )
         record["latency"] = {"unit": "s", **stats, "samples": list(samples or [])}
         record["throughput"] = record["batch_size"] / value
     elif method == "track_throughput":

@@ -48,29 +48,39 @@ def first_parents(repo: Path, good: str, bad: str) -> list[Commit]:
     is one step, as ``git bisect --first-parent`` takes it)."""
     shas = [_sha(repo, rev) for rev in (good, bad)]
     if shas[0] == shas[1]:
-        raise UsageError(f"{good} and {bad} are the same commit ({shas[0][:10]}); give a good "
-                         "commit older than the bad one")
+        raise UsageError(
+            f"{good} and {bad} are the same commit ({shas[0][:10]}); give a good "
+            "commit older than the bad one"
+        )
     if not _is_ancestor(repo, shas[0], shas[1]):
-        raise UsageError(f"{good} ({shas[0][:10]}) is not an ancestor of {bad} "
-                         f"({shas[1][:10]}); give GOOD before BAD, on BAD's history")
-    lines = sources.git(repo, "log", "--first-parent", "--reverse", "--format=%H %s",
-                        f"{shas[0]}..{shas[1]}").splitlines()
+        raise UsageError(
+            f"{good} ({shas[0][:10]}) is not an ancestor of {bad} "
+            f"({shas[1][:10]}); give GOOD before BAD, on BAD's history"
+        )
+    lines = sources.git(
+        repo, "log", "--first-parent", "--reverse", "--format=%H %s", f"{shas[0]}..{shas[1]}"
+    ).splitlines()
     found = [Commit(*(line.split(" ", 1) + [""])[:2]) for line in lines if line.strip()]
     subject = sources.git(repo, "log", "-1", "--format=%s", shas[0]).strip()
     return [Commit(shas[0], subject), *found]
 
 
 def _sha(repo: Path, rev: str) -> str:
-    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
-                            f"{rev}^{{commit}}"], capture_output=True, text=True, check=False)
-    if found.returncode:
+    sha = sources.commit_of(repo, rev)
+    if sha is None:
         raise UsageError(f"no revision {rev!r} in {repo}; give a commit, branch or tag there")
-    return found.stdout.strip()
+    return sha
 
 
 def _is_ancestor(repo: Path, older: str, newer: str) -> bool:
-    return subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", older, newer],
-                          capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "-C", str(repo), "merge-base", "--is-ancestor", older, newer],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
 
 
 @dataclass(frozen=True)
@@ -95,11 +105,17 @@ class Step:
         return math.exp(math.fsum(logs) / len(logs))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit.sha, "subject": self.commit.subject,
-                "verdict": self.verdict, "reason": self.reason,
-                "ratio_vs_good": self.ratio_to(GOOD), "ratio_vs_bad": self.ratio_to(BAD),
-                "pairs": self.pairs, "time_s": self.time_s,
-                "log_ratios": [list(r) for r in self.rounds]}
+        return {
+            "commit": self.commit.sha,
+            "subject": self.commit.subject,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "ratio_vs_good": self.ratio_to(GOOD),
+            "ratio_vs_bad": self.ratio_to(BAD),
+            "pairs": self.pairs,
+            "time_s": self.time_s,
+            "log_ratios": [list(r) for r in self.rounds],
+        }
 
     def __repr__(self) -> str:
         return f"Step({self.commit}, {self.verdict}, pairs={self.pairs}, {self.time_s:.0f} s)"
@@ -134,16 +150,25 @@ class Bisection:
 
     @property
     def pairs(self) -> int:
-        return (self.confirmation.pairs + sum(s.pairs for s in self.steps)
-                + sum(o.pairs for o in self._extra))
+        return (
+            self.confirmation.pairs
+            + sum(s.pairs for s in self.steps)
+            + sum(o.pairs for o in self._extra)
+        )
 
 
 class Bisector:
     """Bisects cases of one history, keeping each commit's extracted tree for reuse."""
 
-    def __init__(self, repo: Path, scratch: Path, settings: ab.Settings, spawner: Spawner,
-                 rng: random.Random | None = None,
-                 on_event: Callable[[str], None] = lambda message: None):
+    def __init__(
+        self,
+        repo: Path,
+        scratch: Path,
+        settings: ab.Settings,
+        spawner: Spawner,
+        rng: random.Random | None = None,
+        on_event: Callable[[str], None] = lambda message: None,
+    ):
         self.repo = repo
         self.scratch = scratch
         self.settings = settings
@@ -154,21 +179,29 @@ class Bisector:
 
     def tree(self, commit: Commit) -> sources.CodeSource:
         if commit.sha not in self._trees:
-            self._trees[commit.sha] = sources.revision(self.repo, commit.sha,
-                                                       self.scratch / commit.sha[:16])
+            self._trees[commit.sha] = sources.revision(
+                self.repo, commit.sha, self.scratch / commit.sha[:16]
+            )
         return self._trees[commit.sha]
 
     def side(self, commit: Commit, role: str) -> Side:
         return Side(role, self.tree(commit))
 
-    def session(self, case: Case, baseline: Commit, candidate: Commit, cases: int = 1,
-                patience: int = 1) -> ab.Outcome:
+    def session(
+        self, case: Case, baseline: Commit, candidate: Commit, cases: int = 1, patience: int = 1
+    ) -> ab.Outcome:
         """``harness ab`` of one case between two commits, in ``patience`` times the time."""
-        settings = dataclasses.replace(self.settings,
-                                       max_time=patience * self.settings.max_time)
-        return ab.measure_case(case, self.side(baseline, "baseline"),
-                               self.side(candidate, "candidate"), settings, self.spawner,
-                               lambda base, cand: None, self.rng, cases)
+        settings = dataclasses.replace(self.settings, max_time=patience * self.settings.max_time)
+        return ab.measure_case(
+            case,
+            self.side(baseline, "baseline"),
+            self.side(candidate, "candidate"),
+            settings,
+            self.spawner,
+            lambda base, cand: None,
+            self.rng,
+            cases,
+        )
 
     def bisect(self, case: Case, history: Sequence[Commit], cases: int = 1) -> Bisection:
         """Confirm that ``history[-1]`` is slower than ``history[0]``, then find the commit."""
@@ -178,8 +211,9 @@ class Bisector:
         confirmation = self.session(case, good, bad, cases, patience=2)
         declined = _declined(confirmation, self.settings.threshold)
         if declined:
-            return Bisection(case, good, bad, confirmation,
-                             time_s=time.monotonic() - started, declined=declined)
+            return Bisection(
+                case, good, bad, confirmation, time_s=time.monotonic() - started, declined=declined
+            )
         self.say(f"confirmed: {_outcome(confirmation)}")
         steps: list[Step] = []
         groups: list[list[float]] = [list(confirmation.log_ratios)]  # for the spread of one pair
@@ -195,35 +229,76 @@ class Bisector:
             else:
                 skipped.add(mid)
             left = high - low - 1 - sum(low < i < high for i in skipped)
-            self.say(f"step {len(steps)}: {_step_text(step)}; "
-                     f"{left} commit{'s' if left != 1 else ''} left")
+            self.say(
+                f"step {len(steps)}: {_step_text(step)}; "
+                f"{left} commit{'s' if left != 1 else ''} left"
+            )
         if high - low > 1:  # every commit between was skipped: it is one of them
-            return Bisection(case, good, bad, confirmation, tuple(steps),
-                             suspects=tuple(history[low + 1:high + 1]),
-                             time_s=time.monotonic() - started)
+            return Bisection(
+                case,
+                good,
+                bad,
+                confirmation,
+                tuple(steps),
+                suspects=tuple(history[low + 1 : high + 1]),
+                time_s=time.monotonic() - started,
+            )
         culprit = history[high]
-        check = (confirmation if high == len(history) - 1 and low == 0
-                 else self.session(case, history[low], culprit, cases))
-        return Bisection(case, good, bad, confirmation, tuple(steps), culprit, history[low],
-                         check, time_s=time.monotonic() - started)
+        check = (
+            confirmation
+            if high == len(history) - 1 and low == 0
+            else self.session(case, history[low], culprit, cases)
+        )
+        return Bisection(
+            case,
+            good,
+            bad,
+            confirmation,
+            tuple(steps),
+            culprit,
+            history[low],
+            check,
+            time_s=time.monotonic() - started,
+        )
 
-    def _step(self, case: Case, mid: Commit, good: Commit, bad: Commit,
-              groups: list[list[float]], sums: list[float]) -> Step:
+    def _step(
+        self,
+        case: Case,
+        mid: Commit,
+        good: Commit,
+        bad: Commit,
+        groups: list[list[float]],
+        sums: list[float],
+    ) -> Step:
         pairing = self.settings.pair_settings()
 
         def pair(baseline: Commit, candidate: Commit) -> float:
             base, cand = interleave.measure_pair(
-                self.side(baseline, "baseline"), self.side(candidate, "candidate"), case,
-                self.spawner, pairing, session="bisect", pair=0, rng=self.rng)
+                self.side(baseline, "baseline"),
+                self.side(candidate, "candidate"),
+                case,
+                self.spawner,
+                pairing,
+                session="bisect",
+                pair=0,
+                rng=self.rng,
+            )
             return ab.pair_log_ratio(base, cand)
 
         return judge(mid, good, bad, pair, groups, sums, self.settings, self.say)
 
 
-def judge(mid: Commit, good: Commit, bad: Commit, pair: Callable[[Commit, Commit], float],
-          groups: list[list[float]], sums: list[float], settings: ab.Settings,
-          say: Callable[[str], None] = lambda message: None,
-          clock: Callable[[], float] = time.monotonic) -> Step:
+def judge(
+    mid: Commit,
+    good: Commit,
+    bad: Commit,
+    pair: Callable[[Commit, Commit], float],
+    groups: list[list[float]],
+    sums: list[float],
+    settings: ab.Settings,
+    say: Callable[[str], None] = lambda message: None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Step:
     """Rounds of (good vs mid, mid vs bad) pairs until ``mid`` is settled as good or bad;
     skipped if it fails (an :class:`InterleaveError` of its side), or is unsettled after
     twice ``settings.max_time``. ``pair`` gives one pair's log-ratio of its candidate over
@@ -245,8 +320,9 @@ def judge(mid: Commit, good: Commit, bad: Commit, pair: Callable[[Commit, Commit
             except InterleaveError as exc:
                 if (exc.role == "baseline") != (baseline is mid):
                     raise  # good or bad themselves failed: nothing can be judged
-                return Step(mid, SKIPPED, tuple(rounds), clock() - started,
-                            f"{exc.status}: {exc.detail}")
+                return Step(
+                    mid, SKIPPED, tuple(rounds), clock() - started, f"{exc.status}: {exc.detail}"
+                )
         rounds.append((logs[0], logs[1]))
         to_good.append(logs[0])
         to_bad.append(logs[1])
@@ -255,15 +331,21 @@ def judge(mid: Commit, good: Commit, bad: Commit, pair: Callable[[Commit, Commit
         # a round is the difference of two pairs' log-ratios: twice one pair's variance,
         # widened as a t distribution of df degrees of freedom is, for the estimate's doubt
         spread = sd * math.sqrt(2 * df / (df - 2)) if df > 2 else math.nan
-        found = sequential.nearer([a - b for a, b in rounds], math.fsum(sums) / len(sums),
-                                  spread, settings.alpha)
+        found = sequential.nearer(
+            [a - b for a, b in rounds], math.fsum(sums) / len(sums), spread, settings.alpha
+        )
         now = clock()
         if found:
             return Step(mid, found, tuple(rounds), now - started)
         if now - started + (now - round_started) > budget:
             if budget > settings.max_time:
-                return Step(mid, SKIPPED, tuple(rounds), now - started,
-                            f"unsettled after {now - started:.0f} s")
+                return Step(
+                    mid,
+                    SKIPPED,
+                    tuple(rounds),
+                    now - started,
+                    f"unsettled after {now - started:.0f} s",
+                )
             budget += settings.max_time
             say(f"{mid}: unsettled after {len(rounds)} rounds; more time")
 
@@ -291,14 +373,18 @@ def _outcome(outcome: ab.Outcome) -> str:
     if outcome.status != "ok" or outcome.look is None:
         return f"{outcome.status}: {outcome.error}"
     low, high = outcome.look.interval
-    return (f"{outcome.verdict} {outcome.look.ratio:.3f} [{low:.3f}, {high:.3f}] after "
-            f"{outcome.pairs} pairs, {outcome.elapsed_s:.0f} s")
+    return (
+        f"{outcome.verdict} {outcome.look.ratio:.3f} [{low:.3f}, {high:.3f}] after "
+        f"{outcome.pairs} pairs, {outcome.elapsed_s:.0f} s"
+    )
 
 
 def _step_text(step: Step) -> str:
     ratios = ""
     if step.rounds:
-        ratios = (f" (vs good {step.ratio_to(GOOD):.3f}, vs bad {step.ratio_to(BAD):.3f}; "
-                  f"{step.pairs} pairs, {step.time_s:.0f} s)")
+        ratios = (
+            f" (vs good {step.ratio_to(GOOD):.3f}, vs bad {step.ratio_to(BAD):.3f}; "
+            f"{step.pairs} pairs, {step.time_s:.0f} s)"
+        )
     reason = f": {step.reason}" if step.reason else ""
     return f"{step.commit} {step.verdict}{reason}{ratios}"

@@ -40,17 +40,31 @@ class CheckResult:
         return not self.problems
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "plugin": self.plugin, "ok": self.ok, "params": self.params,
-                "dims": dict(self.dims), "expected": _lists(self.expected),
-                "observed": _lists(self.observed), "training": self.training,
-                "problems": list(self.problems)}
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "ok": self.ok,
+            "params": self.params,
+            "dims": dict(self.dims),
+            "expected": _lists(self.expected),
+            "observed": _lists(self.observed),
+            "training": self.training,
+            "problems": list(self.problems),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
         """The inverse of :meth:`to_dict`: a result sent back by a check's own process."""
-        return cls(data["name"], data["plugin"], data["params"], data["dims"],
-                   _tuples(data["expected"]), _tuples(data["observed"]), data["training"],
-                   tuple(data["problems"]))
+        return cls(
+            data["name"],
+            data["plugin"],
+            data["params"],
+            data["dims"],
+            _tuples(data["expected"]),
+            _tuples(data["observed"]),
+            data["training"],
+            tuple(data["problems"]),
+        )
 
 
 def _lists(shapes: Sequence[Sequence[int]] | None) -> list[list[int]] | None:
@@ -100,8 +114,9 @@ def check_model(spec: ModelSpec, plugin: str, dims: Mapping[str, int] | None = N
             for batch_size in CHECK_BATCH_SIZES:
                 outputs = flatten_outputs(model(*spec.example_inputs(batch_size, resolved)))
                 shapes = tuple(tuple(t.shape) for t in outputs)
-                problems += shape_problems(spec.outputs, spec.expected_shapes(batch_size, resolved),
-                                           shapes, batch_size)
+                problems += shape_problems(
+                    spec.outputs, spec.expected_shapes(batch_size, resolved), shapes, batch_size
+                )
                 if batch_size == REPORTED_BATCH_SIZE:
                     observed = shapes
         if spec.trainable:
@@ -112,5 +127,6 @@ def check_model(spec: ModelSpec, plugin: str, dims: Mapping[str, int] | None = N
         if training == "skipped" and spec.trainable and observed is not None:
             training = "failed"
         problems.append(error_message(exc))
-    return CheckResult(spec.name, plugin, params, resolved, expected, observed, training,
-                       tuple(problems))
+    return CheckResult(
+        spec.name, plugin, params, resolved, expected, observed, training, tuple(problems)
+    )

@@ -12,9 +12,15 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.progress import Progress as RichProgress
-from rich.progress import TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -26,15 +32,21 @@ from harness.sequential import ALPHA as SEQUENTIAL_ALPHA
 from harness.stats import format_seconds, per_label
 
 if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    from harness.compare import MachineNoise, SettingDifference
+    from harness.compare import SettingDifference
     from harness.history import History
+    from harness.noise import MachineNoise
 
 # Redirected output (files, CI logs) gets wide rows instead of rich's 80 columns. Every
 # string is plain text: model names, error messages and file contents are not ours, and
 # rich would eat ``[enforce fail at ...]`` as markup or die on ``[/red]``; styled cells are
 # built as ``Text`` objects instead.
-stdout = Console(highlight=False, soft_wrap=False, markup=False, emoji=False,
-                 width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+stdout = Console(
+    highlight=False,
+    soft_wrap=False,
+    markup=False,
+    emoji=False,
+    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200,
+)
 stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
@@ -57,17 +69,27 @@ def format_rate(per_second: float) -> str:
 
 def models_table(rows: Sequence[dict[str, Any]], everywhere: Sequence[str] = ()) -> Table:
     """``everywhere`` names suites of every model, said once in the title, not per row."""
-    title = f"{len(rows)} models" + (f" (all also in: {', '.join(everywhere)})"
-                                     if everywhere else "")
+    title = f"{len(rows)} models" + (
+        f" (all also in: {', '.join(everywhere)})" if everywhere else ""
+    )
     table = Table(title=title, title_justify="left")
     for column in ("name", "family", "params", "inputs", "outputs", "suites", "plugin"):
-        table.add_column(column, justify="right" if column == "params" else "left",
-                         no_wrap=column in ("name", "params"))
+        table.add_column(
+            column,
+            justify="right" if column == "params" else "left",
+            no_wrap=column in ("name", "params"),
+        )
     for row in rows:
         suites = [s for s in row["suites"] if s not in everywhere]
-        table.add_row(row["name"], row["family"], format_count(row["params"]),
-                      "\n".join(f"{i['name']} {i['shape']}" for i in row["inputs"]),
-                      "\n".join(row["outputs"]), ", ".join(suites), row["plugin"])
+        table.add_row(
+            row["name"],
+            row["family"],
+            format_count(row["params"]),
+            "\n".join(f"{i['name']} {i['shape']}" for i in row["inputs"]),
+            "\n".join(row["outputs"]),
+            ", ".join(suites),
+            row["plugin"],
+        )
     return table
 
 
@@ -120,30 +142,61 @@ def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Ta
     table = Table(title=title, title_justify="left")
     pers = {_per(rec) for _, rec in rows if rec["status"] == "ok"}
     common = pers.pop() if len(pers) == 1 else None
-    for column in ("case", "status", "median", f"IQR ({common})" if common else "IQR",
-                   "95% CI", "throughput", MEMORY_COLUMN, "compute (of peak)", "vs eager", "n"):
-        table.add_column(column, justify="left" if column in ("case", "status") else "right",
-                         no_wrap=column == "case")
+    for column in (
+        "case",
+        "status",
+        "median",
+        f"IQR ({common})" if common else "IQR",
+        "95% CI",
+        "throughput",
+        MEMORY_COLUMN,
+        "compute (of peak)",
+        "vs eager",
+        "n",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in ("case", "status") else "right",
+            no_wrap=column == "case",
+        )
     for case, rec in rows:
-        label = case.label if rec.get("batch_size") in (None, case.batch_size) else (
-            f"{case.label} -> B={rec['batch_size']}")
+        label = (
+            case.label
+            if rec.get("batch_size") in (None, case.batch_size)
+            else (f"{case.label} -> B={rec['batch_size']}")
+        )
         if rec["status"] != "ok":
             colour = "yellow" if rec["status"] == "skipped" else "red"
-            table.add_row(label, Text(rec["status"], style=colour), rec.get("error") or "",
-                          *[""] * 7)
+            table.add_row(
+                label, Text(rec["status"], style=colour), rec.get("error") or "", *[""] * 7
+            )
             continue
         lat = rec["latency"]
         speedup = rec.get("speedup_vs_eager")
         spread = format_seconds(lat["iqr"]) + ("" if common else f" ({_per(rec)})")
-        table.add_row(label, "ok", format_seconds(lat["median"]), spread,
-                      f"{format_seconds(lat['ci_low'])} - {format_seconds(lat['ci_high'])}",
-                      f"{rec['throughput']:,.1f}/s", _memory(rec), _compute(rec),
-                      f"{speedup:.2f}x" if speedup else "", str(lat["n"]))
+        table.add_row(
+            label,
+            "ok",
+            format_seconds(lat["median"]),
+            spread,
+            f"{format_seconds(lat['ci_low'])} - {format_seconds(lat['ci_high'])}",
+            f"{rec['throughput']:,.1f}/s",
+            _memory(rec),
+            _compute(rec),
+            f"{speedup:.2f}x" if speedup else "",
+            str(lat["n"]),
+        )
     return table
 
 
-_VERDICT_STYLE = {"slower": "bold red", "faster": "green", "larger": "bold red",
-                  "smaller": "green", "no change": "dim", "inconclusive": "yellow"}
+_VERDICT_STYLE = {
+    "slower": "bold red",
+    "faster": "green",
+    "larger": "bold red",
+    "smaller": "green",
+    "no change": "dim",
+    "inconclusive": "yellow",
+}
 
 
 def _metric_value(value: float | None, metric: str) -> str:
@@ -159,13 +212,15 @@ def _metric_value(value: float | None, metric: str) -> str:
 def _ratio_text(row: dict[str, Any]) -> tuple[str, str]:
     low, high = (row.get(k) for k in ("ci_low", "ci_high"))
     known = [v is not None and v == v for v in (low, high)]
-    ci = (f"{low:.3f} - {high:.3f}" if all(known)
-          else "open" if row.get("method") == "pairs" else "-")
+    ci = (
+        f"{low:.3f} - {high:.3f}" if all(known) else "open" if row.get("method") == "pairs" else "-"
+    )
     return f"{row['ratio']:.3f}", ci
 
 
-def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
-                     hardware: bool = False) -> Table:
+def comparison_table(
+    rows: Sequence[dict[str, Any]], metric: str, title: str, hardware: bool = False
+) -> Table:
     """Per case: both values, the ratio with its CI, the MDE, q-value and verdict;
     with ``hardware``, utilisation and memory of each side too."""
     table = Table(title=title, title_justify="left")
@@ -178,34 +233,50 @@ def comparison_table(rows: Sequence[dict[str, Any]], metric: str, title: str,
     if hardware:
         columns += ["util base", "util cand", "mem base", "mem cand"]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("case", "verdict") else "right",
-                         no_wrap=column == "case")
+        table.add_column(
+            column,
+            justify="left" if column in ("case", "verdict") else "right",
+            no_wrap=column == "case",
+        )
     for row in rows:
         ratio, ci = _ratio_text(row)
         q = f"{row['q_value']:.2g}" if row.get("q_value") is not None else "-"
-        cells = [row["case"], _metric_value(row["baseline"], metric),
-                 _metric_value(row["candidate"], metric), ratio, ci, _percent(row.get("mde")), q,
-                 Text(row["verdict"], style=_VERDICT_STYLE[row["verdict"]])]
+        cells = [
+            row["case"],
+            _metric_value(row["baseline"], metric),
+            _metric_value(row["candidate"], metric),
+            ratio,
+            ci,
+            _percent(row.get("mde")),
+            q,
+            Text(row["verdict"], style=_VERDICT_STYLE[row["verdict"]]),
+        ]
         if sequential:
             pairs, took = row.get("pairs"), row.get("time_s")
-            cells += [str(pairs) if pairs == pairs and pairs is not None else "-",
-                      f"{took:.0f} s" if took == took and took is not None else "-"]
+            cells += [
+                str(pairs) if pairs == pairs and pairs is not None else "-",
+                f"{took:.0f} s" if took == took and took is not None else "-",
+            ]
         if hardware:
-            cells += [_percent(row.get("baseline_utilisation")),
-                      _percent(row.get("candidate_utilisation")),
-                      _metric_value(row.get("baseline_memory"), "memory"),
-                      _metric_value(row.get("candidate_memory"), "memory")]
+            cells += [
+                _percent(row.get("baseline_utilisation")),
+                _percent(row.get("candidate_utilisation")),
+                _metric_value(row.get("baseline_memory"), "memory"),
+                _metric_value(row.get("candidate_memory"), "memory"),
+            ]
         table.add_row(*cells)
     return table
 
 
 def noise_line(noise: MachineNoise) -> str:
     """A run's machine noise, which ``harness compare`` needs to judge single processes."""
-    from harness.compare import MIN_HEARTBEATS
+    from harness.noise import MIN_HEARTBEATS
 
     if noise.sd is None:
-        return (f"machine noise: unknown ({noise.count} heartbeats; compare needs "
-                f"{MIN_HEARTBEATS} to judge single processes)")
+        return (
+            f"machine noise: unknown ({noise.count} heartbeats; compare needs "
+            f"{MIN_HEARTBEATS} to judge single processes)"
+        )
     return f"machine noise: {noise.sd:.1%} (sd of {noise.count} heartbeats)"
 
 
@@ -217,15 +288,19 @@ def settings_warning(differences: Sequence[SettingDifference]) -> Text | None:
     each ratio may be theirs, not the code's. Plain text: the values come from files."""
     if not differences:
         return None
-    shown = ", ".join(f"{d.name} {d.baseline} -> {d.candidate}"
-                      for d in differences[:MAX_SETTINGS_SHOWN])
+    shown = ", ".join(
+        f"{d.name} {d.baseline} -> {d.candidate}" for d in differences[:MAX_SETTINGS_SHOWN]
+    )
     more = len(differences) - MAX_SETTINGS_SHOWN
-    return Text(f"warning: the runs differ in settings that move timings (baseline -> "
-                f"candidate): {shown}" + (f", and {more} more" if more > 0 else ""))
+    return Text(
+        f"warning: the runs differ in settings that move timings (baseline -> "
+        f"candidate): {shown}" + (f", and {more} more" if more > 0 else "")
+    )
 
 
-def comparison_notes(rows: Sequence[dict[str, Any]],
-                     settings: Sequence[SettingDifference] = ()) -> list[str | Text]:
+def comparison_notes(
+    rows: Sequence[dict[str, Any]], settings: Sequence[SettingDifference] = ()
+) -> list[str | Text]:
     """Whether the runs' settings differ (``compare.settings_differences``), and what
     widened or held back the verdicts of cases with few processes a side: the runs'
     machine noise, or why it is unknown."""
@@ -233,14 +308,23 @@ def comparison_notes(rows: Sequence[dict[str, Any]],
     lines: list[str | Text] = [warning] if warning else []
     widened = [r for r in rows if r.get("samples_verdict")]
     if widened:
-        noise = ", ".join(f"{side} {_span([r[f'{side}_noise'] for r in widened])}"
-                          for side in ("baseline", "candidate"))
-        held = sum(r["samples_verdict"] in ("slower", "faster")
-                   and r["verdict"] != r["samples_verdict"] for r in widened)
-        lines.append(f"machine noise: {noise} (heartbeats); it widened {len(widened)} "
-                     "single-process intervals" + (f" and held back {held} slower/faster "
-                                                   "verdicts of their samples alone"
-                                                   if held else ""))
+        noise = ", ".join(
+            f"{side} {_span([r[f'{side}_noise'] for r in widened])}"
+            for side in ("baseline", "candidate")
+        )
+        held = sum(
+            r["samples_verdict"] in ("slower", "faster") and r["verdict"] != r["samples_verdict"]
+            for r in widened
+        )
+        lines.append(
+            f"machine noise: {noise} (heartbeats); it widened {len(widened)} "
+            "single-process intervals"
+            + (
+                f" and held back {held} slower/faster verdicts of their samples alone"
+                if held
+                else ""
+            )
+        )
     notes: dict[str, int] = {}
     for row in rows:
         if row.get("note"):
@@ -259,13 +343,19 @@ def _percent(value: float | None) -> str:
 
 
 def speedup_table(rows: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title="geometric-mean speedup of candidate over baseline (>1: faster)",
-                  title_justify="left")
+    table = Table(
+        title="geometric-mean speedup of candidate over baseline (>1: faster)", title_justify="left"
+    )
     for column in ("suite", "dtype", "compile", "cases", "speedup"):
         table.add_column(column, justify="right" if column in ("cases", "speedup") else "left")
     for row in rows:
-        table.add_row(str(row["suite"]), row["dtype"], row["compile_mode"], str(row["cases"]),
-                      f"{row['geomean_speedup']:.3f}x")
+        table.add_row(
+            str(row["suite"]),
+            row["dtype"],
+            row["compile_mode"],
+            str(row["cases"]),
+            f"{row['geomean_speedup']:.3f}x",
+        )
     return table
 
 
@@ -276,12 +366,19 @@ def runs_table(runs: Sequence[dict[str, Any]]) -> Table:
     for run in runs:
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(run["statuses"].items()))
         resumed = f" (resumed x{run['resumed']})" if run.get("resumed") else ""
-        table.add_row(run["run_id"] or "-", run["time"] or "-", run["hostname"] or "-",
-                      (run["commit"] or "-")[:10], run["torch"] or "-",
-                      f"{run['cases']}: {statuses or 'none'}{resumed}", run["file"])
+        table.add_row(
+            run["run_id"] or "-",
+            run["time"] or "-",
+            run["hostname"] or "-",
+            (run["commit"] or "-")[:10],
+            run["torch"] or "-",
+            f"{run['cases']}: {statuses or 'none'}{resumed}",
+            run["file"],
+        )
     return table
-def _operators_table(title: str, columns: Sequence[str],
-                     rows: Iterable[Sequence[str]]) -> Table:
+
+
+def _operators_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column(columns[0], overflow="fold")  # a long name wraps, never cut short
     for column in columns[1:]:
@@ -307,41 +404,78 @@ def print_profile(result: ProfileResult, top: int) -> None:
     case, steps = result.case, result.steps
     device = case.device.upper()
     parts: list[Any] = [
-        Text.assemble((case.label, "bold"), f": {steps} profiled steps of "
-                      f"{format_seconds(result.step_time)} on average, "
-                      f"{_plural(result.threads, 'thread')}"),
+        Text.assemble(
+            (case.label, "bold"),
+            f": {steps} profiled steps of "
+            f"{format_seconds(result.step_time)} on average, "
+            f"{_plural(result.threads, 'thread')}",
+        ),
         _operators_table(
             f"self CPU time, top {top} operators over {steps} steps",
             ("operator", "calls", "self CPU", "self CPU %", "CPU total"),
-            ((o.name, str(o.calls), format_seconds(o.self_time),
-              _share(o.self_time, result.cpu_time), format_seconds(o.total_time))
-             for o in result.top("self_time", top)))]
+            (
+                (
+                    o.name,
+                    str(o.calls),
+                    format_seconds(o.self_time),
+                    _share(o.self_time, result.cpu_time),
+                    format_seconds(o.total_time),
+                )
+                for o in result.top("self_time", top)
+            ),
+        ),
+    ]
     if case.device == "cuda":
-        parts.append(_operators_table(
-            f"self CUDA time, top {top} operators and kernels over {steps} steps",
-            ("operator", "calls", "self CUDA", "self CUDA %", "CUDA total"),
-            ((o.name, str(o.calls), format_seconds(o.self_device_time),
-              _share(o.self_device_time, result.device_time),
-              format_seconds(o.total_device_time))
-             for o in result.top("self_device_time", top))))
-    parts.append(_operators_table(
-        f"{device} memory allocated, top {top} operators over {steps} steps",
-        ("operator", "calls", "with callees", "self"),
-        ((o.name, str(o.calls), format_bytes(o.total_memory), format_bytes(o.self_memory))
-         for o in result.top("total_memory", top))))
-    parts.append(f"memory: peak {format_bytes(result.memory_peak)} allocated on "
-                 f"{case.device} during the profiled steps, above their start "
-                 f"({result.memory_events} allocator events)")
+        parts.append(
+            _operators_table(
+                f"self CUDA time, top {top} operators and kernels over {steps} steps",
+                ("operator", "calls", "self CUDA", "self CUDA %", "CUDA total"),
+                (
+                    (
+                        o.name,
+                        str(o.calls),
+                        format_seconds(o.self_device_time),
+                        _share(o.self_device_time, result.device_time),
+                        format_seconds(o.total_device_time),
+                    )
+                    for o in result.top("self_device_time", top)
+                ),
+            )
+        )
+    parts.append(
+        _operators_table(
+            f"{device} memory allocated, top {top} operators over {steps} steps",
+            ("operator", "calls", "with callees", "self"),
+            (
+                (o.name, str(o.calls), format_bytes(o.total_memory), format_bytes(o.self_memory))
+                for o in result.top("total_memory", top)
+            ),
+        )
+    )
+    parts.append(
+        f"memory: peak {format_bytes(result.memory_peak)} allocated on "
+        f"{case.device} during the profiled steps, above their start "
+        f"({result.memory_events} allocator events)"
+    )
     notes = result.compile
     if notes is not None:
-        parts.append(f"compiled with {notes.backend}: {_plural(notes.graphs, 'graph')}, "
-                     f"{_plural(notes.graph_breaks, 'graph break')}")
-        parts += [f"  graph break ({count}x): {reason.splitlines()[0][:160]}"
-                  for reason, count in notes.break_reasons]
+        parts.append(
+            f"compiled with {notes.backend}: {_plural(notes.graphs, 'graph')}, "
+            f"{_plural(notes.graph_breaks, 'graph break')}"
+        )
+        parts += [
+            f"  graph break ({count}x): {reason.splitlines()[0][:160]}"
+            for reason, count in notes.break_reasons
+        ]
         kernels = notes.generated_kernels
-        parts.append(f"  generated kernels in the profile: {len(kernels)}"
-                     + (f" ({', '.join(kernels[:3])}{', ...' if len(kernels) > 3 else ''})"
-                        if kernels else ""))
+        parts.append(
+            f"  generated kernels in the profile: {len(kernels)}"
+            + (
+                f" ({', '.join(kernels[:3])}{', ...' if len(kernels) > 3 else ''})"
+                if kernels
+                else ""
+            )
+        )
     parts.append(f"trace (TensorBoard; also opens in ui.perfetto.dev): {result.trace}")
     if result.memory_snapshot:
         parts.append(f"CUDA memory snapshot (pytorch.org/memory_viz): {result.memory_snapshot}")
@@ -359,7 +493,7 @@ def sparkline(values: Sequence[float], width: int = 32) -> str:
     if not values:
         return ""
     count = min(width, len(values))
-    bins = [values[i * len(values) // count:(i + 1) * len(values) // count] for i in range(count)]
+    bins = [values[i * len(values) // count : (i + 1) * len(values) // count] for i in range(count)]
     means = [sum(b) / len(b) for b in bins]
     lo, hi = min(means), max(means)
     top = len(_SPARKS) - 1
@@ -368,40 +502,70 @@ def sparkline(values: Sequence[float], width: int = 32) -> str:
 
 def history_table(found: History) -> Table:
     """Per case: runs, first and last value, a sparkline (higher is larger), and steps."""
-    table = Table(title=f"{found.metric} over {len(found.runs)} runs ({found.order} order)",
-                  title_justify="left")
+    table = Table(
+        title=f"{found.metric} over {len(found.runs)} runs ({found.order} order)",
+        title_justify="left",
+    )
     for column in ("case", "runs", "first", "last", "trend", "steps"):
-        table.add_column(column, justify="right" if column in ("runs", "first", "last")
-                         else "left", no_wrap=column in ("case", "trend"))
+        table.add_column(
+            column,
+            justify="right" if column in ("runs", "first", "last") else "left",
+            no_wrap=column in ("case", "trend"),
+        )
     for series in found.series:
         steps = found.steps_of(series.key)
-        marks = Text(", ").join(Text.assemble((f"{s.ratio - 1:+.1%}", _VERDICT_STYLE[s.verdict]),
-                                              f" at {s.run.label}") for s in steps)
-        table.add_row(series.label, str(len(series.points)),
-                      _metric_value(series.values[0], found.metric),
-                      _metric_value(series.values[-1], found.metric), sparkline(series.values),
-                      marks or Text("none", style="dim"))
+        marks = Text(", ").join(
+            Text.assemble((f"{s.ratio - 1:+.1%}", _VERDICT_STYLE[s.verdict]), f" at {s.run.label}")
+            for s in steps
+        )
+        table.add_row(
+            series.label,
+            str(len(series.points)),
+            _metric_value(series.values[0], found.metric),
+            _metric_value(series.values[-1], found.metric),
+            sparkline(series.values),
+            marks or Text("none", style="dim"),
+        )
     return table
 
 
 def steps_table(found: History) -> Table:
     """Each confirmed step: where, the levels either side, the ratio with its CI, q."""
-    from harness.compare import ALPHA
+    from harness.significance import ALPHA
 
-    table = Table(title=f"{len(found.steps)} steps (threshold {found.threshold:.1%}, "
-                        f"q <= {ALPHA})", title_justify="left")
-    for column in ("case", "from run", "to run", "before", "after", "ratio", "95% CI", "q",
-                   "verdict"):
-        table.add_column(column, justify="left" if column in ("case", "from run", "to run",
-                                                              "verdict") else "right",
-                         no_wrap=column == "case")
+    table = Table(
+        title=f"{len(found.steps)} steps (threshold {found.threshold:.1%}, q <= {ALPHA})",
+        title_justify="left",
+    )
+    for column in (
+        "case",
+        "from run",
+        "to run",
+        "before",
+        "after",
+        "ratio",
+        "95% CI",
+        "q",
+        "verdict",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in ("case", "from run", "to run", "verdict") else "right",
+            no_wrap=column == "case",
+        )
     for step in found.steps:
         word = "regression" if step.verdict == "slower" else "improvement"
-        table.add_row(step.case, step.previous.label, step.run.label,
-                      _metric_value(step.before, found.metric),
-                      _metric_value(step.after, found.metric), f"{step.ratio:.3f}",
-                      f"{step.ci_low:.3f} - {step.ci_high:.3f}", f"{step.q_value:.2g}",
-                      Text(f"{word} ({step.verdict})", style=_VERDICT_STYLE[step.verdict]))
+        table.add_row(
+            step.case,
+            step.previous.label,
+            step.run.label,
+            _metric_value(step.before, found.metric),
+            _metric_value(step.after, found.metric),
+            f"{step.ratio:.3f}",
+            f"{step.ci_low:.3f} - {step.ci_high:.3f}",
+            f"{step.q_value:.2g}",
+            Text(f"{word} ({step.verdict})", style=_VERDICT_STYLE[step.verdict]),
+        )
     return table
 
 
@@ -418,11 +582,17 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.interactive:
-            self._bar = RichProgress(SpinnerColumn(),
-                                     TextColumn("{task.description}", markup=False),
-                                     BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                     TextColumn("ETA"), TimeRemainingColumn(),
-                                     console=stderr, transient=True)
+            self._bar = RichProgress(
+                SpinnerColumn(),
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=True,
+            )
             self._bar.__enter__()
             self._task = self._bar.add_task("starting", total=self.total)
         return self

@@ -35,8 +35,10 @@ def check_devices(requested: list[str]) -> list[str]:
         if device not in KNOWN_DEVICES:
             raise UsageError(f"unknown device {device!r}; choose from {', '.join(KNOWN_DEVICES)}")
         if device not in present:
-            raise UsageError(f"device {device!r} is not available on this machine (available: "
-                             f"{', '.join(present)}); drop it from --devices")
+            raise UsageError(
+                f"device {device!r} is not available on this machine (available: "
+                f"{', '.join(present)}); drop it from --devices"
+            )
     return requested
 
 
@@ -60,10 +62,9 @@ def default_threads() -> int:
 
     OpenMP's worker threads spin while they wait; when they fill every core, the OS and
     the harness's own process preempt them, and a case's median moves by tens of percent
-    between runs (measured on 2 cores: see the README). An explicit ``OMP_NUM_THREADS``
+    between runs (measured on 2 cores: see docs/measuring.md). An explicit ``OMP_NUM_THREADS``
     is the user's choice and is kept.
     """
     if "OMP_NUM_THREADS" in os.environ:
         return _TORCH_DEFAULT_THREADS
     return max(1, _TORCH_DEFAULT_THREADS - 1)
-

@@ -21,17 +21,38 @@ import torch
 import harness
 from harness.devices import default_threads
 
-
 # Instruction-set extensions that decide which kernels torch can use.
-_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
-              "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile", "asimd",
-              "sve", "sve2", "bf16", "i8mm")
+_ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+    "asimd",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
+)
 
 
 # Environment variables that move timings: thread pools, their placement, allocators and
 # the compiler's choices. Recorded as set (unset ones are absent), each value cut short.
-_ENV_NAMES = ("OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF",
-              "PYTORCH_ALLOC_CONF", "LD_PRELOAD")
+_ENV_NAMES = (
+    "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "PYTORCH_ALLOC_CONF",
+    "LD_PRELOAD",
+)
 _ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "TORCHINDUCTOR_")
 MAX_ENV_VALUE = 200  # characters: a value is recorded to tell runs apart, not to be kept
 MAX_ENV_VARIABLES = 64
@@ -60,19 +81,27 @@ def _cpu_flags() -> list[str]:
 
 def _gpu_driver() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else None
 
 
 def _torch_build() -> dict[str, Any]:
-    return {"debug": torch.version.debug, "cuda": torch.version.cuda,
-            "hip": torch.version.hip, "mkldnn": torch.backends.mkldnn.is_available(),
-            "mkl": torch.backends.mkl.is_available(),
-            "openmp": torch.backends.openmp.is_available(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {
+        "debug": torch.version.debug,
+        "cuda": torch.version.cuda,
+        "hip": torch.version.hip,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "mkl": torch.backends.mkl.is_available(),
+        "openmp": torch.backends.openmp.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -99,9 +128,14 @@ def _accelerators() -> list[dict[str, Any]]:
     devices = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
-        devices.append({"index": index, "name": props.name,
-                        "memory_bytes": props.total_memory,
-                        "capability": f"{props.major}.{props.minor}"})
+        devices.append(
+            {
+                "index": index,
+                "name": props.name,
+                "memory_bytes": props.total_memory,
+                "capability": f"{props.major}.{props.minor}",
+            }
+        )
     return devices
 
 
@@ -118,13 +152,17 @@ def torch_settings() -> dict[str, Any]:
     """Process-wide numerics flags that change which kernels run, and so the timings:
     TF32 on float32 matmuls and convolutions, cuDNN's autotuning and determinism."""
     backends = torch.backends
-    return {name: _setting(read) for name, read in (
-        ("float32_matmul_precision", torch.get_float32_matmul_precision),
-        ("cuda_matmul_allow_tf32", lambda: backends.cuda.matmul.allow_tf32),
-        ("cudnn_allow_tf32", lambda: backends.cudnn.allow_tf32),
-        ("cudnn_benchmark", lambda: backends.cudnn.benchmark),
-        ("cudnn_deterministic", lambda: backends.cudnn.deterministic),
-        ("deterministic_algorithms", torch.are_deterministic_algorithms_enabled))}
+    return {
+        name: _setting(read)
+        for name, read in (
+            ("float32_matmul_precision", torch.get_float32_matmul_precision),
+            ("cuda_matmul_allow_tf32", lambda: backends.cuda.matmul.allow_tf32),
+            ("cudnn_allow_tf32", lambda: backends.cudnn.allow_tf32),
+            ("cudnn_benchmark", lambda: backends.cudnn.benchmark),
+            ("cudnn_deterministic", lambda: backends.cudnn.deterministic),
+            ("deterministic_algorithms", torch.are_deterministic_algorithms_enabled),
+        )
+    }
 
 
 def environment_variables(environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -1,6 +1,11 @@
 """Errors the CLI turns into one line on stderr, each with its exit code, and the
 warnings it shows as one line too."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class HarnessError(Exception):
     """A failure the user can fix; the message says what is wrong and how to fix it."""
@@ -46,3 +51,10 @@ class ReportError(HarnessError):
 class HarnessWarning(UserWarning):
     """Something the user should know that does not stop the command (a damaged line
     skipped); the CLI shows it as one line, ``harness: warning: ...``."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """What an "unknown NAME" message ends with: a near miss among ``choices``
+    ("; did you mean 'gan'?"), else nothing."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import case_key, case_label, latest_cases
+from harness.compare import latest_cases
 from harness.errors import ResultsError, UsageError
+from harness.identity import CaseKey
 from harness.results import environment_of
 
 
@@ -21,8 +22,9 @@ def _stats(samples: list[float], iterations: int) -> dict[str, Any]:
     try:
         from pytest_benchmark.stats import Stats
     except ImportError:
-        raise UsageError("exporting to pytest-benchmark needs it: pip install "
-                         "pytest-benchmark") from None
+        raise UsageError(
+            "exporting to pytest-benchmark needs it: pip install pytest-benchmark"
+        ) from None
     stats = Stats()
     for sample in samples:
         stats.update(sample)
@@ -30,16 +32,27 @@ def _stats(samples: list[float], iterations: int) -> dict[str, Any]:
 
 
 def _benchmark(row: dict[str, Any]) -> dict[str, Any]:
-    label = case_label(case_key(row))
-    return {"group": row["model"], "name": label, "fullname": f"harness::{label}",
-            "params": None, "param": None,
-            "extra_info": {"harness_case": label, "model": row["model"],
-                           "batch_size": int(row["batch_size"]), "dtype": row["dtype"],
-                           "device": row["device"], "compile_mode": row["compile_mode"],
-                           "mode": row["mode"], "dims": dict(row.get("dims") or {}),
-                           "run_id": row.get("run_id")},
-            "options": {"timer": "perf_counter", "source": "harness"},
-            "stats": _stats(row["latency.samples"], _block_size(row))}
+    label = CaseKey.of_record(row, measured=True).label
+    return {
+        "group": row["model"],
+        "name": label,
+        "fullname": f"harness::{label}",
+        "params": None,
+        "param": None,
+        "extra_info": {
+            "harness_case": label,
+            "model": row["model"],
+            "batch_size": int(row["batch_size"]),
+            "dtype": row["dtype"],
+            "device": row["device"],
+            "compile_mode": row["compile_mode"],
+            "mode": row["mode"],
+            "dims": dict(row.get("dims") or {}),
+            "run_id": row.get("run_id"),
+        },
+        "options": {"timer": "perf_counter", "source": "harness"},
+        "stats": _stats(row["latency.samples"], _block_size(row)),
+    }
 
 
 def _block_size(row: dict[str, Any]) -> int:
@@ -54,18 +67,32 @@ def to_pytest_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
     (the samples of a case's repeats pooled, as pytest-benchmark pools its rounds)."""
     rows = []
     for records in latest_cases(frame).values():
-        samples = [s for r in records if isinstance(r.get("latency.samples"), list)
-                   for s in r["latency.samples"]]
+        samples = [
+            s
+            for r in records
+            if isinstance(r.get("latency.samples"), list)
+            for s in r["latency.samples"]
+        ]
         if samples:
             rows.append({**records[0], "latency.samples": samples})
     if not rows:
         raise ResultsError("no successful cases with samples to export")
     env = environment_of(rows[-1])
-    return {"machine_info": {"node": env.get("hostname"), "processor": env.get("cpu_model"),
-                             "machine": env.get("machine"), "system": env.get("os"),
-                             "python_version": env.get("python_version"),
-                             "torch_version": env.get("torch_version")},
-            "commit_info": {"id": env.get("git.commit"), "dirty": env.get("git.dirty"),
-                            "project": "harness"},
-            "benchmarks": [_benchmark(row) for row in rows],
-            "datetime": env.get("time"), "version": "harness"}
+    return {
+        "machine_info": {
+            "node": env.get("hostname"),
+            "processor": env.get("cpu_model"),
+            "machine": env.get("machine"),
+            "system": env.get("os"),
+            "python_version": env.get("python_version"),
+            "torch_version": env.get("torch_version"),
+        },
+        "commit_info": {
+            "id": env.get("git.commit"),
+            "dirty": env.get("git.dirty"),
+            "project": "harness",
+        },
+        "benchmarks": [_benchmark(row) for row in rows],
+        "datetime": env.get("time"),
+        "version": "harness",
+    }

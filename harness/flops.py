@@ -38,8 +38,7 @@ class _Computes(TorchDispatchMode):
         super().__init__()
         self.seen = False
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if not self.seen and not func.is_view:
             self.seen = any(isinstance(a, torch.Tensor) for a in tree_flatten((args, kwargs))[0])
         return func(*args, **(kwargs or {}))
@@ -54,20 +53,25 @@ def count_flops(step: Callable[[], object]) -> int | None:
     return None if total == 0 and computes.seen else total
 
 
-def flops_fields(per_step: int | None, median: float,
-                 peak: float | None) -> dict[str, Any]:
+def flops_fields(per_step: int | None, median: float, peak: float | None) -> dict[str, Any]:
     """A record's ``flops``: the rate, and the fraction of the calibrated peak; that is
     null when unknown or above 1 (a calibration that missed this case's peak, flagged by
     ``peak_exceeded``), so a utilisation never reads over 100 %."""
     achieved = per_step / median if per_step is not None else None
     fraction = achieved / peak if achieved is not None and peak else None
     exceeded = fraction is not None and fraction > 1
-    return {"per_step": per_step, "achieved_per_s": achieved, "peak_per_s": peak,
-            "utilisation": None if exceeded else fraction, "peak_exceeded": exceeded}
+    return {
+        "per_step": per_step,
+        "achieved_per_s": achieved,
+        "peak_per_s": peak,
+        "utilisation": None if exceeded else fraction,
+        "peak_exceeded": exceeded,
+    }
 
 
-def calibrate_peak(device: str, dtype: torch.dtype, threads: int | None = None,
-                   max_time: float = 1.5) -> float:
+def calibrate_peak(
+    device: str, dtype: torch.dtype, threads: int | None = None, max_time: float = 1.5
+) -> float:
     """The best FLOP/s of n x n matmuls in ``dtype`` on ``device`` with the cases' thread
     count, over the device's sizes, in about ``max_time`` seconds.
 
@@ -79,8 +83,9 @@ def calibrate_peak(device: str, dtype: torch.dtype, threads: int | None = None,
     torch.set_num_threads(threads or default_threads())
     sizes = CALIBRATION_SIZES.get(torch.device(device).type, OTHER_SIZES)
     share = max_time / len(sizes)
-    config = MeasureConfig(warmup_time=share / 4, min_time=share, max_time=share,
-                           min_samples=CALIBRATION_CALLS)
+    config = MeasureConfig(
+        warmup_time=share / 4, min_time=share, max_time=share, min_samples=CALIBRATION_CALLS
+    )
     best = 0.0
     for n in sizes:
         if best and CALIBRATION_CALLS * 2 * n**3 / best > share:
@@ -88,6 +93,6 @@ def calibrate_peak(device: str, dtype: torch.dtype, threads: int | None = None,
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         with torch.inference_mode():
-            result = measure(lambda: torch.mm(a, b), device, config)
+            result = measure(lambda a=a, b=b: torch.mm(a, b), device, config)
         best = max(best, 2 * n**3 / min(result.samples))
     return best

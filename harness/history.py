@@ -41,8 +41,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import compare
+from harness import compare, significance
 from harness.errors import HistoryError
+from harness.identity import CaseKey
+from harness.noise import MAD_EFFICIENCY, MAD_TO_SD
 from harness.stats import per_label, t_quantile, t_tail
 
 METRICS = ("latency", "throughput")
@@ -95,7 +97,7 @@ class Point:
 
 @dataclass(frozen=True)
 class Series:
-    key: tuple[Any, ...]
+    key: CaseKey
     label: str
     points: tuple[Point, ...]
 
@@ -109,7 +111,7 @@ class Step:
     """A confirmed change of level: ``index`` is the first point at the new level."""
 
     case: str
-    key: tuple[Any, ...]
+    key: CaseKey
     index: int
     run: Run
     previous: Run
@@ -124,12 +126,23 @@ class Step:
     verdict: str  # "slower" (a regression) or "faster" (an improvement)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"case": self.case, "index": self.index, "run_id": self.run.run_id,
-                "commit": self.run.commit, "time": self.run.time,
-                "previous_run_id": self.previous.run_id, "previous_commit": self.previous.commit,
-                "before": self.before, "after": self.after, "ratio": self.ratio,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "p_value": self.p_value,
-                "q_value": self.q_value, "verdict": self.verdict}
+        return {
+            "case": self.case,
+            "index": self.index,
+            "run_id": self.run.run_id,
+            "commit": self.run.commit,
+            "time": self.run.time,
+            "previous_run_id": self.previous.run_id,
+            "previous_commit": self.previous.commit,
+            "before": self.before,
+            "after": self.after,
+            "ratio": self.ratio,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "p_value": self.p_value,
+            "q_value": self.q_value,
+            "verdict": self.verdict,
+        }
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,7 @@ class History:
     series: tuple[Series, ...]
     steps: tuple[Step, ...]
 
-    def steps_of(self, key: tuple[Any, ...]) -> list[Step]:
+    def steps_of(self, key: CaseKey) -> list[Step]:
         return [s for s in self.steps if s.key == key]
 
 
@@ -157,7 +170,7 @@ def noise_scale(*stretches: Sequence[float]) -> float:
     diffs = np.abs(np.concatenate([np.diff(np.asarray(s, dtype=float)) for s in stretches]))
     if len(diffs) < 2:
         return NOISE_FLOOR
-    return max(compare.MAD_TO_SD * float(np.median(diffs)) / math.sqrt(2), NOISE_FLOOR)
+    return max(MAD_TO_SD * float(np.median(diffs)) / math.sqrt(2), NOISE_FLOOR)
 
 
 def _side_medians(z: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +181,7 @@ def _side_medians(z: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     windows = np.lib.stride_tricks.sliding_window_view(padded, width)
     before, after = np.full(n, np.nan), np.full(n, np.nan)
     before[1:] = np.nanmedian(windows[1:n], axis=1)
-    after[:-1] = np.nanmedian(windows[width + 1:width + n], axis=1)
+    after[:-1] = np.nanmedian(windows[width + 1 : width + n], axis=1)
     return before, after
 
 
@@ -192,11 +205,16 @@ def _squares(sums: Sums, start: Any, stop: Any) -> Any:
     (either may be an array of indices)."""
     s0, s1, s2 = sums
     return (s2[stop] - s2[start]) - (s1[stop] - s1[start]) ** 2 / np.maximum(
-        s0[stop] - s0[start], 1)
+        s0[stop] - s0[start], 1
+    )
 
 
-def segment(y: Sequence[float], penalty: float, min_size: int = MIN_SEGMENT,
-            kept: Sequence[bool] | None = None) -> list[int]:
+def segment(
+    y: Sequence[float],
+    penalty: float,
+    min_size: int = MIN_SEGMENT,
+    kept: Sequence[bool] | None = None,
+) -> list[int]:
     """Start indices of the segments after the first in the least-squares optimal
     piecewise-constant fit of ``y`` (its ``kept`` values) with ``penalty`` per change
     (exact, O(n^2)); a segment spans at least ``min_size`` values."""
@@ -220,8 +238,12 @@ def segment(y: Sequence[float], penalty: float, min_size: int = MIN_SEGMENT,
     return sorted(cuts)
 
 
-def locate(z: Sequence[float], cuts: Sequence[int], min_size: int = MIN_SEGMENT,
-           kept: Sequence[bool] | None = None) -> list[int]:
+def locate(
+    z: Sequence[float],
+    cuts: Sequence[int],
+    min_size: int = MIN_SEGMENT,
+    kept: Sequence[bool] | None = None,
+) -> list[int]:
     """Each cut moved to the centre of the three consecutive positions most probably
     holding the one change between its neighbouring cuts.
 
@@ -289,20 +311,26 @@ def level_change(before: Sequence[float], after: Sequence[float]) -> LevelChange
     standard deviation ``sd`` of both segments' log values (``noise_scale``, pooled)
     gives each median the variance ``MEDIAN_VARIANCE * sd^2 / m`` over m runs, and the
     interval and p-value are Student's t with the degrees of freedom of a MAD
-    (``compare.MAD_EFFICIENCY`` per difference of consecutive runs).
+    (``MAD_EFFICIENCY`` per difference of consecutive runs).
     """
     logs = np.log(np.asarray(before, dtype=float)), np.log(np.asarray(after, dtype=float))
     se = noise_scale(*logs) * math.sqrt(MEDIAN_VARIANCE * sum(1 / len(x) for x in logs))
-    df = compare.MAD_EFFICIENCY * sum(len(x) - 1 for x in logs)
+    df = MAD_EFFICIENCY * sum(len(x) - 1 for x in logs)
     first, second = float(np.median(before)), float(np.median(after))
     log_ratio = math.log(second / first)
-    half = t_quantile(1 - compare.ALPHA, df) * se
-    return LevelChange(first, second, math.exp(log_ratio - half), math.exp(log_ratio + half),
-                       t_tail(log_ratio / se, df))
+    half = t_quantile(1 - significance.ALPHA, df) * se
+    return LevelChange(
+        first,
+        second,
+        math.exp(log_ratio - half),
+        math.exp(log_ratio + half),
+        t_tail(log_ratio / se, df),
+    )
 
 
-def level_changes(values: Sequence[float], cuts: Sequence[int], kept: Sequence[bool]
-                  ) -> list[LevelChange | None]:
+def level_changes(
+    values: Sequence[float], cuts: Sequence[int], kept: Sequence[bool]
+) -> list[LevelChange | None]:
     """Each boundary's change between the whole segments either side, of their ``kept``
     runs (None where a side keeps fewer than ``MIN_SEGMENT``), its p-value multiplied
     by the number of places the boundary could have taken between its neighbours
@@ -310,8 +338,7 @@ def level_changes(values: Sequence[float], cuts: Sequence[int], kept: Sequence[b
     bounds = [0, *cuts, len(values)]
     changes: list[LevelChange | None] = []
     for lo, cut, hi in zip(bounds, bounds[1:], bounds[2:]):
-        sides = [[values[i] for i in range(a, b) if kept[i]] for a, b in
-                 ((lo, cut), (cut, hi))]
+        sides = [[values[i] for i in range(a, b) if kept[i]] for a, b in ((lo, cut), (cut, hi))]
         if min(map(len, sides)) < MIN_SEGMENT:
             changes.append(None)
             continue
@@ -321,25 +348,27 @@ def level_changes(values: Sequence[float], cuts: Sequence[int], kept: Sequence[b
     return changes
 
 
-def judge(change: LevelChange | None, threshold: float, worse_above: bool, p_value: float
-          ) -> str | None:
+def judge(
+    change: LevelChange | None, threshold: float, worse_above: bool, p_value: float
+) -> str | None:
     """``slower`` or ``faster`` when the change is significant (``p_value``, an adjusted
-    one, at most ``compare.ALPHA``) and its interval reaches ``threshold``; None when it
+    one, at most ``significance.ALPHA``) and its interval reaches ``threshold``; None when it
     is not significant, its interval shows it smaller than the threshold, or there is
     no change to judge.
 
     ``worse_above``: a larger value is worse (latency) or better (throughput).
     """
     bound = 1 + threshold
-    if change is None or p_value > compare.ALPHA:
+    if change is None or p_value > significance.ALPHA:
         return None
     if 1 / bound < change.ci_low and change.ci_high < bound:
         return None
     return "slower" if (change.ratio > 1) == worse_above else "faster"
 
 
-def detect(series: Sequence[Series], metric: str = "latency",
-           threshold: float = compare.DEFAULT_THRESHOLD) -> list[Step]:
+def detect(
+    series: Sequence[Series], metric: str = "latency", threshold: float = compare.DEFAULT_THRESHOLD
+) -> list[Step]:
     """Steps of every series: the change points of its optimal segmentation, each
     ``locate``d between its neighbours, whose level changes ``judge`` confirms on
     q-values across all series (one hypothesis per boundary, and one, p = 1, per series
@@ -351,12 +380,14 @@ def detect(series: Sequence[Series], metric: str = "latency",
     candidates = [segment(z, PENALTY * math.log(len(z)), kept=kept) for z, kept in standard]
     while True:
         cuts = [locate(z, c, kept=kept) for (z, kept), c in zip(standard, candidates)]
-        changes = [(i, j, change) for i, s in enumerate(series)
-                   for j, change in enumerate(level_changes(s.values, cuts[i], standard[i][1]))]
+        changes = [
+            (i, j, change)
+            for i, s in enumerate(series)
+            for j, change in enumerate(level_changes(s.values, cuts[i], standard[i][1]))
+        ]
         p_values = [1.0 if c is None else c.p_value for _, _, c in changes]
-        q_values = compare.benjamini_hochberg(p_values + [1.0] * sum(not c for c in cuts))
-        verdicts = [judge(c, threshold, worse_above, q)
-                    for (_, _, c), q in zip(changes, q_values)]
+        q_values = significance.benjamini_hochberg(p_values + [1.0] * sum(not c for c in cuts))
+        verdicts = [judge(c, threshold, worse_above, q) for (_, _, c), q in zip(changes, q_values)]
         weakest: dict[int, tuple[float, int]] = {}
         for (i, j, _), p, verdict in zip(changes, p_values, verdicts):
             if verdict is None and p >= weakest.get(i, (-1.0, 0))[0]:
@@ -368,9 +399,23 @@ def detect(series: Sequence[Series], metric: str = "latency",
     steps = []
     for (i, j, c), q, verdict in zip(changes, q_values, verdicts):
         s, at = series[i], cuts[i][j]
-        steps.append(Step(s.label, s.key, at, s.points[at].run, s.points[at - 1].run,
-                          c.before, c.after, c.ratio, c.ci_low, c.ci_high, c.p_value, q,
-                          verdict))
+        steps.append(
+            Step(
+                s.label,
+                s.key,
+                at,
+                s.points[at].run,
+                s.points[at - 1].run,
+                c.before,
+                c.after,
+                c.ratio,
+                c.ci_low,
+                c.ci_high,
+                c.p_value,
+                q,
+                verdict,
+            )
+        )
     return steps
 
 
@@ -381,30 +426,43 @@ def runs_of(frame: pd.DataFrame) -> list[Run]:
     """Each run of a results frame once, in the frame's order."""
     columns = ["file", "run_id", "env.time", "env.git.commit", "env.git.dirty", "env.hostname"]
     heads = frame.reindex(columns=columns).drop_duplicates(["file", "run_id"])
-    return [Run(str(r["file"]), str(r["run_id"]), *(None if pd.isna(r[c]) else r[c]
-                                                   for c in columns[2:]))
-            for r in heads.to_dict("records")]
+    return [
+        Run(
+            str(r["file"]),
+            str(r["run_id"]),
+            *(None if pd.isna(r[c]) else r[c] for c in columns[2:]),
+        )
+        for r in heads.to_dict("records")
+    ]
 
 
 def _when(run: Run) -> datetime:
     if not run.time:
-        raise HistoryError(f"run {run.run_id} in {run.file} records no time; order by "
-                           "--order commit instead")
+        raise HistoryError(
+            f"run {run.run_id} in {run.file} records no time; order by --order commit instead"
+        )
     try:
         when = datetime.fromisoformat(run.time)
     except ValueError:
-        raise HistoryError(f"run {run.run_id} in {run.file} has an unreadable time "
-                           f"{run.time!r}") from None
+        raise HistoryError(
+            f"run {run.run_id} in {run.file} has an unreadable time {run.time!r}"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _commit_positions() -> dict[str, int]:
     """Oldest-first position of every commit of the repository in the current directory."""
-    hint = ("--order commit takes the order from the git repository in the current "
-            "directory; run it there, or use --order time")
+    hint = (
+        "--order commit takes the order from the git repository in the current "
+        "directory; run it there, or use --order time"
+    )
     try:
-        out = subprocess.run(["git", "rev-list", "--topo-order", "--reverse", "--all"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["git", "rev-list", "--topo-order", "--reverse", "--all"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise HistoryError(f"cannot run git ({exc}); {hint}") from None
     if out.returncode != 0:
@@ -422,57 +480,88 @@ def order_runs(runs: Sequence[Run], order: str = "time") -> list[Run]:
         return by_time
     missing = [r.run_id for r in runs if not r.commit]
     if missing:
-        raise HistoryError(f"runs {', '.join(missing[:3])} record no git commit; "
-                           "use --order time")
+        raise HistoryError(f"runs {', '.join(missing[:3])} record no git commit; use --order time")
     positions = _commit_positions()
     unknown = sorted({r.commit[:10] for r in runs if r.commit not in positions})
     if unknown:
-        raise HistoryError(f"commits {', '.join(unknown[:3])} are not in the git repository "
-                           "in the current directory; run from the repository the runs "
-                           "measured, or use --order time")
+        raise HistoryError(
+            f"commits {', '.join(unknown[:3])} are not in the git repository "
+            "in the current directory; run from the repository the runs "
+            "measured, or use --order time"
+        )
     return sorted(by_time, key=lambda r: positions[r.commit])
 
 
-def build_series(frame: pd.DataFrame, runs: Sequence[Run], metric: str = "latency"
-                 ) -> list[Series]:
+def build_series(frame: pd.DataFrame, runs: Sequence[Run], metric: str = "latency") -> list[Series]:
     """One series per case, one point per run in ``runs`` order that has it (status ok);
     a point pools the run's repeats of the case."""
     by_run = {key: group for key, group in frame.groupby(["file", "run_id"], sort=False)}
-    points: dict[tuple[Any, ...], list[Point]] = {}
+    points: dict[CaseKey, list[Point]] = {}
     for run in runs:
         for key, rows in compare.latest_cases(by_run[run.key]).items():
             samples = [s for s in (compare.metric_samples(r, metric) for r in rows) if s]
             value = compare.metric_value(rows, metric)
             if samples and value:
-                per = per_label((r.get("latency.per"), r.get("latency.block_size"))
-                                for r in rows) if metric == "latency" else ""
+                per = (
+                    per_label((r.get("latency.per"), r.get("latency.block_size")) for r in rows)
+                    if metric == "latency"
+                    else ""
+                )
                 points.setdefault(key, []).append(
-                    Point(run, value, tuple(tuple(s) for s in samples), per))
-    return [Series(key, compare.case_label(key), tuple(p)) for key, p in points.items()]
+                    Point(run, value, tuple(tuple(s) for s in samples), per)
+                )
+    return [Series(key, key.label, tuple(p)) for key, p in points.items()]
 
 
-def history(frame: pd.DataFrame, metric: str = "latency",
-            threshold: float = compare.DEFAULT_THRESHOLD, order: str = "time") -> History:
+def history(
+    frame: pd.DataFrame,
+    metric: str = "latency",
+    threshold: float = compare.DEFAULT_THRESHOLD,
+    order: str = "time",
+) -> History:
     """Series and confirmed steps of every case of the runs in ``frame``."""
     if metric not in METRICS:
         raise HistoryError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     runs = order_runs(runs_of(frame), order)
     series = build_series(frame, runs, metric)
-    return History(metric, threshold, order, tuple(runs), tuple(series),
-                   tuple(detect(series, metric, threshold)))
+    return History(
+        metric,
+        threshold,
+        order,
+        tuple(runs),
+        tuple(series),
+        tuple(detect(series, metric, threshold)),
+    )
 
 
 def summary(history: History) -> dict[str, int]:
-    return {"regressions": sum(s.verdict == "slower" for s in history.steps),
-            "improvements": sum(s.verdict == "faster" for s in history.steps)}
+    return {
+        "regressions": sum(s.verdict == "slower" for s in history.steps),
+        "improvements": sum(s.verdict == "faster" for s in history.steps),
+    }
 
 
 def as_mapping(history: History) -> Mapping[str, Any]:
     """What ``harness history --json`` prints."""
-    return {"metric": history.metric, "threshold": history.threshold, "order": history.order,
-            "runs": [{"run_id": r.run_id, "file": r.file, "time": r.time, "commit": r.commit,
-                      "dirty": r.dirty, "hostname": r.hostname} for r in history.runs],
-            "summary": summary(history),
-            "cases": [{"case": s.label, "values": s.values,
-                       "runs": [p.run.run_id for p in s.points]} for s in history.series],
-            "steps": [s.to_dict() for s in history.steps]}
+    return {
+        "metric": history.metric,
+        "threshold": history.threshold,
+        "order": history.order,
+        "runs": [
+            {
+                "run_id": r.run_id,
+                "file": r.file,
+                "time": r.time,
+                "commit": r.commit,
+                "dirty": r.dirty,
+                "hostname": r.hostname,
+            }
+            for r in history.runs
+        ],
+        "summary": summary(history),
+        "cases": [
+            {"case": s.label, "values": s.values, "runs": [p.run.run_id for p in s.points]}
+            for s in history.series
+        ],
+        "steps": [s.to_dict() for s in history.steps],
+    }

@@ -50,7 +50,7 @@ def harness_suites() -> Sequence[Suite | str | PathLike[str]]:
 
     A suite names models (``models = ["dcgan_generator", ...]`` or ``["*"]`` for
     all) and may override their dimensions, batch sizes and the run's sweep
-    defaults; the README's "Suite format" section documents every key. Suite names
+    defaults; docs/plugins-and-suites.md ("Suite format") documents every key. Suite names
     must be unique across plugins. To add one of your models to an existing suite,
     list the suite in the model's ``ModelSpec(suites=...)`` instead.
     """

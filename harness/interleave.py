@@ -6,7 +6,7 @@ over seconds (other tenants, clock frequency, the host's scheduler), so two runs
 minutes apart differ by more than the change one wants to see. A pair keeps both sides
 warm in two fresh processes pinned to the same cores and times them in short alternating
 turns (about 20 ms each, the order shuffled every turn); each candidate turn is judged
-against the baseline turn beside it (:func:`compare.shift_of_turns`).
+against the baseline turn beside it (:func:`significance.shift_of_turns`).
 
 A side is whatever differs (:class:`Side`): its model code (a tree of
 :mod:`harness.sources`), its interpreter (another environment, with another torch or
@@ -81,8 +81,14 @@ class Side:
 class InterleaveError(HarnessError):
     """A side that failed to build, crashed or hung: this case has no verdict."""
 
-    def __init__(self, message: str, role: str, status: str = "error",
-                 detail: str | None = None, traceback: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        role: str,
+        status: str = "error",
+        detail: str | None = None,
+        traceback: str | None = None,
+    ):
         super().__init__(message)
         self.role = role
         self.status = status
@@ -106,15 +112,22 @@ class _Worker:
             # started in the root folder: the interpreter's own harness, never one that
             # happens to sit in the current folder, is the side's engine; in a session of
             # its own, so whatever the model starts is killed with it
-            self.proc = subprocess.Popen([self.python, "-m", "harness.interleave"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, cwd=os.sep,
-                                         env={**os.environ, **side.env},
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [self.python, "-m", "harness.interleave"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=os.sep,
+                env={**os.environ, **side.env},
+                start_new_session=True,
+            )
         except OSError as exc:
-            raise SideSetupError(f"{side.role}'s interpreter {self.python} cannot be started: "
-                                 f"{exc.strerror}; give the python of a virtual environment "
-                                 "with harness installed") from None
+            raise SideSetupError(
+                f"{side.role}'s interpreter {self.python} cannot be started: "
+                f"{exc.strerror}; give the python of a virtual environment "
+                "with harness installed"
+            ) from None
         self.output = CaseOutput()  # its stderr, where a model's prints go too
         assert self.proc.stderr is not None
         self.output.fd = self.proc.stderr.fileno()
@@ -137,9 +150,11 @@ class _Worker:
             answer = self.receive(max(self.timeout, START_TIMEOUT))
         except InterleaveError as exc:
             if self.side.python:
-                raise SideSetupError(f"{self.side.role}'s interpreter {self.python} cannot run "
-                                     f"the harness ({exc}); install this harness there "
-                                     f"(harness {_harness_of(sys.executable)})") from None
+                raise SideSetupError(
+                    f"{self.side.role}'s interpreter {self.python} cannot run "
+                    f"the harness ({exc}); install this harness there "
+                    f"(harness {_harness_of(sys.executable)})"
+                ) from None
             raise
         hello = answer.get("hello", {"protocol": 1})  # protocol 1 had no greeting
         if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
@@ -148,7 +163,8 @@ class _Worker:
                 f"{_harness_of(self.python)}, which speaks ab protocol "
                 f"{hello.get('protocol') if isinstance(hello, dict) else '?'}; this harness "
                 f"{_harness_of(sys.executable)} speaks protocol {PROTOCOL}: install the same "
-                "harness version in both environments")
+                "harness version in both environments"
+            )
         self.hello = hello
         return hello
 
@@ -171,9 +187,12 @@ class _Worker:
     def _receive(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
         if not self.output.wait_for(self.proc.stdout, timeout):
-            raise InterleaveError(f"{self.label} did not answer within {timeout:g} s; "
-                                  "raise --timeout if the model is that slow",
-                                  self.side.role, "timeout")
+            raise InterleaveError(
+                f"{self.label} did not answer within {timeout:g} s; "
+                "raise --timeout if the model is that slow",
+                self.side.role,
+                "timeout",
+            )
         line = self.proc.stdout.readline()
         if not line:
             how, status = self._death()
@@ -181,15 +200,22 @@ class _Worker:
         try:
             answer = json.loads(line)
         except json.JSONDecodeError:
-            raise InterleaveError(f"{self.label} sent a line that is not the ab protocol: "
-                                  f"{line.strip()[:80]!r}", self.side.role) from None
+            raise InterleaveError(
+                f"{self.label} sent a line that is not the ab protocol: {line.strip()[:80]!r}",
+                self.side.role,
+            ) from None
         if not isinstance(answer, dict):
-            raise InterleaveError(f"{self.label} sent {type(answer).__name__}, not a message",
-                                  self.side.role)
+            raise InterleaveError(
+                f"{self.label} sent {type(answer).__name__}, not a message", self.side.role
+            )
         if "error" in answer:
-            raise InterleaveError(f"{self.label} failed: {answer['error']}", self.side.role,
-                                  answer.get("status", "error"), str(answer["error"]),
-                                  answer.get("traceback"))
+            raise InterleaveError(
+                f"{self.label} failed: {answer['error']}",
+                self.side.role,
+                answer.get("status", "error"),
+                str(answer["error"]),
+                answer.get("traceback"),
+            )
         return answer
 
     def _death(self) -> tuple[str, str]:
@@ -198,8 +224,9 @@ class _Worker:
         except subprocess.TimeoutExpired:  # it closed its answers' pipe and went on
             kill_group(self.proc)
             self.proc.wait()
-            return (f"closed its answers' pipe and did not exit within {self.timeout:g} s; "
-                    "killed"), "crashed"
+            return (
+                f"closed its answers' pipe and did not exit within {self.timeout:g} s; killed"
+            ), "crashed"
         kill_group(self.proc)  # whatever it started holds its stderr open no longer
         self.output.finish(1.0)
         lines = (self.output.tail() or "").splitlines()
@@ -217,11 +244,19 @@ class _Worker:
 
 def _harness_of(python: str) -> str:
     """'0.2.0 at /venv/lib/.../harness': which harness an interpreter imports."""
-    probe = ("import importlib.metadata as m, os, harness; "
-             "print(m.version('harness'), 'at', os.path.dirname(harness.__file__))")
+    probe = (
+        "import importlib.metadata as m, os, harness; "
+        "print(m.version('harness'), 'at', os.path.dirname(harness.__file__))"
+    )
     try:
-        done = subprocess.run([python, "-c", probe], capture_output=True, text=True,
-                              cwd=os.sep, timeout=START_TIMEOUT, check=False)
+        done = subprocess.run(
+            [python, "-c", probe],
+            capture_output=True,
+            text=True,
+            cwd=os.sep,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "(unknown version)"
     return done.stdout.strip() or "(unknown version)"
@@ -257,8 +292,7 @@ class Spawner:
     def prepare(self, side: Side) -> None:
         """Start a process for ``side``'s next pair now, if it can import off the timed cores."""
         if self.spare is not None:
-            self._ready.setdefault(side.process_key(), []).append(
-                self._start(side, self.spare))
+            self._ready.setdefault(side.process_key(), []).append(self._start(side, self.spare))
 
     def hello(self, side: Side) -> dict[str, Any]:
         """What ``side``'s interpreter is (harness, torch, python, environment)."""
@@ -305,9 +339,17 @@ class PairSettings:
     require_defined: bool = True  # a tree side must define the model itself
 
 
-def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
-                 settings: PairSettings = PairSettings(), *, session: str, pair: int,
-                 rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure_pair(
+    baseline: Side,
+    candidate: Side,
+    case: Case,
+    spawner: Spawner,
+    settings: PairSettings = PairSettings(),
+    *,
+    session: str,
+    pair: int,
+    rng: random.Random,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One pair: both sides' processes given ``case`` (with each side's options), warmed
     up one at a time in random order, then timed turn about until each has
     ``config.max_time`` seconds of samples and at least :data:`MIN_TURNS` turns; one
@@ -328,8 +370,7 @@ def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
         rng.shuffle(order)
         for i in order:  # one at a time: warm-up undisturbed by the other side
             ready[i] = workers[i].ask(_job(sides[i], cases[i], settings, spawner.cpus))
-        counts = [max(TURN_BLOCKS, round(TURN_TIME / (r["last"] * r["block_size"])))
-                  for r in ready]
+        counts = [max(TURN_BLOCKS, round(TURN_TIME / (r["last"] * r["block_size"]))) for r in ready]
         samples: list[list[float]] = [[], []]
         turns: list[list[int]] = [[], []]
         spent = [0.0, 0.0]
@@ -343,18 +384,27 @@ def measure_pair(baseline: Side, candidate: Side, case: Case, spawner: Spawner,
     finally:
         for work in workers:
             work.close()
-    return tuple(_record(side, c, r, s, t, session, pair)  # type: ignore[return-value]
-                 for side, c, r, s, t in zip(sides, cases, ready, samples, turns))
+    return tuple(
+        _record(side, c, r, s, t, session, pair)  # type: ignore[return-value]
+        for side, c, r, s, t in zip(sides, cases, ready, samples, turns)
+    )
 
 
-def _job(side: Side, case: Case, settings: PairSettings, cpus: Sequence[int] | None
-         ) -> dict[str, Any]:
-    return {"case": case.to_dict(), "config": asdict(settings.config),
-            "source": side.code.to_dict() if side.code else None,
-            "require_defined": settings.require_defined,
-            "plugins": list(settings.plugins), "disabled": list(settings.disabled),
-            # this interpreter's path finds --plugin modules; another has its own
-            "sys_path": None if side.python else sys.path, "cwd": os.getcwd(), "cpus": cpus}
+def _job(
+    side: Side, case: Case, settings: PairSettings, cpus: Sequence[int] | None
+) -> dict[str, Any]:
+    return {
+        "case": case.to_dict(),
+        "config": asdict(settings.config),
+        "source": side.code.to_dict() if side.code else None,
+        "require_defined": settings.require_defined,
+        "plugins": list(settings.plugins),
+        "disabled": list(settings.disabled),
+        # this interpreter's path finds --plugin modules; another has its own
+        "sys_path": None if side.python else sys.path,
+        "cwd": os.getcwd(),
+        "cpus": cpus,
+    }
 
 
 def shared_cores(threads: int) -> list[int] | None:
@@ -372,21 +422,39 @@ def cores_for(cases: Sequence[Case]) -> list[int] | None:
     return shared_cores(max(c.threads or default_threads() for c in cases))
 
 
-def _record(side: Side, case: Case, ready: dict[str, Any], samples: list[float],
-            turns: list[int], session: str, pair: int) -> dict[str, Any]:
+def _record(
+    side: Side,
+    case: Case,
+    ready: dict[str, Any],
+    samples: list[float],
+    turns: list[int],
+    session: str,
+    pair: int,
+) -> dict[str, Any]:
     from harness import worker
 
     case = dataclasses.replace(case, dims=ready["dims"])  # as the side's own spec resolved them
-    measured = Measurement(tuple(samples), ready["block_size"], ready["warmup_iters"],
-                           ready["first_call"])
-    return {**worker.base_record(case), "plugin": ready["plugin"], "threads": ready["threads"],
-            **worker.latency_fields(case, measured),
-            "interleaved": {"session": session, "pair": pair, "side": side.role,
-                            "source": side.source, "turns": turns}}
+    measured = Measurement(
+        tuple(samples), ready["block_size"], ready["warmup_iters"], ready["first_call"]
+    )
+    return {
+        **worker.base_record(case),
+        "plugin": ready["plugin"],
+        "threads": ready["threads"],
+        **worker.latency_fields(case, measured),
+        "interleaved": {
+            "session": session,
+            "pair": pair,
+            "side": side.role,
+            "source": side.source,
+            "turns": turns,
+        },
+    }
 
 
-def failed_records(baseline: Side, candidate: Side, case: Case, error: InterleaveError,
-                   session: str, pair: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def failed_records(
+    baseline: Side, candidate: Side, case: Case, error: InterleaveError, session: str, pair: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a pair that failed leaves: the failing side's status and message, and the
     other side ``skipped`` for it."""
     from harness import worker
@@ -394,13 +462,26 @@ def failed_records(baseline: Side, candidate: Side, case: Case, error: Interleav
     records = []
     for side in (baseline, candidate):
         failed = side.role == error.role
-        record = worker.unmeasured(side.case(case), error.status if failed else "skipped",
-                                   str(error) if failed else f"the {error.role} failed")
-        record["interleaved"] = {"session": session, "pair": pair, "side": side.role,
-                                 "source": side.source, "turns": []}
+        record = worker.unmeasured(
+            side.case(case),
+            error.status if failed else "skipped",
+            str(error) if failed else f"the {error.role} failed",
+        )
+        record["interleaved"] = {
+            "session": session,
+            "pair": pair,
+            "side": side.role,
+            "source": side.source,
+            "turns": [],
+        }
         if failed:
-            record.update({k: v for k, v in (("traceback", error.traceback),
-                                             ("output_tail", error.output_tail)) if v})
+            record.update(
+                {
+                    k: v
+                    for k, v in (("traceback", error.traceback), ("output_tail", error.output_tail))
+                    if v
+                }
+            )
         records.append(record)
     return records[0], records[1]
 
@@ -423,9 +504,16 @@ def _serve() -> None:
         from harness.sources import activate
         from harness.timing import time_blocks, warm_up
 
-        send(hello={"protocol": PROTOCOL, "harness": harness.__version__,
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "executable": sys.executable, "environment": environment.collect()})
+        send(
+            hello={
+                "protocol": PROTOCOL,
+                "harness": harness.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "executable": sys.executable,
+                "environment": environment.collect(),
+            }
+        )
         job = json.loads(sys.stdin.readline())
         os.chdir(job["cwd"])
         if job["sys_path"] is not None:
@@ -437,32 +525,47 @@ def _serve() -> None:
         source = CodeSource.from_dict(job["source"]) if job["source"] else None
         if source:
             activate(source)  # for the rest of this process's life
-        registry = load_registry(job["plugins"], job["disabled"], from_env=False,
-                                 local=source.entry_points if source else (),
-                                 distribution=source.distribution if source else None)
+        registry = load_registry(
+            job["plugins"],
+            job["disabled"],
+            from_env=False,
+            local=source.entry_points if source else (),
+            distribution=source.distribution if source else None,
+        )
         case = Case.from_dict(job["case"])
         registered = registry.model(case.model)
         if source and job["require_defined"] and not source.defines(registered.file):
-            raise UsageError(f"model {case.model!r} is not defined by {source.description}: "
-                             f"plugin {registered.plugin!r} registers it from "
-                             f"{registered.file or 'no file'}")
+            raise UsageError(
+                f"model {case.model!r} is not defined by {source.description}: "
+                f"plugin {registered.plugin!r} registers it from "
+                f"{registered.file or 'no file'}"
+            )
         spec = registered.spec
         case = dataclasses.replace(  # this side's own defaults for what was not chosen
-            case, dims=spec.resolve_dims({k: case.dims[k] for k in case.chosen}))
+            case, dims=spec.resolve_dims({k: case.dims[k] for k in case.chosen})
+        )
         with worker.prepared(spec, case) as step:
             warm = warm_up(step, case.device, MeasureConfig(**job["config"]))
-            send(block_size=warm.block_size, last=warm.last, first_call=warm.first_call,
-                 warmup_iters=warm.iters, threads=torch.get_num_threads(),
-                 dims=dict(case.dims), plugin=registered.plugin)
+            send(
+                block_size=warm.block_size,
+                last=warm.last,
+                first_call=warm.first_call,
+                warmup_iters=warm.iters,
+                threads=torch.get_num_threads(),
+                dims=dict(case.dims),
+                plugin=registered.plugin,
+            )
             for line in sys.stdin:
                 step()  # untimed: the first call after the other side's turn meets cold caches
-                send(samples=time_blocks(step, case.device, warm.block_size,
-                                         json.loads(line)["turn"]))
+                send(
+                    samples=time_blocks(
+                        step, case.device, warm.block_size, json.loads(line)["turn"]
+                    )
+                )
     except Exception as exc:  # noqa: BLE001 - whatever the model raised is the answer
         from harness.worker import error_message, error_traceback, failure_status
 
-        send(error=error_message(exc), status=failure_status(exc),
-             traceback=error_traceback(exc))
+        send(error=error_message(exc), status=failure_status(exc), traceback=error_traceback(exc))
 
 
 if __name__ == "__main__":

@@ -118,13 +118,13 @@ class InlineExecutor:
     def __init__(self, registry: Registry):
         self.registry = registry
 
-    def measure(self, case: Case, config: MeasureConfig,
-                peaks: Mapping[str, float]) -> dict[str, Any]:
+    def measure(
+        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
+    ) -> dict[str, Any]:
         # stdout only: stderr is the progress display's, which rich writes through sys.stderr
         output = CaseOutput()
         with contextlib.redirect_stdout(output):
-            record = worker.measure_case(self.registry.model(case.model).spec, case, config,
-                                         peaks)
+            record = worker.measure_case(self.registry.model(case.model).spec, case, config, peaks)
         return with_output(record, output)
 
     def probe(self, case: Case, batch_size: int) -> str:
@@ -176,6 +176,7 @@ def end_when_unread(fd: int) -> None:
     harness is gone (even by kill -9), and an orphaned case would go on running beside
     the next one, or hang, only to fail to send its answer; what it started goes too
     where it leads its process group."""
+
     def watch() -> None:
         poller = select.poll()
         poller.register(fd, 0)  # a pipe's writer is told POLLERR once its reader is gone
@@ -218,12 +219,14 @@ def _child(conn: Any, output: Any, job_text: str) -> None:
             if job["kind"] == "probe":
                 answer = worker.probe_case(spec, case, job["batch_size"])
             else:
-                answer = worker.measure_case(spec, case, MeasureConfig(**job["config"]),
-                                             job["peaks"])
+                answer = worker.measure_case(
+                    spec, case, MeasureConfig(**job["config"]), job["peaks"]
+                )
         message = json.dumps({"answer": answer})
     except BaseException as exc:  # report anything, even SystemExit, to the parent
-        message = json.dumps({"exception": worker.error_message(exc),
-                              "traceback": worker.error_traceback(exc)})
+        message = json.dumps(
+            {"exception": worker.error_message(exc), "traceback": worker.error_traceback(exc)}
+        )
     with contextlib.suppress(OSError, ValueError):  # the output's tail, complete
         sys.stdout.flush()
         sys.stderr.flush()
@@ -261,35 +264,47 @@ class ProcessExecutor:
 
     isolation = "process"
 
-    def __init__(self, plugins: Sequence[str], disabled: Sequence[str], timeout: float,
-                 memory_limit: int | None = None):
+    def __init__(
+        self,
+        plugins: Sequence[str],
+        disabled: Sequence[str],
+        timeout: float,
+        memory_limit: int | None = None,
+    ):
         self.plugins = list(plugins)
         self.disabled = list(disabled)
         self.timeout = timeout
         self.memory_limit = memory_limit
         self._ctx = multiprocessing.get_context("forkserver")
         modules = [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
-        self._ctx.set_forkserver_preload(["torch", "harness.preload", "harness.isolation",
-                                          *modules])
+        self._ctx.set_forkserver_preload(
+            ["torch", "harness.preload", "harness.isolation", *modules]
+        )
 
-    def _run(self, job: dict[str, Any], timeout: float, output: CaseOutput | None = None
-             ) -> Any:
+    def _run(self, job: dict[str, Any], timeout: float, output: CaseOutput | None = None) -> Any:
         """The job's answer from a fresh child; what the child printed goes to ``output``."""
-        job = {**job, "plugins": self.plugins, "disabled": self.disabled,
-               "memory_limit": self.memory_limit, "sys_path": sys.path}
+        job = {
+            **job,
+            "plugins": self.plugins,
+            "disabled": self.disabled,
+            "memory_limit": self.memory_limit,
+            "sys_path": sys.path,
+        }
         output = CaseOutput() if output is None else output
         receiver, sender = self._ctx.Pipe(duplex=False)
         printed, printer = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_child, args=(sender, printer, json.dumps(job)),
-                                    daemon=True)
+        process = self._ctx.Process(
+            target=_child, args=(sender, printer, json.dumps(job)), daemon=True
+        )
         process.start()
         sender.close()
         printer.close()
         output.fd = printed.fileno()
         try:
             if not output.wait_for(receiver, timeout):
-                raise _Abnormal("timeout", f"no result after the {timeout:g} s timeout; "
-                                           "raise it with --timeout")
+                raise _Abnormal(
+                    "timeout", f"no result after the {timeout:g} s timeout; raise it with --timeout"
+                )
             try:
                 message = json.loads(receiver.recv())
             except EOFError:
@@ -305,10 +320,15 @@ class ProcessExecutor:
             raise CaseError(message["exception"], message.get("traceback"))
         return message["answer"]
 
-    def measure(self, case: Case, config: MeasureConfig,
-                peaks: Mapping[str, float]) -> dict[str, Any]:
-        job = {"kind": "measure", "case": case.to_dict(), "config": config.__dict__,
-               "peaks": dict(peaks)}
+    def measure(
+        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
+    ) -> dict[str, Any]:
+        job = {
+            "kind": "measure",
+            "case": case.to_dict(),
+            "config": config.__dict__,
+            "peaks": dict(peaks),
+        }
         output = CaseOutput()
         try:
             record = self._run(job, self.timeout, output)
@@ -332,8 +352,7 @@ class ProcessExecutor:
         """``harness check`` of one model in its own process: a crash or hang is its row."""
         name = model.spec.name
         try:
-            answer = self._run({"kind": "check", "model": name, "dims": dict(dims)},
-                               self.timeout)
+            answer = self._run({"kind": "check", "model": name, "dims": dict(dims)}, self.timeout)
         except _Abnormal as exc:
             return unchecked(name, model.plugin, dims, f"{exc.status}: {exc}")
         except RuntimeError as exc:
@@ -346,16 +365,22 @@ class ProcessExecutor:
 
     def calibrate(self, device: str, dtype: str, threads: int | None) -> float | None:
         try:
-            return self._run({"kind": "calibrate", "device": device, "dtype": dtype,
-                              "threads": threads},
-                             self.timeout)
+            return self._run(
+                {"kind": "calibrate", "device": device, "dtype": dtype, "threads": threads},
+                self.timeout,
+            )
         except (_Abnormal, RuntimeError):
             return None
 
 
-def make_executor(isolation: str, registry: Registry, plugins: Sequence[str],
-                  disabled: Sequence[str], timeout: float,
-                  memory_limit: int | None) -> InlineExecutor | ProcessExecutor:
+def make_executor(
+    isolation: str,
+    registry: Registry,
+    plugins: Sequence[str],
+    disabled: Sequence[str],
+    timeout: float,
+    memory_limit: int | None,
+) -> InlineExecutor | ProcessExecutor:
     if isolation == "none":
         return InlineExecutor(registry)
     return ProcessExecutor(plugins, disabled, timeout, memory_limit)

@@ -113,8 +113,11 @@ class LiveTensorBytes(TorchDispatchMode):
     def __init__(self, device: torch.device, held: Iterable[torch.Tensor] = ()):
         super().__init__()
         self.device_type = device.type
-        storages = {s.data_ptr(): s.nbytes() for t in held
-                    if t.device.type == device.type and (s := _storage(t)) is not None}
+        storages = {
+            s.data_ptr(): s.nbytes()
+            for t in held
+            if t.device.type == device.type and (s := _storage(t)) is not None
+        }
         self._live: set[int] = set(storages)
         self.level = self.peak = sum(storages.values())
 
@@ -132,14 +135,21 @@ class LiveTensorBytes(TorchDispatchMode):
         self.peak = max(self.peak, self.level)
         weakref.finalize(storage, self._freed, key, nbytes).atexit = False
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        created = [s for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)
-                   and t.device.type == self.device_type and (s := _storage(t)) is not None]
+        created = [
+            s
+            for t in tree_flatten(out)[0]
+            if isinstance(t, torch.Tensor)
+            and t.device.type == self.device_type
+            and (s := _storage(t)) is not None
+        ]
         if created:
-            given = {s.data_ptr() for t in tree_flatten((args, kwargs))[0]
-                     if isinstance(t, torch.Tensor) and (s := _storage(t)) is not None}
+            given = {
+                s.data_ptr()
+                for t in tree_flatten((args, kwargs))[0]
+                if isinstance(t, torch.Tensor) and (s := _storage(t)) is not None
+            }
             for storage in created:
                 if storage.data_ptr() not in given:
                     self._track(storage)
@@ -178,14 +188,17 @@ class PeakMemory:
         peak = _status_bytes("VmHWM") if self._exact else None
         libraries = max(0, (_status_bytes("RssFile") or 0) - self._file_base)
         self.result["cpu_peak_rss_bytes"] = max(
-            0, (peak or _lifetime_peak()) - self._rss_base - libraries)
+            0, (peak or _lifetime_peak()) - self._rss_base - libraries
+        )
         self.result["cpu_peak_method"] = "vmhwm-reset" if peak is not None else "lifetime-maxrss"
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.result["cuda_max_allocated_bytes"] = (
-                torch.cuda.max_memory_allocated(self.device) - self._cuda_base)
+                torch.cuda.max_memory_allocated(self.device) - self._cuda_base
+            )
             self.result["cuda_max_reserved_total_bytes"] = torch.cuda.max_memory_reserved(
-                self.device)
+                self.device
+            )
 
 
 def format_bytes(n: int | None) -> str:

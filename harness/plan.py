@@ -17,10 +17,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.axes import AUTO, COMPILE_MODES, DTYPES, MODES, PRECISIONS
+from harness.axes import (
+    AUTO,
+    BACKEND,
+    COMPILE,
+    COMPILE_MODES,
+    DEVICE,
+    DTYPE,
+    MODE,
+    PRECISION,
+    THREADS,
+    Axis,
+    expand_dims,
+)
 from harness.devices import available_devices, check_devices
-from harness.errors import HarnessError, UsageError
-from harness.registry import Registry, did_you_mean, expand_dims
+from harness.errors import HarnessError, UsageError, did_you_mean
+from harness.identity import CaseKey
+from harness.registry import Registry
 from harness.suites import Suite
 from harness.timing import MeasureConfig
 
@@ -53,30 +66,26 @@ class Case:
 
     @property
     def label(self) -> str:
-        parts = [f"B={AUTO if self.batch_size is None else self.batch_size}"]
-        parts += [f"{k}={self.dims[k]}" for k in self.chosen]
-        parts += [v for v, default in ((self.device, "cpu"), (self.dtype, "float32"),
-                                       (self.mode, "infer")) if v != default]
-        if self.compile_mode != "none":
-            parts.append(f"compile={self.compile_mode}")
-        return f"{self.model}[{','.join(parts)}]" + (f"#{self.repeat + 1}" if self.repeat else "")
+        """The key's label, with the repeat (``#2``) when a run made several."""
+        return self.key().label + (f"#{self.repeat + 1}" if self.repeat else "")
 
-    def key(self) -> tuple[Any, ...]:
-        """What identifies a case across runs and within one: all but suite and threads.
+    def key(self) -> CaseKey:
+        """What identifies the case across runs: all but suite, threads and repeat."""
+        return CaseKey.make(
+            self.model,
+            self.batch_size,
+            self.dims,
+            device=self.device,
+            dtype=self.dtype,
+            precision=self.precision,
+            compile_mode=self.compile_mode,
+            backend=self.backend,
+            mode=self.mode,
+        )
 
-        An eager case has no backend, whatever ``--backend`` said.
-        """
-        backend = self.backend if self.compile_mode != "none" else None
-        return (self.model, self.batch_size, tuple(sorted(self.dims.items())), self.device,
-                self.dtype, self.precision, self.compile_mode, backend, self.mode, self.repeat)
-
-    def config_key(self) -> tuple[Any, ...]:
-        """The case without batch size or repeat: they share OOMs and batch searches."""
-        return self.key()[:1] + self.key()[2:-1]
-
-    def eager_key(self) -> tuple[Any, ...]:
-        """The key of the uncompiled twin of this case."""
-        return dataclasses.replace(self, compile_mode="none").key()
+    def run_key(self) -> tuple[CaseKey, int]:
+        """What identifies the case within a run: its key and which repeat it is."""
+        return self.key(), self.repeat
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "dims": dict(self.dims), "chosen": list(self.chosen)}
@@ -86,13 +95,9 @@ class Case:
         return cls(**{**data, "chosen": tuple(data["chosen"])})
 
 
-def case_key_of_record(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The :meth:`Case.key` of a written record (auto-batch records keep ``None``)."""
-    batch = None if record.get("batch_search") else record["batch_size"]
-    return Case(record["model"], batch, record["dims"], device=record["device"],
-                dtype=record["dtype"], precision=record.get("precision", "cast"),
-                compile_mode=record["compile_mode"], backend=record.get("backend") or "inductor",
-                mode=record["mode"], repeat=record.get("repeat", 0)).key()
+def run_key_of_record(record: Mapping[str, Any]) -> tuple[CaseKey, int]:
+    """The :meth:`Case.run_key` of a written record (a searched batch size is ``None``)."""
+    return CaseKey.of_record(record), record.get("repeat", 0)
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,11 @@ class Request:
     def from_dict(cls, data: Mapping[str, Any]) -> Request:
         def tup(value: Any) -> Any:
             return tuple(value) if isinstance(value, list) else value
-        return cls(**{k: tup(v) for k, v in data.items() if k != "dims"},
-                     dims={k: tuple(v) for k, v in data.get("dims", {}).items()})
+
+        return cls(
+            **{k: tup(v) for k, v in data.items() if k != "dims"},
+            dims={k: tuple(v) for k, v in data.get("dims", {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -157,44 +165,61 @@ def shard_cases(cases: Sequence[Case], index: int, count: int) -> list[Case]:
     return [c for c in cases if _shard_group(c) in mine]
 
 
-def ordered_group(case: Case) -> tuple[Any, ...]:
-    """The case without batch size, compile mode and repeat: cases that must run one after
-    another, since out-of-memory skipping, speedups over eager and batch searches link them."""
-    return (case.model, tuple(sorted(case.dims.items())), case.device, case.dtype,
-            case.precision, case.mode)
-
-
-def _shard_group(case: Case) -> tuple[Any, ...]:
-    """The case without batch size and compile mode: what a shard keeps together."""
-    return (*ordered_group(case), case.repeat)
+def _shard_group(case: Case) -> tuple[CaseKey, int]:
+    """What a shard keeps together: the cases that run in sequence, of one repeat."""
+    return case.key().sequence(), case.repeat
 
 
 def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]) -> list[str]:
     """The suite's models (optionally narrowed to ``models``), or ``models`` alone."""
     if suite is None:
         if not models:
-            raise UsageError("nothing to run: give --suite NAME or --model NAME "
-                             f"(suites: {', '.join(sorted(registry.suites))})")
+            raise UsageError(
+                "nothing to run: give --suite NAME or --model NAME "
+                f"(suites: {', '.join(sorted(registry.suites))})"
+            )
         return [registry.model(m).spec.name for m in dict.fromkeys(models)]
     in_suite = registry.suite_models(suite)
     if not in_suite:
-        raise UsageError(f"suite {suite.name!r} has no models loaded: the plugins that "
-                         "provide them are disabled (--disable-plugin, HARNESS_DISABLE_PLUGINS)"
-                         " or not installed")
+        raise UsageError(
+            f"suite {suite.name!r} has no models loaded: the plugins that "
+            "provide them are disabled (--disable-plugin, HARNESS_DISABLE_PLUGINS)"
+            " or not installed"
+        )
     for name in models:
         registry.model(name)
         if name not in in_suite:
-            raise UsageError(f"model {name!r} is not in suite {suite.name!r}"
-                             f"{did_you_mean(name, in_suite)}")
+            raise UsageError(
+                f"model {name!r} is not in suite {suite.name!r}{did_you_mean(name, in_suite)}"
+            )
     return [m for m in in_suite if m in models] if models else in_suite
 
 
 def _choice(values: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
     for value in values:
         if value not in allowed:
-            raise UsageError(f"unknown {what} {value!r}{did_you_mean(value, allowed)} "
-                             f"(choose from {', '.join(allowed)})")
+            raise UsageError(
+                f"unknown {what} {value!r}{did_you_mean(value, allowed)} "
+                f"(choose from {', '.join(allowed)})"
+            )
     return tuple(dict.fromkeys(values))
+
+
+def _asked(axis: Axis, request: Request, sweep: Mapping[str, Any]) -> Any:
+    """The request's value of ``axis``, else the suite's; ``None`` if neither sets it."""
+    return getattr(request, axis.request_field) or (
+        sweep.get(axis.suite_key) if axis.suite_key else None
+    )
+
+
+def _setting(axis: Axis, request: Request, sweep: Mapping[str, Any]) -> Any:
+    """The value of ``axis`` asked for, else its default (a tuple of values if it sweeps),
+    checked against the values the axis accepts."""
+    value = _asked(axis, request, sweep) or ((axis.default,) if axis.sweeps else axis.default)
+    if axis.values is None:
+        return value
+    checked = _choice(value if axis.sweeps else [value], axis.values, axis.name)
+    return checked if axis.sweeps else checked[0]
 
 
 def build_plan(registry: Registry, request: Request) -> Plan:
@@ -204,27 +229,33 @@ def build_plan(registry: Registry, request: Request) -> Plan:
     names = select_models(registry, suite, request.models)
     for dim in request.dims:
         if not any(dim in registry.model(n).spec.dims for n in names):
-            raise UsageError(f"no selected model has a dimension {dim!r}; "
-                             "'harness list' shows each model's dimensions")
-    devices = check_devices(list(request.devices or sweep.get("devices")
-                                 or available_devices()))
-    dtypes = _choice(request.dtypes or sweep.get("dtypes") or ("float32",), DTYPES, "dtype")
-    precision = _choice([request.precision or sweep.get("precision") or "cast"], PRECISIONS,
-                        "precision")[0]
-    compiles = _choice(request.compile_modes or sweep.get("compile") or ("none",),
-                       COMPILE_MODES, "compile mode")
+            raise UsageError(
+                f"no selected model has a dimension {dim!r}; "
+                "'harness list' shows each model's dimensions"
+            )
+    # Each axis: the request's values, else the suite's, else its default; devices default
+    # to those present, batch sizes (per model, below) to a model's own.
+    devices = check_devices(list(_asked(DEVICE, request, sweep) or available_devices()))
+    dtypes, precision, compiles, backend, modes, threads = (
+        _setting(axis, request, sweep)
+        for axis in (DTYPE, PRECISION, COMPILE, BACKEND, MODE, THREADS)
+    )
     compiles = tuple(sorted(compiles, key=COMPILE_MODES.index))  # eager first
-    backend = request.backend or sweep.get("backend") or "inductor"
-    modes = _choice(request.modes or sweep.get("modes") or ("infer",), MODES, "mode")
 
     cases = []
     for name in names:
         spec = registry.model(name).spec
         override = suite.overrides.get(name) if suite else None
-        model_dims = {**(override.dims if override else {}),
-                      **{k: v for k, v in request.dims.items() if k in spec.dims}}
-        sizes = (request.batch_sizes or (override and override.batch_sizes)
-                 or sweep.get("batch_sizes") or spec.batch_sizes)
+        model_dims = {
+            **(override.dims if override else {}),
+            **{k: v for k, v in request.dims.items() if k in spec.dims},
+        }
+        sizes = (
+            request.batch_sizes
+            or (override and override.batch_sizes)
+            or sweep.get("batch_sizes")
+            or spec.batch_sizes
+        )
         sizes = (None,) if sizes == AUTO else tuple(sorted(set(sizes)))
         for combo in expand_dims(model_dims):
             try:
@@ -232,12 +263,26 @@ def build_plan(registry: Registry, request: Request) -> Plan:
             except HarnessError as exc:
                 raise UsageError(str(exc)) from None
             for device, dtype, mode, compile_mode, batch in itertools.product(
-                    devices, dtypes, modes, compiles, sizes):
+                devices, dtypes, modes, compiles, sizes
+            ):
                 if mode == "train" and not spec.trainable:
                     continue
-                cases.append(Case(name, batch, resolved, tuple(combo),
-                                  suite.name if suite else None, device, dtype, precision,
-                                  compile_mode, backend, mode, request.threads))
+                cases.append(
+                    Case(
+                        model=name,
+                        batch_size=batch,
+                        dims=resolved,
+                        chosen=tuple(combo),
+                        suite=suite.name if suite else None,
+                        device=device,
+                        dtype=dtype,
+                        precision=precision,
+                        compile_mode=compile_mode,
+                        backend=backend,
+                        mode=mode,
+                        threads=threads,
+                    )
+                )
     repeats = request.repeats or sweep.get("repeats") or 1
     # Repeats go round-robin over the sweep, so each case's processes are spread in time.
     cases = [dataclasses.replace(c, repeat=r) for r in range(repeats) for c in cases]

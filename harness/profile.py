@@ -64,9 +64,11 @@ def view_hint(folder: Path) -> str:
     logdir = shlex.quote(str(folder))
     if all(_installed(name) for name in VIEWER_MODULES):
         return f"view: tensorboard --logdir {logdir}"
-    return ("view: open a *.pt.trace.json under it in ui.perfetto.dev or chrome://tracing; "
-            "for TensorBoard's view, pip install 'harness[profile]', then tensorboard "
-            f"--logdir {logdir}")
+    return (
+        "view: open a *.pt.trace.json under it in ui.perfetto.dev or chrome://tracing; "
+        "for TensorBoard's view, pip install 'harness[profile]', then tensorboard "
+        f"--logdir {logdir}"
+    )
 
 
 def run_name(label: str) -> str:
@@ -83,8 +85,9 @@ def output_folder(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise HarnessError(f"cannot write profiles to {path}: {exc.strerror}; "
-                           "choose a writable folder with --out") from None
+        raise HarnessError(
+            f"cannot write profiles to {path}: {exc.strerror}; choose a writable folder with --out"
+        ) from None
     return path
 
 
@@ -148,39 +151,57 @@ def as_mapping(result: ProfileResult, top: int) -> dict[str, Any]:
         return [asdict(o) for o in result.top(key, top)]
 
     cuda = case.device == "cuda"
-    return {"case": case.label, "model": case.model, "batch_size": case.batch_size,
-            "device": case.device, "dtype": case.dtype, "compile_mode": case.compile_mode,
-            "mode": case.mode, "dims": dict(case.dims), "steps": result.steps,
-            "threads": result.threads, "step_time_s": result.step_time,
-            "cpu_time_s": result.cpu_time, "device_time_s": result.device_time if cuda else None,
-            "top_self_cpu": ranked("self_time"),
-            "top_self_device": ranked("self_device_time") if cuda else None,
-            "top_memory": ranked("total_memory"), "memory_peak_bytes": result.memory_peak,
-            "memory_events": result.memory_events,
-            "compile": asdict(result.compile) if result.compile else None,
-            "folder": str(result.folder), "trace": str(result.trace),
-            "memory_snapshot": str(result.memory_snapshot) if result.memory_snapshot else None,
-            "memory_timeline": str(result.memory_timeline) if result.memory_timeline else None}
+    return {
+        **case.key().describe(),
+        "steps": result.steps,
+        "threads": result.threads,
+        "step_time_s": result.step_time,
+        "cpu_time_s": result.cpu_time,
+        "device_time_s": result.device_time if cuda else None,
+        "top_self_cpu": ranked("self_time"),
+        "top_self_device": ranked("self_device_time") if cuda else None,
+        "top_memory": ranked("total_memory"),
+        "memory_peak_bytes": result.memory_peak,
+        "memory_events": result.memory_events,
+        "compile": asdict(result.compile) if result.compile else None,
+        "folder": str(result.folder),
+        "trace": str(result.trace),
+        "memory_snapshot": str(result.memory_snapshot) if result.memory_snapshot else None,
+        "memory_timeline": str(result.memory_timeline) if result.memory_timeline else None,
+    }
 
 
 def _operators(prof: profile, on_device: bool) -> list[OperatorStats]:
     """Every operator's totals; Python frames (``--with-stack``) stay in the trace only."""
     frames = {e.name for e in prof.events() if e.is_python_function}
-    return [OperatorStats(
-        e.key, e.count, e.self_cpu_time_total / 1e6, e.cpu_time_total / 1e6,
-        e.self_device_time_total / 1e6, e.device_time_total / 1e6,
-        e.self_device_memory_usage if on_device else e.self_cpu_memory_usage,
-        e.device_memory_usage if on_device else e.cpu_memory_usage)
-        for e in prof.key_averages() if e.key not in frames]
+    return [
+        OperatorStats(
+            e.key,
+            e.count,
+            e.self_cpu_time_total / 1e6,
+            e.cpu_time_total / 1e6,
+            e.self_device_time_total / 1e6,
+            e.device_time_total / 1e6,
+            e.self_device_memory_usage if on_device else e.self_cpu_memory_usage,
+            e.device_memory_usage if on_device else e.cpu_memory_usage,
+        )
+        for e in prof.key_averages()
+        if e.key not in frames
+    ]
 
 
 def _memory_peak(prof: profile, device: torch.device) -> tuple[int, int]:
     """The peak of the running sum of the profiler's allocation events on ``device``
     (frees are negative), and how many events there were."""
     kind = getattr(torch.autograd.DeviceType, device.type.upper())
-    events = sorted((e for e in prof.profiler.kineto_results.events()
-                     if e.name() == "[memory]" and e.device_type() == kind),
-                    key=lambda e: e.start_ns())
+    events = sorted(
+        (
+            e
+            for e in prof.profiler.kineto_results.events()
+            if e.name() == "[memory]" and e.device_type() == kind
+        ),
+        key=lambda e: e.start_ns(),
+    )
     level = peak = 0
     for event in events:
         level += event.nbytes()
@@ -191,9 +212,12 @@ def _memory_peak(prof: profile, device: torch.device) -> tuple[int, int]:
 def _compile_notes(case: Case, operators: list[OperatorStats]) -> CompileNotes:
     reasons = Counter(torch._dynamo.utils.counters["graph_break"]).most_common()
     kernels = tuple(o.name for o in operators if GENERATED_KERNEL.search(o.name))
-    return CompileNotes(case.backend, **worker.graph_counts(),
-                        break_reasons=tuple((str(r), int(n)) for r, n in reasons),
-                        generated_kernels=kernels)
+    return CompileNotes(
+        case.backend,
+        **worker.graph_counts(),
+        break_reasons=tuple((str(r), int(n)) for r, n in reasons),
+        generated_kernels=kernels,
+    )
 
 
 def _save_memory_history(folder: Path) -> tuple[Path, Path]:
@@ -203,8 +227,9 @@ def _save_memory_history(folder: Path) -> tuple[Path, Path]:
     return snapshot, timeline
 
 
-def profile_case(spec: ModelSpec, case: Case, folder: Path, steps: int = DEFAULT_STEPS,
-                 with_stack: bool = False) -> ProfileResult:
+def profile_case(
+    spec: ModelSpec, case: Case, folder: Path, steps: int = DEFAULT_STEPS, with_stack: bool = False
+) -> ProfileResult:
     """Profile ``case`` (its batch size set) into ``folder``; a failing model is a HarnessError."""
     output_folder(folder)
     # kineto prints "profiler_start" lines on stderr at every level below 6; a user's
@@ -227,16 +252,20 @@ def profile_case(spec: ModelSpec, case: Case, folder: Path, steps: int = DEFAULT
                 stack.enter_context(config.patch({"cpp.enable_kernel_profile": True}))
                 worker.compile_workload(workload, case, spec)
             if cuda:
-                torch.cuda.memory._record_memory_history(max_entries=HISTORY_ENTRIES,
-                                                         device=device)
-                stack.callback(torch.cuda.memory._record_memory_history, enabled=None,
-                               device=device)
-            prof = stack.enter_context(profile(
-                activities=activities,
-                schedule=schedule(wait=WAIT_STEPS, warmup=WARMUP_STEPS, active=steps,
-                                  repeat=1),
-                on_trace_ready=tensorboard_trace_handler(str(folder), worker_name=case.model),
-                record_shapes=True, profile_memory=True, with_stack=with_stack))
+                torch.cuda.memory._record_memory_history(max_entries=HISTORY_ENTRIES, device=device)
+                stack.callback(
+                    torch.cuda.memory._record_memory_history, enabled=None, device=device
+                )
+            prof = stack.enter_context(
+                profile(
+                    activities=activities,
+                    schedule=schedule(wait=WAIT_STEPS, warmup=WARMUP_STEPS, active=steps, repeat=1),
+                    on_trace_ready=tensorboard_trace_handler(str(folder), worker_name=case.model),
+                    record_shapes=True,
+                    profile_memory=True,
+                    with_stack=with_stack,
+                )
+            )
             for _ in range(WAIT_STEPS + WARMUP_STEPS + steps):
                 workload.step()
                 synchronize(device)  # a step's range ends when its kernels have
@@ -251,10 +280,18 @@ def profile_case(spec: ModelSpec, case: Case, folder: Path, steps: int = DEFAULT
     operators = [o for o in every if o.name not in NOT_OPERATORS]
     peak, events = _memory_peak(prof, device)
     return ProfileResult(
-        case=case, folder=folder, trace=trace, steps=steps, threads=torch.get_num_threads(),
-        step_time=steps_event.total_time / steps_event.calls, operators=tuple(operators),
+        case=case,
+        folder=folder,
+        trace=trace,
+        steps=steps,
+        threads=torch.get_num_threads(),
+        step_time=steps_event.total_time / steps_event.calls,
+        operators=tuple(operators),
         cpu_time=sum(o.self_time for o in every),
-        device_time=sum(o.self_device_time for o in every), memory_peak=peak,
+        device_time=sum(o.self_device_time for o in every),
+        memory_peak=peak,
         memory_events=events,
         compile=_compile_notes(case, operators) if case.compile_mode != "none" else None,
-        memory_snapshot=history[0], memory_timeline=history[1])
+        memory_snapshot=history[0],
+        memory_timeline=history[1],
+    )

@@ -55,8 +55,9 @@ class NodeKind:
     @classmethod
     def parse(cls, text: str) -> NodeKind:
         if not _SELECTOR.fullmatch(text):
-            raise ValueError(f"expected a node selector such as accelerator=H100 or cpu-only, "
-                             f"got {text!r}")
+            raise ValueError(
+                f"expected a node selector such as accelerator=H100 or cpu-only, got {text!r}"
+            )
         return cls(text)
 
     @property
@@ -90,14 +91,15 @@ def connect(address: str | None) -> Iterator[ModuleType]:
         _check_reachable(address)
         options: dict[str, Any] = {"address": address}
     else:
-        options = {"num_cpus": os.cpu_count(), "resources": {SLOT: 1},
-                   "include_dashboard": False}
+        options = {"num_cpus": os.cpu_count(), "resources": {SLOT: 1}, "include_dashboard": False}
     try:
         ray.init(**options, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise UsageError(f"cannot connect to {where}: {' '.join(str(exc).split())[:200]}; "
-                         "check --address, or leave it out to start a local cluster") from None
+        raise UsageError(
+            f"cannot connect to {where}: {' '.join(str(exc).split())[:200]}; "
+            "check --address, or leave it out to start a local cluster"
+        ) from None
     try:
         yield ray
     finally:
@@ -112,10 +114,12 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as exc:
-        raise UsageError(f"cannot reach the Ray cluster at {address}: "
-                         f"{exc.strerror or exc}; check --address (the head node's "
-                         "HOST:PORT, 6379 by default), or leave it out to start a local "
-                         "cluster") from None
+        raise UsageError(
+            f"cannot reach the Ray cluster at {address}: "
+            f"{exc.strerror or exc}; check --address (the head node's "
+            "HOST:PORT, 6379 by default), or leave it out to start a local "
+            "cluster"
+        ) from None
 
 
 def slot_nodes(ray: ModuleType, kind: NodeKind | None) -> list[dict[str, Any]]:
@@ -123,19 +127,30 @@ def slot_nodes(ray: ModuleType, kind: NodeKind | None) -> list[dict[str, Any]]:
     alive = [n for n in ray.nodes() if n["Alive"]]
     slotted = [n for n in alive if n["Resources"].get(SLOT)]
     if not slotted:
-        raise UsageError(f"no node of the Ray cluster offers a {SLOT}; start each node with "
-                         f"ray start --resources='{{\"{SLOT}\": 1}}'")
+        raise UsageError(
+            f"no node of the Ray cluster offers a {SLOT}; start each node with "
+            f"ray start --resources='{{\"{SLOT}\": 1}}'"
+        )
     if kind is None:
         return slotted
     matching = [n for n in slotted if kind.matches(n)]
     if not matching:
-        labels = sorted({f"{k}={v}" for n in slotted for k, v in n.get("Labels", {}).items()
-                         if not k.startswith("ray.io/")})
-        resources = sorted({r for n in slotted for r in n["Resources"]
-                            if not r.startswith("node:") and r != SLOT})
-        raise UsageError(f"no node with a {SLOT} matches --nodes {kind.text} "
-                         f"(labels: {', '.join(labels) or 'none'}; "
-                         f"resources: {', '.join(resources)})")
+        labels = sorted(
+            {
+                f"{k}={v}"
+                for n in slotted
+                for k, v in n.get("Labels", {}).items()
+                if not k.startswith("ray.io/")
+            }
+        )
+        resources = sorted(
+            {r for n in slotted for r in n["Resources"] if not r.startswith("node:") and r != SLOT}
+        )
+        raise UsageError(
+            f"no node with a {SLOT} matches --nodes {kind.text} "
+            f"(labels: {', '.join(labels) or 'none'}; "
+            f"resources: {', '.join(resources)})"
+        )
     return matching
 
 
@@ -152,8 +167,15 @@ class RayExecutor:
 
     isolation = "process"
 
-    def __init__(self, ray: ModuleType, kind: NodeKind | None, plugins: Sequence[str],
-                 disabled: Sequence[str], timeout: float, memory_limit: int | None = None):
+    def __init__(
+        self,
+        ray: ModuleType,
+        kind: NodeKind | None,
+        plugins: Sequence[str],
+        disabled: Sequence[str],
+        timeout: float,
+        memory_limit: int | None = None,
+    ):
         self._ray = ray
         self.kind = kind
         self.nodes = slot_nodes(ray, kind)
@@ -168,13 +190,20 @@ class RayExecutor:
 
     def describe(self) -> dict[str, Any]:
         """The run header's account of where its cases ran."""
-        return {"name": "ray", "nodes": self.kind.text if self.kind else None,
-                "slots": self.slots,
-                "hosts": sorted(n["NodeManagerHostname"] for n in self.nodes)}
+        return {
+            "name": "ray",
+            "nodes": self.kind.text if self.kind else None,
+            "slots": self.slots,
+            "hosts": sorted(n["NodeManagerHostname"] for n in self.nodes),
+        }
 
     def _options(self, device: str) -> dict[str, Any]:
-        options = {"num_cpus": 0, "num_gpus": 1 if device == "cuda" else 0, "max_retries": 0,
-                   **(self.kind.task_options() if self.kind else {})}
+        options = {
+            "num_cpus": 0,
+            "num_gpus": 1 if device == "cuda" else 0,
+            "max_retries": 0,
+            **(self.kind.task_options() if self.kind else {}),
+        }
         options["resources"] = {SLOT: 1, **options.get("resources", {})}
         return options
 
@@ -186,7 +215,8 @@ class RayExecutor:
                 if self._cancelled:
                     raise _Cancelled
                 ref = self._remote.options(**self._options(device)).remote(
-                    self._settings, self._threads_env, method, *args)
+                    self._settings, self._threads_env, method, *args
+                )
                 self._in_flight.add(ref)
             try:
                 return self._ray.get(ref)
@@ -199,8 +229,9 @@ class RayExecutor:
             finally:
                 with self._lock:
                     self._in_flight.discard(ref)
-        raise _WorkerDied(f"the Ray worker died, and again on the retry: {reasons[0]}; "
-                          f"retry: {reasons[1]}")
+        raise _WorkerDied(
+            f"the Ray worker died, and again on the retry: {reasons[0]}; retry: {reasons[1]}"
+        )
 
     def cancel(self) -> None:
         with self._lock:
@@ -208,11 +239,13 @@ class RayExecutor:
             for ref in self._in_flight:
                 self._ray.cancel(ref)
 
-    def measure(self, case: Case, config: MeasureConfig,
-                peaks: Mapping[str, float]) -> dict[str, Any]:
+    def measure(
+        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
+    ) -> dict[str, Any]:
         try:
-            record, node, environment = self._call(case.device, "measure", case, config,
-                                                   dict(peaks))
+            record, node, environment = self._call(
+                case.device, "measure", case, config, dict(peaks)
+            )
         except _WorkerDied as exc:
             return worker.unmeasured(case, "crashed", str(exc))
         except RuntimeError as exc:
@@ -255,7 +288,11 @@ def _on_node(settings: tuple, threads_env: str | None, method: str, *args: Any) 
     if method != "measure":
         return answer
     context = ray.get_runtime_context()
-    node = {"id": context.get_node_id(), "address": ray.util.get_node_ip_address(),
-            "labels": {k: v for k, v in context.get_node_labels().items()
-                       if not k.startswith("ray.io/")}}
+    node = {
+        "id": context.get_node_id(),
+        "address": ray.util.get_node_ip_address(),
+        "labels": {
+            k: v for k, v in context.get_node_labels().items() if not k.startswith("ray.io/")
+        },
+    }
     return answer, node, executor.environment()

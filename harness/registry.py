@@ -7,13 +7,12 @@ plugin is imported and called on its own so that any failure names the plugin.
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import importlib
 import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from os import PathLike
@@ -22,18 +21,14 @@ from types import ModuleType
 import pluggy
 
 from harness import hookspecs
-from harness.errors import HarnessError, PluginError, SuiteError, UsageError
+from harness.axes import expand_dims
+from harness.errors import HarnessError, PluginError, SuiteError, UsageError, did_you_mean
 from harness.spec import ModelSpec
 from harness.suites import ALL_MODELS, Suite, load_suite_file
 
 ENTRY_POINT_GROUP = "harness.plugins"
 PLUGINS_ENV = "HARNESS_PLUGINS"
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -46,8 +41,9 @@ class RegisteredModel:
 class Registry:
     """Every model and suite, validated as a whole, with their plugins of origin."""
 
-    def __init__(self, models: dict[str, RegisteredModel], suites: dict[str, Suite],
-                 plugins: Sequence[str]):
+    def __init__(
+        self, models: dict[str, RegisteredModel], suites: dict[str, Suite], plugins: Sequence[str]
+    ):
         self.models = models
         self.suites = suites
         self.plugins = tuple(plugins)
@@ -56,21 +52,25 @@ class Registry:
         try:
             return self.models[name]
         except KeyError:
-            raise UsageError(f"unknown model {name!r}{did_you_mean(name, self.models)} "
-                             "(see 'harness list')") from None
+            raise UsageError(
+                f"unknown model {name!r}{did_you_mean(name, self.models)} (see 'harness list')"
+            ) from None
 
     def suite(self, name: str) -> Suite:
         try:
             return self.suites[name]
         except KeyError:
-            raise UsageError(f"unknown suite {name!r}{did_you_mean(name, self.suites)} "
-                             f"(available: {', '.join(sorted(self.suites))})") from None
+            raise UsageError(
+                f"unknown suite {name!r}{did_you_mean(name, self.suites)} "
+                f"(available: {', '.join(sorted(self.suites))})"
+            ) from None
 
     def suite_models(self, suite: Suite) -> list[str]:
         """The suite's models: those its file lists, then those whose specs join it."""
         listed = list(self.models) if suite.includes_all else list(suite.models)
-        joined = sorted(n for n, m in self.models.items()
-                        if suite.name in m.spec.suites and n not in listed)
+        joined = sorted(
+            n for n, m in self.models.items() if suite.name in m.spec.suites and n not in listed
+        )
         return listed + joined
 
     def suites_of(self, model: str) -> list[str]:
@@ -95,9 +95,11 @@ def _load_entry_point(ep: EntryPoint) -> ModuleType:
     try:
         return ep.load()
     except Exception as exc:  # any import-time failure of third-party code
-        raise PluginError(f"plugin {ep.name!r} ({ep.value}{dist}) failed to import: "
-                          f"{type(exc).__name__}: {exc}; fix or uninstall it, or skip it "
-                          f"with --disable-plugin {ep.name}") from exc
+        raise PluginError(
+            f"plugin {ep.name!r} ({ep.value}{dist}) failed to import: "
+            f"{type(exc).__name__}: {exc}; fix or uninstall it, or skip it "
+            f"with --disable-plugin {ep.name}"
+        ) from exc
 
 
 def _import_module_plugin(path: str) -> ModuleType:
@@ -106,17 +108,20 @@ def _import_module_plugin(path: str) -> ModuleType:
     try:
         return importlib.import_module(path)
     except Exception as exc:
-        raise PluginError(f"plugin module {path!r} failed to import: "
-                          f"{type(exc).__name__}: {exc}; check the module path given to "
-                          f"--plugin or {PLUGINS_ENV}") from exc
+        raise PluginError(
+            f"plugin module {path!r} failed to import: "
+            f"{type(exc).__name__}: {exc}; check the module path given to "
+            f"--plugin or {PLUGINS_ENV}"
+        ) from exc
 
 
 def _env_list(var: str) -> list[str]:
     return [p.strip() for p in os.environ.get(var, "").split(",") if p.strip()]
 
 
-def plugin_selection(extra: Sequence[str] = (),
-                     disabled: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+def plugin_selection(
+    extra: Sequence[str] = (), disabled: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
     """Extra modules and disabled plugins, from the arguments plus the environment."""
     return ([*extra, *_env_list(PLUGINS_ENV)], [*disabled, *_env_list(DISABLE_ENV)])
 
@@ -129,15 +134,22 @@ def _entry_points(local: Sequence[tuple[str, str]], distribution: str | None) ->
     """The installed ``harness.plugins`` entry points, those of ``distribution`` replaced
     by ``local`` ones (a tree's, see :mod:`harness.sources`), sorted by name."""
     replaced = _normalised(distribution) if distribution else None
-    installed = [ep for ep in entry_points(group=ENTRY_POINT_GROUP)
-                 if not (replaced and ep.dist and _normalised(ep.dist.name) == replaced)]
+    installed = [
+        ep
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+        if not (replaced and ep.dist and _normalised(ep.dist.name) == replaced)
+    ]
     tree = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in local]
     return sorted(tree, key=lambda e: e.name) + sorted(installed, key=lambda e: e.name)
 
 
-def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = (),
-                 from_env: bool = True, local: Sequence[tuple[str, str]] = (),
-                 distribution: str | None = None) -> pluggy.PluginManager:
+def load_plugins(
+    extra: Sequence[str] = (),
+    disabled: Sequence[str] = (),
+    from_env: bool = True,
+    local: Sequence[tuple[str, str]] = (),
+    distribution: str | None = None,
+) -> pluggy.PluginManager:
     """Import entry-point plugins, then ``extra`` modules (and $HARNESS_PLUGINS).
 
     ``local`` entry points (name, value) come first and replace the installed ones of
@@ -157,8 +169,10 @@ def load_plugins(extra: Sequence[str] = (), disabled: Sequence[str] = (),
     try:
         pm.check_pending()  # a hookimpl whose name matches no hook: a typo
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {pm.get_name(exc.plugin)!r} is not a valid harness plugin: "
-                          f"{exc}; hooks are named in harness.hookspecs") from None
+        raise PluginError(
+            f"plugin {pm.get_name(exc.plugin)!r} is not a valid harness plugin: "
+            f"{exc}; hooks are named in harness.hookspecs"
+        ) from None
     return pm
 
 
@@ -168,13 +182,15 @@ def _call(impl: pluggy.HookImpl, hook: str) -> list:
     except HarnessError as exc:
         raise PluginError(f"plugin {impl.plugin_name!r}: {exc}") from exc
     except Exception as exc:
-        raise PluginError(f"plugin {impl.plugin_name!r} raised in {hook}: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} raised in {hook}: {type(exc).__name__}: {exc}"
+        ) from exc
     if result is None:
         return []
     if isinstance(result, (str, bytes)) or not isinstance(result, Iterable):
-        raise PluginError(f"plugin {impl.plugin_name!r}: {hook} returned "
-                          f"{type(result).__name__}; expected a list")
+        raise PluginError(
+            f"plugin {impl.plugin_name!r}: {hook} returned {type(result).__name__}; expected a list"
+        )
     return list(result)
 
 
@@ -183,16 +199,21 @@ def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
     for impl in pm.hook.harness_models.get_hookimpls():  # registration order
         for spec in _call(impl, "harness_models"):
             if not isinstance(spec, ModelSpec):
-                raise PluginError(f"plugin {impl.plugin_name!r}: harness_models returned a "
-                                  f"{type(spec).__name__} ({spec!r:.60}); "
-                                  "expected harness.ModelSpec")
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: harness_models returned a "
+                    f"{type(spec).__name__} ({spec!r:.60}); "
+                    "expected harness.ModelSpec"
+                )
             if spec.name in models:
                 other = models[spec.name].plugin
-                raise PluginError(f"model {spec.name!r} is registered by both plugin {other!r} "
-                                  f"and plugin {impl.plugin_name!r}; model names are global, so "
-                                  "rename one or disable a plugin with --disable-plugin")
-            models[spec.name] = RegisteredModel(spec, impl.plugin_name,
-                                                 getattr(impl.plugin, "__file__", None))
+                raise PluginError(
+                    f"model {spec.name!r} is registered by both plugin {other!r} "
+                    f"and plugin {impl.plugin_name!r}; model names are global, so "
+                    "rename one or disable a plugin with --disable-plugin"
+                )
+            models[spec.name] = RegisteredModel(
+                spec, impl.plugin_name, getattr(impl.plugin, "__file__", None)
+            )
     return models
 
 
@@ -205,12 +226,16 @@ def _collect_suites(pm: pluggy.PluginManager) -> dict[str, Suite]:
             elif isinstance(item, Suite):
                 suite = item
             else:
-                raise PluginError(f"plugin {impl.plugin_name!r}: harness_suites returned a "
-                                  f"{type(item).__name__}; expected a TOML path or harness Suite")
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: harness_suites returned a "
+                    f"{type(item).__name__}; expected a TOML path or harness Suite"
+                )
             if suite.name in suites:
-                raise PluginError(f"suite {suite.name!r} is defined twice: in "
-                                  f"{suites[suite.name].source or 'a plugin'} and in "
-                                  f"{suite.source or impl.plugin_name}")
+                raise PluginError(
+                    f"suite {suite.name!r} is defined twice: in "
+                    f"{suites[suite.name].source or 'a plugin'} and in "
+                    f"{suite.source or impl.plugin_name}"
+                )
             suites[suite.name] = suite
     return suites
 
@@ -219,12 +244,15 @@ def _without_missing(suite: Suite, models: Mapping[str, RegisteredModel]) -> Sui
     """``suite`` without the models that are not loaded: with plugins disabled, a suite
     that names their models keeps the rest (a misspelt name is not told apart)."""
     return dataclasses.replace(
-        suite, models=tuple(n for n in suite.models if n == ALL_MODELS or n in models),
-        overrides={n: o for n, o in suite.overrides.items() if n in models})
+        suite,
+        models=tuple(n for n in suite.models if n == ALL_MODELS or n in models),
+        overrides={n: o for n, o in suite.overrides.items() if n in models},
+    )
 
 
-def _validate(models: dict[str, RegisteredModel], suites: dict[str, Suite],
-              disabled: Sequence[str]) -> None:
+def _validate(
+    models: dict[str, RegisteredModel], suites: dict[str, Suite], disabled: Sequence[str]
+) -> None:
     if disabled:
         suites.update((name, _without_missing(suite, models)) for name, suite in suites.items())
     for suite in suites.values():
@@ -242,23 +270,21 @@ def _validate(models: dict[str, RegisteredModel], suites: dict[str, Suite],
     for name, registered in models.items():
         for suite in registered.spec.suites:
             if suite not in suites:
-                raise PluginError(f"plugin {registered.plugin!r}: model {name!r} joins unknown "
-                                  f"suite {suite!r}{did_you_mean(suite, suites)}; fix the "
-                                  "model's suites, or skip the plugin with --disable-plugin "
-                                  f"{registered.plugin}")
+                raise PluginError(
+                    f"plugin {registered.plugin!r}: model {name!r} joins unknown "
+                    f"suite {suite!r}{did_you_mean(suite, suites)}; fix the "
+                    "model's suites, or skip the plugin with --disable-plugin "
+                    f"{registered.plugin}"
+                )
 
 
-def expand_dims(dims: dict[str, Sequence[int]]) -> list[dict[str, int]]:
-    """The cartesian product of per-dimension value lists: {H: [64, 128]} -> 2 dicts."""
-    combos: list[dict[str, int]] = [{}]
-    for name, values in dims.items():
-        combos = [{**combo, name: v} for combo in combos for v in values]
-    return combos
-
-
-def load_registry(extra: Sequence[str] = (), disabled: Sequence[str] = (),
-                  from_env: bool = True, local: Sequence[tuple[str, str]] = (),
-                  distribution: str | None = None) -> Registry:
+def load_registry(
+    extra: Sequence[str] = (),
+    disabled: Sequence[str] = (),
+    from_env: bool = True,
+    local: Sequence[tuple[str, str]] = (),
+    distribution: str | None = None,
+) -> Registry:
     pm = load_plugins(extra, disabled, from_env, local, distribution)
     models = _collect_models(pm)
     suites = _collect_suites(pm)

@@ -16,7 +16,7 @@ Line kinds, told apart by ``"record"``:
   the shard's ``"environment"``. ``heartbeat`` is the per-product time of a fixed
   reference workload (``timing.heartbeat``) in the case's process just before the
   model was built and just after it was measured; its spread over a run is that
-  run's machine noise (``compare.machine_noise``). Older files and imports have none.
+  run's machine noise (``noise.machine_noise``). Older files and imports have none.
 
 ``latency.per`` says what the quartiles, ``p90``, ``p99``, ``min`` and ``max`` are of:
 ``"call"`` (each sample one call) or ``"block"`` (block means, ``block_size`` calls each);
@@ -52,7 +52,7 @@ import pandas as pd
 
 from harness import schema
 from harness.errors import HarnessWarning, ResultsError
-from harness.plan import case_key_of_record
+from harness.plan import run_key_of_record
 from harness.schema import InvalidRecord
 
 SCHEMA_VERSION = 1
@@ -111,8 +111,10 @@ class ResultsWriter:
             if torn:  # a run killed mid-write: end its torn line so ours starts clean
                 self._fh.write(b"\n")
         except OSError as exc:
-            raise ResultsError(f"cannot write results to {self.path}: {exc.strerror}; "
-                               "choose a writable path with --out") from None
+            raise ResultsError(
+                f"cannot write results to {self.path}: {exc.strerror}; "
+                "choose a writable path with --out"
+            ) from None
         self._write({"record": "run", "schema": SCHEMA_VERSION, "run_id": self.run_id, **header})
 
     def _write(self, record: Mapping[str, Any]) -> None:
@@ -123,14 +125,19 @@ class ResultsWriter:
         try:
             data = memoryview((line + "\n").encode())
             while data:
-                data = data[self._fh.write(data):]
+                data = data[self._fh.write(data) :]
             os.fsync(self._fh.fileno())
         except OSError as exc:  # a full disk, a vanished mount: keep what is already there
-            kept = (f"what was written before it ({self.cases} case"
-                    f"{'s' if self.cases > 1 else ''}) is kept; make room and finish the run "
-                    f"with --resume {self.path}" if self.cases else "no case was written")
-            raise ResultsError(f"cannot write results to {self.path}: "
-                               f"{exc.strerror or exc}; {kept}") from None
+            kept = (
+                f"what was written before it ({self.cases} case"
+                f"{'s' if self.cases > 1 else ''}) is kept; make room and finish the run "
+                f"with --resume {self.path}"
+                if self.cases
+                else "no case was written"
+            )
+            raise ResultsError(
+                f"cannot write results to {self.path}: {exc.strerror or exc}; {kept}"
+            ) from None
 
     def write_case(self, record: Mapping[str, Any]) -> None:
         self._write({"record": "case", "schema": SCHEMA_VERSION, "run_id": self.run_id, **record})
@@ -169,7 +176,7 @@ def _no_constant(name: str) -> Any:
 def _parse(raw: bytes, first: bool) -> Any:
     """One line's JSON value; :class:`InvalidRecord` says why a line has none."""
     if first and raw.startswith(codecs.BOM_UTF8):  # an editor's byte order mark
-        raw = raw[len(codecs.BOM_UTF8):]
+        raw = raw[len(codecs.BOM_UTF8) :]
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
@@ -188,8 +195,11 @@ def _report_skipped(path: Path, skipped: Sequence[tuple[int, str]]) -> None:
     for lineno, why in skipped[:SHOWN_SKIPS]:
         warnings.warn(f"{path}:{lineno}: skipped: {why}", CorruptLineWarning, stacklevel=3)
     if len(skipped) > SHOWN_SKIPS:
-        warnings.warn(f"{path}: skipped {len(skipped) - SHOWN_SKIPS} more damaged lines",
-                      CorruptLineWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: skipped {len(skipped) - SHOWN_SKIPS} more damaged lines",
+            CorruptLineWarning,
+            stacklevel=3,
+        )
 
 
 def iter_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -212,9 +222,11 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 record = _parse(raw, lineno == 1)
                 version = record.get("schema") if isinstance(record, dict) else None
                 if type(version) is int and version > SCHEMA_VERSION:
-                    raise ResultsError(f"{path}:{lineno}: results schema {version} is newer "
-                                       f"than this harness reads ({SCHEMA_VERSION}); "
-                                       "upgrade harness")
+                    raise ResultsError(
+                        f"{path}:{lineno}: results schema {version} is newer "
+                        f"than this harness reads ({SCHEMA_VERSION}); "
+                        "upgrade harness"
+                    )
                 schema.check(record)
             except InvalidRecord as exc:
                 skipped.append((lineno, str(exc)))
@@ -222,10 +234,16 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
             seen_run = seen_run or record["record"] == "run"
             yield record
     if not seen_run:
-        why = (f"; {len(skipped)} damaged line{'s' if len(skipped) > 1 else ''} skipped, "
-               f"line {skipped[0][0]}: {skipped[0][1]}" if skipped else "")
-        raise ResultsError(f"{path}: no valid run: not a harness results file, or damaged "
-                           f"(no readable run header line{why})")
+        why = (
+            f"; {len(skipped)} damaged line{'s' if len(skipped) > 1 else ''} skipped, "
+            f"line {skipped[0][0]}: {skipped[0][1]}"
+            if skipped
+            else ""
+        )
+        raise ResultsError(
+            f"{path}: no valid run: not a harness results file, or damaged "
+            f"(no readable run header line{why})"
+        )
     _report_skipped(path, skipped)
 
 
@@ -237,8 +255,9 @@ def last_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     records = list(iter_records(path))
     header = [r for r in records if r["record"] == "run"][-1]
     if "request" not in header:
-        raise ResultsError(f"cannot resume {path}: its run header has no request "
-                           "(written by an older harness)")
+        raise ResultsError(
+            f"cannot resume {path}: its run header has no request (written by an older harness)"
+        )
     cases = [r for r in records if r["record"] == "case" and r.get("run_id") == header["run_id"]]
     return header, cases
 
@@ -298,8 +317,10 @@ def load_selection(selection: str | Path) -> pd.DataFrame:
         ids = sorted({i for i in frame.get("run_id", []) if str(i).startswith(run)})
         if len(ids) != 1:
             found = "no run" if not ids else f"{len(ids)} runs ({', '.join(ids)})"
-            raise ResultsError(f"{found} in {path} has an id starting with {run!r}; "
-                               "'harness results' lists the run ids")
+            raise ResultsError(
+                f"{found} in {path} has an id starting with {run!r}; "
+                "'harness results' lists the run ids"
+            )
         frame = frame[frame["run_id"] == ids[0]]
     if frame.empty:
         raise ResultsError(f"{selection} holds no case records")
@@ -314,11 +335,20 @@ def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]
             key = (str(path), record.get("run_id"))
             if record["record"] == "run":
                 env = record.get("environment", {})
-                summary = runs.setdefault(key, {
-                    "run_id": record.get("run_id"), "file": str(path), "time": env.get("time"),
-                    "hostname": env.get("hostname"), "commit": (env.get("git") or {}).get("commit"),
-                    "torch": env.get("torch_version"), "command": record.get("command"),
-                    "cases": 0, "statuses": {}})
+                summary = runs.setdefault(
+                    key,
+                    {
+                        "run_id": record.get("run_id"),
+                        "file": str(path),
+                        "time": env.get("time"),
+                        "hostname": env.get("hostname"),
+                        "commit": (env.get("git") or {}).get("commit"),
+                        "torch": env.get("torch_version"),
+                        "command": record.get("command"),
+                        "cases": 0,
+                        "statuses": {},
+                    },
+                )
                 summary["resumed"] = summary.get("resumed", -1) + 1
             elif record["record"] == "case" and key in runs:
                 summary = runs[key]
@@ -351,14 +381,18 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
             theirs = request if part == "request" else first.get("settings", {})
             differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             if differing:
-                raise ResultsError(f"cannot merge {path} with {first_path}: their {plural} "
-                                   f"differ in {', '.join(differing)}")
+                raise ResultsError(
+                    f"cannot merge {path} with {first_path}: their {plural} "
+                    f"differ in {', '.join(differing)}"
+                )
     for path, header, _ in runs:
         shard = header["request"].get("shard")
         shard = tuple(shard) if shard else None
         if shard in shards:
-            raise ResultsError(f"{path} and {shards[shard]} are the same shard "
-                               f"({'/'.join(map(str, shard)) if shard else 'unsharded'})")
+            raise ResultsError(
+                f"{path} and {shards[shard]} are the same shard "
+                f"({'/'.join(map(str, shard)) if shard else 'unsharded'})"
+            )
         shards[shard] = path
     counts = {s[1] for s in shards if s}
     missing = sorted(set(range(1, max(counts) + 1)) - {s[0] for s in shards if s}) if counts else []
@@ -366,24 +400,42 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     merged_from = []
     for path, header, cases in runs:
         for case in cases:
-            key = case_key_of_record(case)
+            key = run_key_of_record(case)
             if key in seen:
-                raise ResultsError(f"case {case['model']} (batch {case['batch_size']}) is in both "
-                                   f"{seen[key]} and {path}")
+                raise ResultsError(
+                    f"case {case['model']} (batch {case['batch_size']}) is in both "
+                    f"{seen[key]} and {path}"
+                )
             seen[key] = path
         env = header.get("environment", {})
-        merged_from.append({"file": str(path), "run_id": header["run_id"],
-                            "shard": header["request"].get("shard"),
-                            "hostname": env.get("hostname"), "cases": len(cases)})
-    header = {"command": first.get("command"), "request": request,
-              "environment": first.get("environment", {}), "settings": first.get("settings", {}),
-              "merged_from": merged_from, "missing_shards": missing}
+        merged_from.append(
+            {
+                "file": str(path),
+                "run_id": header["run_id"],
+                "shard": header["request"].get("shard"),
+                "hostname": env.get("hostname"),
+                "cases": len(cases),
+            }
+        )
+    header = {
+        "command": first.get("command"),
+        "request": request,
+        "environment": first.get("environment", {}),
+        "settings": first.get("settings", {}),
+        "merged_from": merged_from,
+        "missing_shards": missing,
+    }
     with ResultsWriter(out, header) as writer:
-        for path, shard_header, cases in runs:
+        for _path, shard_header, cases in runs:
             for case in cases:
-                writer.write_case({"environment": shard_header.get("environment", {}),
-                                   **{k: v for k, v in case.items() if k not in _NOT_MERGED}})
+                writer.write_case(
+                    {
+                        "environment": shard_header.get("environment", {}),
+                        **{k: v for k, v in case.items() if k not in _NOT_MERGED},
+                    }
+                )
     return {"out": str(out), "runs": len(runs), "cases": len(seen), "missing_shards": missing}
+
 
 def load_runs(selections: Iterable[str | Path]) -> pd.DataFrame:
     """Cases of every run of ``selections`` (each as ``load_selection`` takes it), each

@@ -18,7 +18,8 @@ from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from harness import worker
-from harness.plan import Case, Plan, ordered_group
+from harness.identity import CaseKey
+from harness.plan import Case, Plan
 from harness.registry import Registry
 from harness.results import ResultsWriter
 from harness.timing import MeasureConfig
@@ -29,8 +30,9 @@ DEFAULT_MAX_BATCH = 1024
 class Executor(Protocol):
     isolation: str
 
-    def measure(self, case: Case, config: MeasureConfig,
-                peaks: Mapping[str, float]) -> dict[str, Any]: ...
+    def measure(
+        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
+    ) -> dict[str, Any]: ...
 
     def probe(self, case: Case, batch_size: int) -> str: ...
 
@@ -92,10 +94,17 @@ def search_batch_size(probe: Callable[[int], str], limit: int) -> tuple[int | No
 class Runner:
     """Runs a plan's cases through an executor and a writer."""
 
-    def __init__(self, plan: Plan, registry: Registry, executor: Executor, writer: ResultsWriter,
-                 peaks: Mapping[str, float | None], max_batch: int = DEFAULT_MAX_BATCH,
-                 on_start: Callable[[int, Case], None] | None = None,
-                 on_status: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        registry: Registry,
+        executor: Executor,
+        writer: ResultsWriter,
+        peaks: Mapping[str, float | None],
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_start: Callable[[int, Case], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ):
         self.plan = plan
         self.registry = registry
         self.executor = executor
@@ -104,27 +113,31 @@ class Runner:
         self.max_batch = max_batch
         self.on_start = on_start or (lambda index, case: None)
         self.on_status = on_status or (lambda message: None)
-        self._oom_at: dict[tuple, int] = {}
-        self._eager_median: dict[tuple, float] = {}
-        self._searches: dict[tuple, dict[str, Any]] = {}
+        self._oom_at: dict[CaseKey, int] = {}
+        self._eager_median: dict[CaseKey, float] = {}
+        self._searches: dict[CaseKey, dict[str, Any]] = {}
 
     def _skip_reason(self, case: Case) -> str | None:
-        smallest_oom = self._oom_at.get(case.config_key())
+        smallest_oom = self._oom_at.get(case.key().any_batch())
         if smallest_oom is not None and case.batch_size and case.batch_size > smallest_oom:
             return f"batch size {smallest_oom} of this configuration ran out of memory"
         return None
 
     def _searched(self, case: Case) -> tuple[Case | None, dict[str, Any]]:
         """The largest batch that fits, searched once per configuration (not per repeat)."""
-        key = case.config_key()
+        key = case.key().any_batch()
         if key not in self._searches:
+
             def probe(batch: int) -> str:
                 self.on_status(f"{case.label}: probing batch size {batch}")
                 return self.executor.probe(case, batch)
 
             best, probes = search_batch_size(probe, self.max_batch)
-            self._searches[key] = {"max_batch_size": best, "limit": self.max_batch,
-                                   "probes": probes}
+            self._searches[key] = {
+                "max_batch_size": best,
+                "limit": self.max_batch,
+                "probes": probes,
+            }
         search = self._searches[key]
         best = search["max_batch_size"]
         return (replace(case, batch_size=best) if best else None), search
@@ -139,29 +152,37 @@ class Runner:
             if sized is None:
                 outcome = search["probes"][-1][1] if search["probes"] else "error"
                 status = "oom" if outcome == "oom" else "error"
-                return {**worker.unmeasured(case, status, f"no batch size fits (last probe: "
-                                                          f"{outcome})"), "batch_search": search}
+                return {
+                    **worker.unmeasured(
+                        case, status, f"no batch size fits (last probe: {outcome})"
+                    ),
+                    "batch_search": search,
+                }
             case = sized
         record = self.executor.measure(case, self.plan.measure, self.peaks)
         if search:
             record["batch_search"] = search
         if record["status"] == "oom" and case.batch_size:
-            key = case.config_key()
+            key = case.key().any_batch()
             self._oom_at[key] = min(self._oom_at.get(key, case.batch_size), case.batch_size)
         if record["status"] == "ok":
             median = record["latency"]["median"]
             if case.compile_mode == "none":
                 self._eager_median[case.key()] = median
-            elif case.eager_key() in self._eager_median:
-                record["speedup_vs_eager"] = self._eager_median[case.eager_key()] / median
+            elif case.key().eager() in self._eager_median:
+                record["speedup_vs_eager"] = self._eager_median[case.key().eager()] / median
         return record
 
     def _record(self, case: Case) -> dict[str, Any]:
-        return {"plugin": self.registry.model(case.model).plugin, **self._run_one(case),
-                "isolation": self.executor.isolation}
+        return {
+            "plugin": self.registry.model(case.model).plugin,
+            **self._run_one(case),
+            "isolation": self.executor.isolation,
+        }
 
-    def run(self, cases: Iterable[Case] | None = None
-            ) -> Generator[tuple[Case, dict[str, Any]], None, None]:
+    def run(
+        self, cases: Iterable[Case] | None = None
+    ) -> Generator[tuple[Case, dict[str, Any]], None, None]:
         cases = list(self.plan.cases if cases is None else cases)
         if isinstance(self.executor, ClusterExecutor):
             yield from self._run_concurrently(cases, self.executor)
@@ -172,13 +193,14 @@ class Runner:
             self.writer.write_case(record)
             yield case, record
 
-    def _run_concurrently(self, cases: Sequence[Case], executor: ClusterExecutor
-                          ) -> Iterator[tuple[Case, dict[str, Any]]]:
+    def _run_concurrently(
+        self, cases: Sequence[Case], executor: ClusterExecutor
+    ) -> Iterator[tuple[Case, dict[str, Any]]]:
         """Each group of linked cases in its own thread, ``slots`` at once; records are
         written here, in one thread, as they arrive. Ctrl-C cancels what is in flight."""
-        groups: dict[tuple[Any, ...], list[Case]] = {}
+        groups: dict[CaseKey, list[Case]] = {}
         for case in cases:
-            groups.setdefault(ordered_group(case), []).append(case)
+            groups.setdefault(case.key().sequence(), []).append(case)
         finished: queue.Queue[tuple[Case, dict[str, Any]] | BaseException] = queue.Queue()
 
         def run_group(group: list[Case]) -> None:

@@ -26,10 +26,23 @@ TIME_LIMIT = 1e9  # seconds (31 years): a longer time is damage, not a measureme
 AMOUNT_LIMIT = 1e30  # bytes, FLOPs, rates, counts: far above any real one, far below inf
 
 # the numbers of a latency that are counts or a level, not times
-_LATENCY_COUNTS = frozenset({"n", "iterations", "blocks", "warmup_iters", "block_size",
-                             "ci_level"})
-_LATENCY_TIMES = frozenset({"median", "mean", "min", "max", "q25", "q75", "p90", "p99",
-                            "ci_low", "ci_high", "iqr", "first_call"})
+_LATENCY_COUNTS = frozenset({"n", "iterations", "blocks", "warmup_iters", "block_size", "ci_level"})
+_LATENCY_TIMES = frozenset(
+    {
+        "median",
+        "mean",
+        "min",
+        "max",
+        "q25",
+        "q75",
+        "p90",
+        "p99",
+        "ci_low",
+        "ci_high",
+        "iqr",
+        "first_call",
+    }
+)
 
 
 class _Section(NamedTuple):
@@ -44,8 +57,9 @@ _MEASURED = {
     "latency": _Section(TIME_LIMIT, (_LATENCY_TIMES | _LATENCY_COUNTS).__contains__),
     "heartbeat": _Section(TIME_LIMIT, {"before", "after"}.__contains__),
     "memory": _Section(AMOUNT_LIMIT, lambda key: key.endswith("_bytes")),
-    "flops": _Section(AMOUNT_LIMIT, {"per_step", "achieved_per_s", "peak_per_s",
-                                     "utilisation"}.__contains__),
+    "flops": _Section(
+        AMOUNT_LIMIT, {"per_step", "achieved_per_s", "peak_per_s", "utilisation"}.__contains__
+    ),
     "compile": _Section(AMOUNT_LIMIT, lambda key: key.endswith("_s") or key == "recompiles"),
 }
 
@@ -68,60 +82,97 @@ Field = tuple[Callable[[Any], bool], str]
 
 _TEXT: Field = (lambda v: type(v) is str and v != "", "a non-empty string")
 _TEXT_OR_NULL: Field = (lambda v: v is None or type(v) is str, "a string or null")
-_SIZE: Field = (lambda v: type(v) is int and 1 <= v <= SIZE_LIMIT,
-                "an integer from 1 to 2**62")
-_COUNT_OR_NULL: Field = (lambda v: v is None or type(v) is int and 0 <= v <= SIZE_LIMIT,
-                         "a non-negative integer or null")
+_SIZE: Field = (lambda v: type(v) is int and 1 <= v <= SIZE_LIMIT, "an integer from 1 to 2**62")
+_COUNT_OR_NULL: Field = (
+    lambda v: v is None or type(v) is int and 0 <= v <= SIZE_LIMIT,
+    "a non-negative integer or null",
+)
 _AMOUNT_OR_NULL: Field = (
     lambda v: v is None or type(v) in (int, float) and 0 <= v <= AMOUNT_LIMIT,
-    "a finite non-negative number or null")
-_COUNTS_OR_NULL: Field = (lambda v: v is None or type(v) is list and all(
-    type(t) is int and 0 <= t <= SIZE_LIMIT for t in v),
-    "a list of non-negative integers or null")
+    "a finite non-negative number or null",
+)
+_COUNTS_OR_NULL: Field = (
+    lambda v: (
+        v is None or type(v) is list and all(type(t) is int and 0 <= t <= SIZE_LIMIT for t in v)
+    ),
+    "a list of non-negative integers or null",
+)
 _MAPPING: Field = (lambda v: isinstance(v, dict), "an object")
 _MAPPING_OR_NULL: Field = (lambda v: v is None or isinstance(v, dict), "an object or null")
-_TEXTS_OR_NULL: Field = (lambda v: v is None or type(v) is list
-                         and all(type(t) is str for t in v), "a list of strings or null")
+_TEXTS_OR_NULL: Field = (
+    lambda v: v is None or type(v) is list and all(type(t) is str for t in v),
+    "a list of strings or null",
+)
 _BOOL_OR_NULL: Field = (lambda v: v is None or type(v) is bool, "true, false or null")
-_OBJECTS_OR_NULL: Field = (lambda v: v is None or type(v) is list
-                           and all(isinstance(g, dict) for g in v),
-                           "a list of objects or null")
+_OBJECTS_OR_NULL: Field = (
+    lambda v: v is None or type(v) is list and all(isinstance(g, dict) for g in v),
+    "a list of objects or null",
+)
 
 # field: (test, required); an optional field may be absent, never of another type
 _CASE: dict[str, tuple[Field, bool]] = {
-    "run_id": (_TEXT, True), "model": (_TEXT, True), "device": (_TEXT, True),
-    "dtype": (_TEXT, True), "compile_mode": (_TEXT, True), "mode": (_TEXT, True),
-    "status": (_TEXT, True), "precision": (_TEXT, False), "backend": (_TEXT_OR_NULL, False),
-    "suite": (_TEXT_OR_NULL, False), "plugin": (_TEXT_OR_NULL, False),
-    "error": (_TEXT_OR_NULL, False), "repeat": (_COUNT_OR_NULL, False),
-    "threads": (_COUNT_OR_NULL, False), "params": (_COUNT_OR_NULL, False),
-    "throughput": (_AMOUNT_OR_NULL, False), "batch_search": (_MAPPING_OR_NULL, False),
-    "interleaved": (_MAPPING_OR_NULL, False), "environment": (_MAPPING_OR_NULL, False),
+    "run_id": (_TEXT, True),
+    "model": (_TEXT, True),
+    "device": (_TEXT, True),
+    "dtype": (_TEXT, True),
+    "compile_mode": (_TEXT, True),
+    "mode": (_TEXT, True),
+    "status": (_TEXT, True),
+    "precision": (_TEXT, False),
+    "backend": (_TEXT_OR_NULL, False),
+    "suite": (_TEXT_OR_NULL, False),
+    "plugin": (_TEXT_OR_NULL, False),
+    "error": (_TEXT_OR_NULL, False),
+    "repeat": (_COUNT_OR_NULL, False),
+    "threads": (_COUNT_OR_NULL, False),
+    "params": (_COUNT_OR_NULL, False),
+    "throughput": (_AMOUNT_OR_NULL, False),
+    "batch_search": (_MAPPING_OR_NULL, False),
+    "interleaved": (_MAPPING_OR_NULL, False),
+    "environment": (_MAPPING_OR_NULL, False),
     **{section: (_MAPPING_OR_NULL, False) for section in _MEASURED},
 }
 _RUN: dict[str, tuple[Field, bool]] = {
-    "run_id": (_TEXT, True), "command": (_TEXTS_OR_NULL, False),
-    "environment": (_MAPPING, False), "settings": (_MAPPING, False),
+    "run_id": (_TEXT, True),
+    "command": (_TEXTS_OR_NULL, False),
+    "environment": (_MAPPING, False),
+    "settings": (_MAPPING, False),
     "request": (_MAPPING, False),
 }
 # what readers show or compute from an environment (a run's, or a case's own)
 _ENVIRONMENT: dict[str, tuple[Field, bool]] = {
-    **{key: (_TEXT_OR_NULL, False) for key in (
-        "time", "hostname", "torch_version", "python_version", "harness_version",
-        "cpu_model", "os", "machine")},
-    "threads": (_COUNT_OR_NULL, False), "cpu_count": (_COUNT_OR_NULL, False),
-    "gpus": (_OBJECTS_OR_NULL, False), "git": (_MAPPING_OR_NULL, False),
+    **{
+        key: (_TEXT_OR_NULL, False)
+        for key in (
+            "time",
+            "hostname",
+            "torch_version",
+            "python_version",
+            "harness_version",
+            "cpu_model",
+            "os",
+            "machine",
+        )
+    },
+    "threads": (_COUNT_OR_NULL, False),
+    "cpu_count": (_COUNT_OR_NULL, False),
+    "gpus": (_OBJECTS_OR_NULL, False),
+    "git": (_MAPPING_OR_NULL, False),
 }
-_GIT: dict[str, tuple[Field, bool]] = {"commit": (_TEXT_OR_NULL, False),
-                                       "dirty": (_BOOL_OR_NULL, False)}
+_GIT: dict[str, tuple[Field, bool]] = {
+    "commit": (_TEXT_OR_NULL, False),
+    "dirty": (_BOOL_OR_NULL, False),
+}
 _INTERLEAVED: dict[str, tuple[Field, bool]] = {
-    "session": (_TEXT_OR_NULL, False), "pair": (_COUNT_OR_NULL, False),
+    "session": (_TEXT_OR_NULL, False),
+    "pair": (_COUNT_OR_NULL, False),
     "turns": (_COUNTS_OR_NULL, False),
 }
 
 
-def _fields(record: Mapping[str, Any], fields: Mapping[str, tuple[Field, bool]],
-            prefix: str = "") -> None:
+def _fields(
+    record: Mapping[str, Any], fields: Mapping[str, tuple[Field, bool]], prefix: str = ""
+) -> None:
     for name, ((test, expected), required) in fields.items():
         if name not in record:
             if required:
@@ -136,8 +187,11 @@ def _numbers(values: list[Any], limit: float) -> bool:
     inf if a value is; when none is negative, each is at most their sum."""
     try:
         total = sum(values)
-        return math.isfinite(total) and (not values or min(values) >= 0) and (
-            total <= limit or max(values) <= limit)
+        return (
+            math.isfinite(total)
+            and (not values or min(values) >= 0)
+            and (total <= limit or max(values) <= limit)
+        )
     except (TypeError, OverflowError):
         return False
 
@@ -146,8 +200,11 @@ def _section(values: Mapping[str, Any], name: str, section: _Section) -> None:
     for key, value in values.items():
         if section.numeric(key) and value is not None and type(value) not in (int, float):
             raise _wrong(f"{name}.{key}", value, "a number or null")
-        _measured(value, f"{name}.{key}", AMOUNT_LIMIT if name == "latency"
-                  and key in _LATENCY_COUNTS else section.limit)
+        _measured(
+            value,
+            f"{name}.{key}",
+            AMOUNT_LIMIT if name == "latency" and key in _LATENCY_COUNTS else section.limit,
+        )
     if name == "latency" and "samples" in values and type(values["samples"]) is not list:
         raise _wrong("latency.samples", values["samples"], "a list of times")
 
@@ -167,8 +224,9 @@ def _measured(value: Any, path: str, limit: float) -> None:
                 _measured(item, f"{path}[{i}]", limit)
         elif path.startswith("latency") or not all(type(v) is str for v in value):
             bad = next((v for v in value if not _numbers([v], limit)), value)
-            raise InvalidRecord(f"{path} holds {_shown(bad)}, expected finite numbers "
-                                f"from 0 to {limit:g}")
+            raise InvalidRecord(
+                f"{path} holds {_shown(bad)}, expected finite numbers from 0 to {limit:g}"
+            )
 
 
 def _environment(environment: Mapping[str, Any], prefix: str) -> None:
@@ -181,11 +239,13 @@ def _case(record: Mapping[str, Any]) -> None:
     _fields(record, _CASE)
     batch = record.get("batch_size")
     if not (_SIZE[0](batch) or batch is None and record["status"] != "ok"):
-        raise _wrong("batch_size", batch, _SIZE[1] + ("" if batch is None else
-                                                      " (or null in a case not ok)"))
+        raise _wrong(
+            "batch_size", batch, _SIZE[1] + ("" if batch is None else " (or null in a case not ok)")
+        )
     dims = record.get("dims")
     if not isinstance(dims, dict) or not all(
-            type(v) is int and 0 <= v <= SIZE_LIMIT for v in dims.values()):
+        type(v) is int and 0 <= v <= SIZE_LIMIT for v in dims.values()
+    ):
         raise _wrong("dims", dims, "an object of sizes from 0 to 2**62")
     for name, section in _MEASURED.items():
         if record.get(name) is not None:

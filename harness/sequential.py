@@ -41,8 +41,9 @@ PRIOR_SCALES = (2.0, 100.0)  # variances of the standardised effect per pair, mi
 MIN_PAIRS = 3  # below this no mixture of these scales can reach 1/alpha
 
 
-def bayes_factor(log_ratios: Sequence[float], null: float = 0.0,
-                 scales: Sequence[float] = PRIOR_SCALES) -> float:
+def bayes_factor(
+    log_ratios: Sequence[float], null: float = 0.0, scales: Sequence[float] = PRIOR_SCALES
+) -> float:
     """Evidence against "the mean log-ratio is ``null``" after these pairs (>= 2)."""
     n = len(log_ratios)
     if n < 2:
@@ -60,7 +61,7 @@ def _mixture(t2: float, n: int, scales: Sequence[float]) -> float:
     total = 0.0
     for g in scales:
         c = 1 + n * g
-        total += c ** -0.5 * ((1 + t2 / nu) / (1 + t2 / (c * nu))) ** ((nu + 1) / 2)
+        total += c**-0.5 * ((1 + t2 / nu) / (1 + t2 / (c * nu))) ** ((nu + 1) / 2)
     return total / len(scales)
 
 
@@ -115,12 +116,21 @@ class Look:
 
     def __repr__(self) -> str:
         low, high = self.interval
-        return (f"Look(pairs={self.pairs}, ratio={self.ratio:.4f}, cs=[{low:.4f}, {high:.4f}], "
-                f"p={self.p_value:.3g})")
+        return (
+            f"Look(pairs={self.pairs}, ratio={self.ratio:.4f}, cs=[{low:.4f}, {high:.4f}], "
+            f"p={self.p_value:.3g})"
+        )
 
 
-def verdict(ratio: float, low: float | None, high: float | None, p_value: float,
-            threshold: float, alpha: float = ALPHA, worse_above: bool = True) -> str:
+def verdict(
+    ratio: float,
+    low: float | None,
+    high: float | None,
+    p_value: float,
+    threshold: float,
+    alpha: float = ALPHA,
+    worse_above: bool = True,
+) -> str:
     """``no change`` when the sequence lies within the threshold both ways; else
     ``slower``/``faster`` when ``p_value`` (a q-value across cases) is at most ``alpha``;
     else ``inconclusive``. ``low``/``high`` bound the ratio (None: not yet bounded);
@@ -137,8 +147,9 @@ def _exp(x: float) -> float:
     return math.inf if x == math.inf else 0.0 if x == -math.inf else math.exp(x)
 
 
-def looks(log_ratios: Sequence[float], alpha: float = ALPHA,
-          scales: Sequence[float] = PRIOR_SCALES) -> Iterator[Look]:
+def looks(
+    log_ratios: Sequence[float], alpha: float = ALPHA, scales: Sequence[float] = PRIOR_SCALES
+) -> Iterator[Look]:
     """The state after each pair of ``log_ratios`` in turn (in the order measured)."""
     scales = tuple(scales)
     evidence = 1.0
@@ -154,8 +165,9 @@ def looks(log_ratios: Sequence[float], alpha: float = ALPHA,
         yield Look(n, mean, mean - half, mean + half, min(1.0, 1 / evidence))
 
 
-def look(log_ratios: Sequence[float], alpha: float = ALPHA,
-         scales: Sequence[float] = PRIOR_SCALES) -> Look:
+def look(
+    log_ratios: Sequence[float], alpha: float = ALPHA, scales: Sequence[float] = PRIOR_SCALES
+) -> Look:
     """The state after all the pairs ``log_ratios``."""
     if not log_ratios:
         raise ValueError("a look needs at least one pair")
@@ -170,8 +182,9 @@ MARGIN = 0.5  # a step assumes only this fraction of the estimated gap: see :fun
 def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
     """The standard deviation within groups (each around its own mean) and its degrees of
     freedom: the spread of one pair's log-ratio, whatever the pairs compared."""
-    squares = math.fsum(math.fsum((x - math.fsum(g) / len(g)) ** 2 for x in g)
-                        for g in groups if len(g) > 1)
+    squares = math.fsum(
+        math.fsum((x - math.fsum(g) / len(g)) ** 2 for x in g) for g in groups if len(g) > 1
+    )
     df = sum(len(g) - 1 for g in groups if len(g) > 1)
     return (math.sqrt(squares / df) if df else math.nan), df
 
@@ -191,6 +204,6 @@ def nearer(rounds: Sequence[float], gap: float, sd: float, alpha: float = ALPHA)
     """
     if len(rounds) < MIN_ROUNDS or not gap > 0 or not sd > 0:
         return None
-    evidence = 2 * MARGIN * gap * math.fsum(rounds) / sd ** 2  # the log-likelihood ratio
+    evidence = 2 * MARGIN * gap * math.fsum(rounds) / sd**2  # the log-likelihood ratio
     bound = math.log(1 / alpha)
     return "bad" if evidence >= bound else "good" if evidence <= -bound else None

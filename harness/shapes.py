@@ -33,9 +33,19 @@ _COMPARE = {
     ast.GtE: lambda a, b: a >= b,
 }
 _SYMBOLS = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%",
-    ast.Pow: "**", ast.Div: "/", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
-    ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.Div: "/",
+    ast.MatMult: "@",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
 }
 # Shapes are tensor sizes: anything near this is a typo or an attack (2 ** 2 ** 99).
 _MAX_MAGNITUDE = 2**62
@@ -71,8 +81,10 @@ def _check_arith(node: ast.AST, source: str) -> None:
     elif isinstance(node, ast.Constant) and type(node.value) is int:
         pass
     else:
-        raise ShapeError(f"expression {source!r} uses {_describe(node)}; "
-                         "allowed are names, integers, + - * // % ** and parentheses")
+        raise ShapeError(
+            f"expression {source!r} uses {_describe(node)}; "
+            "allowed are names, integers, + - * // % ** and parentheses"
+        )
 
 
 def _parse(source: str, what: str) -> ast.expr:
@@ -93,8 +105,9 @@ def _evaluate(node: ast.AST, env: Mapping[str, int], source: str) -> int:
     literal is refused as surely as a huge product."""
     value = _value(node, env, source)
     if abs(value) > _MAX_MAGNITUDE:
-        raise ShapeError(f"expression {source!r}: value {value} is beyond 2**62, too large "
-                         "for a tensor size")
+        raise ShapeError(
+            f"expression {source!r}: value {value} is beyond 2**62, too large for a tensor size"
+        )
     return value
 
 
@@ -140,8 +153,9 @@ class Expr:
         """The size at ``env``: an integer in 0..2**62 (intermediates may be negative)."""
         value = _evaluate(self._node, env, self.source)
         if value < 0:
-            raise ShapeError(f"expression {self.source!r}: value {value} is negative; "
-                             "a size must be 0 or more")
+            raise ShapeError(
+                f"expression {self.source!r}: value {value} is negative; a size must be 0 or more"
+            )
         return value
 
     def __str__(self) -> str:
@@ -165,8 +179,9 @@ class Shape:
         try:
             return cls(tuple(Expr.parse(item) for item in source))
         except TypeError:
-            raise ShapeError(f"shape must be a string like '(B, 3, H, W)' or a tuple, "
-                             f"got {source!r}") from None
+            raise ShapeError(
+                f"shape must be a string like '(B, 3, H, W)' or a tuple, got {source!r}"
+            ) from None
 
     @property
     def names(self) -> frozenset[str]:
@@ -202,8 +217,10 @@ class Constraint:
             for operand in (node.left, *node.comparators):
                 _check_arith(operand, source)
         else:
-            raise ShapeError(f"constraint {source!r} must compare sizes "
-                             "(==, !=, <, <=, >, >=, joined with 'and')")
+            raise ShapeError(
+                f"constraint {source!r} must compare sizes "
+                "(==, !=, <, <=, >, >=, joined with 'and')"
+            )
 
     @property
     def names(self) -> frozenset[str]:
@@ -232,14 +249,22 @@ class OutputShapeMismatch(Exception):
     ``shape_mismatch``, a fault of the model recorded like any other (no HarnessError)."""
 
 
-def shape_problems(declared: Sequence[Shape], expected: Sequence[tuple[int, ...]],
-                   observed: Sequence[tuple[int, ...]], batch_size: int) -> list[str]:
+def shape_problems(
+    declared: Sequence[Shape],
+    expected: Sequence[tuple[int, ...]],
+    observed: Sequence[tuple[int, ...]],
+    batch_size: int,
+) -> list[str]:
     """How the shapes a model returned differ from those declared (``expected`` is
     ``declared`` evaluated); empty when they agree. ``harness check`` and every case of
     ``harness run`` judge outputs with this one function."""
     if len(observed) != len(expected):
-        return [f"at B={batch_size} returned {len(observed)} tensor(s), "
-                f"spec declares {len(expected)} output(s)"]
-    return [f"output {index} at B={batch_size}: expected {shape} = {want}, got {got}"
-            for index, (shape, want, got) in enumerate(zip(declared, expected, observed))
-            if got != want]
+        return [
+            f"at B={batch_size} returned {len(observed)} tensor(s), "
+            f"spec declares {len(expected)} output(s)"
+        ]
+    return [
+        f"output {index} at B={batch_size}: expected {shape} = {want}, got {got}"
+        for index, (shape, want, got) in enumerate(zip(declared, expected, observed))
+        if got != want
+    ]

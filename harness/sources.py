@@ -40,8 +40,22 @@ except ModuleNotFoundError:  # Python 3.10
 ENGINE = "harness"  # never taken from a tree
 ENTRY_POINT_GROUP = "harness.plugins"
 # Folders of a flat layout that hold no importable code of the package.
-_NOT_PACKAGES = {"tests", "test", "testing", "docs", "doc", "examples", "example", "benchmarks",
-                 "scripts", "tools", "build", "dist", "results", "site-packages"}
+_NOT_PACKAGES = {
+    "tests",
+    "test",
+    "testing",
+    "docs",
+    "doc",
+    "examples",
+    "example",
+    "benchmarks",
+    "scripts",
+    "tools",
+    "build",
+    "dist",
+    "results",
+    "site-packages",
+}
 
 
 class _View(Protocol):
@@ -93,7 +107,7 @@ class _CommitView:
         found: dict[str, bool] = {}
         for path in self.files:
             if path.startswith(prefix):
-                name, sep, _ = path[len(prefix):].partition("/")
+                name, sep, _ = path[len(prefix) :].partition("/")
                 found[name] = found.get(name, False) or bool(sep)
         return sorted(found.items())
 
@@ -130,17 +144,28 @@ def read_layout(view: _View) -> Layout:
         cfg = configparser.ConfigParser(interpolation=None)
     poetry = tool.get("poetry", {})
     name = project.get("name") or poetry.get("name") or cfg.get("metadata", "name", fallback=None)
-    eps = (project.get("entry-points", {}).get(ENTRY_POINT_GROUP)
-           or poetry.get("plugins", {}).get(ENTRY_POINT_GROUP)
-           or _cfg_entry_points(cfg))
+    eps = (
+        project.get("entry-points", {}).get(ENTRY_POINT_GROUP)
+        or poetry.get("plugins", {}).get(ENTRY_POINT_GROUP)
+        or _cfg_entry_points(cfg)
+    )
     modules = _declared(view, tool, poetry, cfg)
-    entry_points = tuple(sorted((str(k), v) for k, v in (eps if isinstance(eps, dict) else {})
-                                .items() if isinstance(v, str)))  # what a build would accept
+    entry_points = tuple(
+        sorted(
+            (str(k), v)
+            for k, v in (eps if isinstance(eps, dict) else {}).items()
+            if isinstance(v, str)
+        )
+    )  # what a build would accept
     for base in () if modules else ("src", ""):  # what setuptools discovers by itself
         for entry, is_dir in view.entries(base):
             path = posixpath.join(base, entry)
-            if is_dir and entry.isidentifier() and entry not in _NOT_PACKAGES \
-                    and view.is_file(f"{path}/__init__.py"):
+            if (
+                is_dir
+                and entry.isidentifier()
+                and entry not in _NOT_PACKAGES
+                and view.is_file(f"{path}/__init__.py")
+            ):
                 modules.setdefault(entry, path)
     for _, value in entry_points:  # a plugin that is a top-level module, not a package
         top = value.split(":")[0].split(".")[0].strip()
@@ -156,8 +181,9 @@ def _cfg_entry_points(cfg: configparser.ConfigParser) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def _declared(view: _View, tool: Mapping[str, Any], poetry: Mapping[str, Any],
-              cfg: configparser.ConfigParser) -> dict[str, str]:
+def _declared(
+    view: _View, tool: Mapping[str, Any], poetry: Mapping[str, Any], cfg: configparser.ConfigParser
+) -> dict[str, str]:
     """Top-level packages and modules the build configuration names explicitly."""
     setuptools = tool.get("setuptools", {})
     dirs = dict(setuptools.get("package-dir", {}))
@@ -186,8 +212,7 @@ def _declared(view: _View, tool: Mapping[str, Any], poetry: Mapping[str, Any],
     for entry in poetry.get("packages", []) or []:
         if isinstance(entry, dict) and "include" in entry and "*" not in entry["include"]:
             found[entry["include"]] = posixpath.join(entry.get("from", ""), entry["include"])
-    return {name: path for name, path in found.items()
-            if view.is_file(path) or view.entries(path)}
+    return {name: path for name, path in found.items() if view.is_file(path) or view.entries(path)}
 
 
 @dataclass(frozen=True)
@@ -207,35 +232,53 @@ class CodeSource:
         return bool(file) and Path(file).resolve().is_relative_to(Path(self.root).resolve())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description, "root": self.root, "modules": dict(self.modules),
-                "entry_points": [list(e) for e in self.entry_points],
-                "distribution": self.distribution, "git": dict(self.git) if self.git else None,
-                "revision": self.revision}
+        return {
+            "description": self.description,
+            "root": self.root,
+            "modules": dict(self.modules),
+            "entry_points": [list(e) for e in self.entry_points],
+            "distribution": self.distribution,
+            "git": dict(self.git) if self.git else None,
+            "revision": self.revision,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CodeSource:
-        return cls(data["description"], data["root"], dict(data["modules"]),
-                   tuple(tuple(e) for e in data.get("entry_points", ())),  # type: ignore[misc]
-                   data.get("distribution"), data.get("git"), data.get("revision"))
+        return cls(
+            data["description"],
+            data["root"],
+            dict(data["modules"]),
+            tuple(tuple(e) for e in data.get("entry_points", ())),  # type: ignore[misc]
+            data.get("distribution"),
+            data.get("git"),
+            data.get("revision"),
+        )
 
 
 def git(repo: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+        )
     except FileNotFoundError:
         raise UsageError("git is not installed; give the sides as folders instead") from None
     if done.returncode:
-        raise UsageError(f"git {args[0]} failed in {repo}: "
-                         f"{(done.stderr.strip().splitlines() or ['no message'])[-1]}")
+        raise UsageError(
+            f"git {args[0]} failed in {repo}: "
+            f"{(done.stderr.strip().splitlines() or ['no message'])[-1]}"
+        )
     return done.stdout
 
 
 def repository(start: Path) -> Path | None:
     """The top of the git checkout holding ``start``, or None."""
     try:
-        done = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     except FileNotFoundError:
         return None
     return Path(done.stdout.strip()) if done.returncode == 0 else None
@@ -250,31 +293,59 @@ def working_tree(repo: Path) -> CodeSource:
     from harness.environment import git_state
 
     layout = _require_code(read_layout(FolderView(repo)), f"the checkout {repo}")
-    return CodeSource(f"working tree of {repo}", str(repo), _absolute(repo, layout),
-                      layout.entry_points, layout.distribution, git_state(repo))
+    return CodeSource(
+        f"working tree of {repo}",
+        str(repo),
+        _absolute(repo, layout),
+        layout.entry_points,
+        layout.distribution,
+        git_state(repo),
+    )
+
+
+def commit_of(repo: Path, rev: str) -> str | None:
+    """The full hash of the commit ``rev`` names in ``repo``; None if it names none."""
+    found = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return None if found.returncode else found.stdout.strip()
 
 
 def revision(repo: Path, rev: str, into: Path) -> CodeSource:
     """``rev`` of ``repo``, its code extracted under ``into`` (the checkout is not touched)."""
-    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
-                            f"{rev}^{{commit}}"], capture_output=True, text=True, check=False)
-    if found.returncode:
-        raise UsageError(f"no revision {rev!r} in {repo} (git could not find it) and no folder "
-                         "of that name; give a commit, branch or tag there, or a folder")
-    sha = found.stdout.strip()
+    sha = commit_of(repo, rev)
+    if sha is None:
+        raise UsageError(
+            f"no revision {rev!r} in {repo} (git could not find it) and no folder "
+            "of that name; give a commit, branch or tag there, or a folder"
+        )
     layout = _require_code(read_layout(_CommitView(repo, sha)), f"{rev} of {repo}")
     paths = sorted({p for n, p in layout.modules.items() if n != ENGINE})
-    archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", sha, "--",
-                              *paths], capture_output=True, check=False)
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", sha, "--", *paths],
+        capture_output=True,
+        check=False,
+    )
     if archive.returncode:
-        raise UsageError(f"git archive of {rev} in {repo} failed: "
-                         f"{archive.stderr.decode(errors='replace').strip()}")
+        raise UsageError(
+            f"git archive of {rev} in {repo} failed: "
+            f"{archive.stderr.decode(errors='replace').strip()}"
+        )
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
-    return CodeSource(f"{rev} ({sha[:10]})", str(into), _absolute(into, layout),
-                      layout.entry_points, layout.distribution, {"commit": sha, "dirty": False},
-                      rev)
+    return CodeSource(
+        f"{rev} ({sha[:10]})",
+        str(into),
+        _absolute(into, layout),
+        layout.entry_points,
+        layout.distribution,
+        {"commit": sha, "dirty": False},
+        rev,
+    )
 
 
 def folder(path: Path, reference: Layout | None = None) -> CodeSource:
@@ -290,18 +361,34 @@ def folder(path: Path, reference: Layout | None = None) -> CodeSource:
     configured = view.is_file("pyproject.toml") or view.is_file("setup.cfg")
     if reference is not None and not configured:
         if view.is_file("__init__.py"):  # the package folder itself
-            return CodeSource(f"folder {path}", str(path),
-                              {_package_for(path, reference): str(path)},
-                              reference.entry_points, reference.distribution, git_state(path))
-        mine = {n: rel for n, rel in reference.modules.items()
-                if view.is_file(rel) or view.is_file(f"{rel}/__init__.py")}
+            return CodeSource(
+                f"folder {path}",
+                str(path),
+                {_package_for(path, reference): str(path)},
+                reference.entry_points,
+                reference.distribution,
+                git_state(path),
+            )
+        mine = {
+            n: rel
+            for n, rel in reference.modules.items()
+            if view.is_file(rel) or view.is_file(f"{rel}/__init__.py")
+        }
         if mine:
-            modules = {**mine, **{n: r for n, r in layout.modules.items()
-                                  if r not in mine.values()}}
+            modules = {
+                **mine,
+                **{n: r for n, r in layout.modules.items() if r not in mine.values()},
+            }
             layout = Layout(modules, reference.entry_points, reference.distribution)
     layout = _require_code(layout, f"folder {path}")
-    return CodeSource(f"folder {path}", str(path), _absolute(path, layout), layout.entry_points,
-                      layout.distribution, git_state(path))
+    return CodeSource(
+        f"folder {path}",
+        str(path),
+        _absolute(path, layout),
+        layout.entry_points,
+        layout.distribution,
+        git_state(path),
+    )
 
 
 def _package_for(folder: Path, reference: Layout) -> str:
@@ -316,9 +403,11 @@ def _package_for(folder: Path, reference: Layout) -> str:
 
 def _require_code(layout: Layout, what: str) -> Layout:
     if not {n for n in layout.modules if n != ENGINE}:
-        raise UsageError(f"{what} holds no Python package of model code (no pyproject.toml or "
-                         "setup.cfg naming one, no src/<package>/ or <package>/ with an "
-                         "__init__.py); give a checkout or source tree of the plugin package")
+        raise UsageError(
+            f"{what} holds no Python package of model code (no pyproject.toml or "
+            "setup.cfg naming one, no src/<package>/ or <package>/ with an "
+            "__init__.py); give a checkout or source tree of the plugin package"
+        )
     return layout
 
 
@@ -329,8 +418,9 @@ class _TreeFinder(importlib.abc.MetaPathFinder):
     def __init__(self, modules: Mapping[str, str]):
         self.modules = dict(modules)
 
-    def find_spec(self, name: str, path: Sequence[str] | None = None,
-                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         location = self.modules.get(name)
         if location is None:
             return None
@@ -340,7 +430,8 @@ class _TreeFinder(importlib.abc.MetaPathFinder):
         init = where / "__init__.py"
         if init.is_file():
             return importlib.util.spec_from_file_location(
-                name, init, submodule_search_locations=[str(where)])
+                name, init, submodule_search_locations=[str(where)]
+            )
         spec = importlib.machinery.ModuleSpec(name, None, is_package=True)  # namespace
         spec.submodule_search_locations = [str(where)]
         return spec

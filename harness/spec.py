@@ -65,19 +65,27 @@ class Input:
         if self.high is not None and not isinstance(self.high, Expr):
             object.__setattr__(self, "high", Expr.parse(self.high))
         if self.dtype not in DTYPE_KINDS:
-            raise SpecError(f"input {self.name!r}: dtype must be one of {DTYPE_KINDS}, "
-                            f"got {self.dtype!r}")
+            raise SpecError(
+                f"input {self.name!r}: dtype must be one of {DTYPE_KINDS}, got {self.dtype!r}"
+            )
         if self.dtype == "index" and self.high is None:
-            raise SpecError(f"input {self.name!r}: index inputs need 'high', the exclusive "
-                            "upper bound of their values (e.g. a vocabulary size)")
+            raise SpecError(
+                f"input {self.name!r}: index inputs need 'high', the exclusive "
+                "upper bound of their values (e.g. a vocabulary size)"
+            )
 
     @property
     def names(self) -> frozenset[str]:
         return self.shape.names | (self.high.names if self.high is not None else frozenset())
 
-    def make(self, env: Mapping[str, int], *, device: torch.device | str = "cpu",
-             dtype: torch.dtype = torch.float32,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def make(
+        self,
+        env: Mapping[str, int],
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """An example tensor at the sizes ``env`` gives (a batch size and dimensions)."""
         size = self.shape.evaluate(env)
         if self.dtype == "index":
@@ -100,8 +108,10 @@ def mean_of_outputs(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     """Default training loss: the sum of the means of the floating-point outputs."""
     terms = [o.float().mean() for o in outputs if o.is_floating_point()]
     if not terms:
-        raise HarnessError("no floating-point output to build a loss from; "
-                           "declare a loss or trainable=False in the spec")
+        raise HarnessError(
+            "no floating-point output to build a loss from; "
+            "declare a loss or trainable=False in the spec"
+        )
     return torch.stack(terms).sum()
 
 
@@ -116,7 +126,8 @@ def _normalise_dims(dims: Mapping[str, int | Dim]) -> Mapping[str, Dim]:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered architecture. See the README's "Writing a plugin" for a walk-through.
+    """A registered architecture; docs/plugins-and-suites.md ("Writing a plugin") walks
+    through one.
 
     ``outputs`` lists one shape per tensor the model returns; nested tuples (an
     LSTM's ``(out, (h, c))``) are flattened depth-first. ``loss`` maps those output
@@ -142,8 +153,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
-            raise SpecError(f"model name {self.name!r} must be lowercase letters, digits and "
-                            "underscores, starting with a letter")
+            raise SpecError(
+                f"model name {self.name!r} must be lowercase letters, digits and "
+                "underscores, starting with a letter"
+            )
         try:
             self._normalise()
         except HarnessError as exc:
@@ -160,8 +173,13 @@ class ModelSpec:
         if not self.outputs:
             raise SpecError("outputs must declare at least one shape")
         setattr_(self, "dims", _normalise_dims(self.dims))
-        setattr_(self, "constraints", tuple(c if isinstance(c, Constraint) else Constraint.parse(c)
-                                            for c in self.constraints))
+        setattr_(
+            self,
+            "constraints",
+            tuple(
+                c if isinstance(c, Constraint) else Constraint.parse(c) for c in self.constraints
+            ),
+        )
         setattr_(self, "kwargs", MappingProxyType(dict(self.kwargs)))
         setattr_(self, "tags", tuple(self.tags))
         setattr_(self, "suites", tuple(self.suites))
@@ -172,17 +190,21 @@ class ModelSpec:
             raise SpecError(f"'{BATCH}' is the batch size and cannot be declared as a dimension")
         for dim_name, dim in self.dims.items():
             if type(dim.default) is not int or dim.default <= 0:
-                raise SpecError(f"dimension {dim_name} needs a positive integer default, "
-                                f"got {dim.default!r}")
+                raise SpecError(
+                    f"dimension {dim_name} needs a positive integer default, got {dim.default!r}"
+                )
             if dim.kwarg is not None and dim.kwarg in self.kwargs:
-                raise SpecError(f"keyword {dim.kwarg!r} is set both in kwargs and by "
-                                f"dimension {dim_name}")
+                raise SpecError(
+                    f"keyword {dim.kwarg!r} is set both in kwargs and by dimension {dim_name}"
+                )
         known = set(self.dims) | {BATCH}
         for where, names in self._symbolic_parts():
             unknown = sorted(names - known)
             if unknown:
-                raise ShapeError(f"{where} uses undeclared dimension(s) {', '.join(unknown)}; "
-                                 f"declare them in dims (declared: {', '.join(sorted(known))})")
+                raise ShapeError(
+                    f"{where} uses undeclared dimension(s) {', '.join(unknown)}; "
+                    f"declare them in dims (declared: {', '.join(sorted(known))})"
+                )
 
     def _symbolic_parts(self) -> Iterable[tuple[str, frozenset[str]]]:
         for inp in self.inputs:
@@ -212,37 +234,52 @@ class ModelSpec:
         for name, value in (overrides or {}).items():
             if name not in self.dims:
                 declared = ", ".join(self.dims) or "none"
-                raise ShapeError(f"model {self.name!r} has no dimension {name!r} "
-                                 f"(its dimensions: {declared})")
+                raise ShapeError(
+                    f"model {self.name!r} has no dimension {name!r} (its dimensions: {declared})"
+                )
             if type(value) is not int or value <= 0:
-                raise ShapeError(f"dimension {name} of model {self.name!r} must be a positive "
-                                 f"integer, got {value!r}")
+                raise ShapeError(
+                    f"dimension {name} of model {self.name!r} must be a positive "
+                    f"integer, got {value!r}"
+                )
             dims[name] = value
         for constraint in self.constraints:
             try:
                 holds = constraint.holds(dims)
             except ShapeError as exc:  # the plugin's expression, not the user's values
-                raise ShapeError(f"model {self.name!r}: {exc}; fix the model's constraints "
-                                 "(or skip its plugin with --disable-plugin)") from None
+                raise ShapeError(
+                    f"model {self.name!r}: {exc}; fix the model's constraints "
+                    "(or skip its plugin with --disable-plugin)"
+                ) from None
             if not holds:
                 values = ", ".join(f"{n}={dims[n]}" for n in sorted(constraint.names))
-                raise ShapeError(f"model {self.name!r}: {values} breaks its constraint "
-                                 f"'{constraint}'; choose values that satisfy it")
+                raise ShapeError(
+                    f"model {self.name!r}: {values} breaks its constraint "
+                    f"'{constraint}'; choose values that satisfy it"
+                )
         return dims
 
     def build(self, dims: Mapping[str, int] | None = None) -> nn.Module:
         return self.constructor(**self.constructor_kwargs(self.resolve_dims(dims)))
 
-    def example_inputs(self, batch_size: int, dims: Mapping[str, int] | None = None, *,
-                       device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                       seed: int = 0) -> tuple[torch.Tensor, ...]:
+    def example_inputs(
+        self,
+        batch_size: int,
+        dims: Mapping[str, int] | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, ...]:
         env = {**self.resolve_dims(dims), BATCH: batch_size}
         generator = torch.Generator().manual_seed(seed)
-        return tuple(i.make(env, device=device, dtype=dtype, generator=generator)
-                     for i in self.inputs)
+        return tuple(
+            i.make(env, device=device, dtype=dtype, generator=generator) for i in self.inputs
+        )
 
-    def expected_shapes(self, batch_size: int,
-                        dims: Mapping[str, int] | None = None) -> list[tuple[int, ...]]:
+    def expected_shapes(
+        self, batch_size: int, dims: Mapping[str, int] | None = None
+    ) -> list[tuple[int, ...]]:
         env = {**self.resolve_dims(dims), BATCH: batch_size}
         return [shape.evaluate(env) for shape in self.outputs]
 

@@ -85,8 +85,9 @@ def _regularised_beta(a: float, b: float, x: float) -> float:
     (Numerical Recipes, 6.4), on the side of x where the fraction converges fast."""
     if x <= 0 or x >= 1:
         return float(x >= 1)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1) / (a + b + 2):
         return front * _beta_fraction(a, b, x) / a
     return 1 - front * _beta_fraction(b, a, 1 - x) / b
@@ -102,8 +103,10 @@ def _beta_fraction(a: float, b: float, x: float) -> float:
     c, d = 1.0, 1 / guard(1 - (a + b) * x / (a + 1))
     result = d
     for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1 / guard(1 + numerator * d)
             c = guard(1 + numerator / c)
             result *= c * d
@@ -165,10 +168,12 @@ class LatencyStats:
         return {**asdict(self), "iqr": self.iqr}
 
     def __repr__(self) -> str:
-        return (f"LatencyStats(median={format_seconds(self.median)}, "
-                f"IQR={format_seconds(self.iqr)}, "
-                f"{self.ci_level:.0%} CI=[{format_seconds(self.ci_low)}, "
-                f"{format_seconds(self.ci_high)}], n={self.n})")
+        return (
+            f"LatencyStats(median={format_seconds(self.median)}, "
+            f"IQR={format_seconds(self.iqr)}, "
+            f"{self.ci_level:.0%} CI=[{format_seconds(self.ci_low)}, "
+            f"{format_seconds(self.ci_high)}], n={self.n})"
+        )
 
 
 def timed_per(block_size: int) -> str:
@@ -180,8 +185,12 @@ def timed_per(block_size: int) -> str:
 def _sample_unit(per: Any, block_size: Any) -> tuple[str | None, int | None]:
     """A record's ``latency.per`` and ``latency.block_size``, checked: files are not
     ours. Records from before ``per`` was written say it through their block size."""
-    whole = (isinstance(block_size, numbers.Real) and not isinstance(block_size, bool)
-             and math.isfinite(block_size) and block_size == int(block_size) >= 1)
+    whole = (
+        isinstance(block_size, numbers.Real)
+        and not isinstance(block_size, bool)
+        and math.isfinite(block_size)
+        and block_size == int(block_size) >= 1
+    )
     size = int(block_size) if whole else None  # a loaded frame's column may hold 16.0
     if per not in ("call", "block"):
         per = timed_per(size) if size else None

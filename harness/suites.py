@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from harness.axes import COMPILE_MODES, DEVICES, DTYPES, MODES, PRECISIONS
+from harness.axes import AUTO, AXES, Axis
 from harness.errors import SuiteError
 
 if sys.version_info >= (3, 11):
@@ -22,14 +22,8 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 ALL_MODELS = "*"
-SWEEP_KEYS = {
-    "batch_sizes": "list of positive integers, or \"auto\"",
-    "devices": "list of devices",
-    "dtypes": "list of dtypes",
-    "precision": "\"cast\" or \"amp\"",
-    "compile": "list of compile modes",
-    "backend": "torch.compile backend",
-    "modes": "list of \"infer\", \"train\"",
+_AXES = {axis.suite_key: axis for axis in AXES if axis.suite_key}
+SETTINGS = {  # what a [sweep] table sets besides the axes: how each case is measured
     "max_time": "seconds per case (number > 0)",
     "warmup_time": "seconds of warm-up per case (number >= 0)",
     "min_time": "seconds of sampling per case before it may stop early (number >= 0)",
@@ -37,7 +31,7 @@ SWEEP_KEYS = {
     "timeout": "seconds before a case is ended as timed out (number > 0)",
     "repeats": "fresh processes per case, spread over the run (integer >= 1)",
 }
-_CHOICES = {"devices": DEVICES, "dtypes": DTYPES, "compile": COMPILE_MODES, "modes": MODES}
+SWEEP_KEYS = {*_AXES, *SETTINGS}
 MODEL_KEYS = {"dims", "batch_sizes"}
 TOP_KEYS = {"name", "description", "models", "sweep", "model"}
 
@@ -79,41 +73,51 @@ def _int_list(value: Any, where: str) -> tuple[int, ...]:
 
 
 def _number(value: Any, where: str, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (
-            high is not None and value >= high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < low
+        or (high is not None and value >= high)
+    ):
         raise SuiteError(f"{where} must be a number in range, got {value!r}")
     return float(value)
 
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str] | Mapping[str, str],
-                where: str) -> None:
+def _check_keys(
+    table: Mapping[str, Any], allowed: set[str] | Mapping[str, str], where: str
+) -> None:
     unknown = sorted(set(table) - set(allowed))
     if unknown:
-        raise SuiteError(f"{where}: unknown key(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(sorted(allowed))})")
+        raise SuiteError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _axis_value(axis: Axis, value: Any, where: str) -> Any:
+    """A [sweep] value of ``axis``: integers, one or a list of its values, or a name."""
+    if axis.most:
+        return value if axis.auto and value == AUTO else _int_list(value, where)
+    if axis.values is None:
+        if not isinstance(value, str) or not value:
+            raise SuiteError(f'{where} must be a {axis.name} name such as "{axis.default}"')
+        return value
+    if not axis.sweeps:
+        if value not in axis.values:
+            raise SuiteError(f"{where} must be one of {', '.join(axis.values)}")
+        return value
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if v not in axis.values]
+    if not values or bad:
+        raise SuiteError(f"{where}: {bad or values!r} not in {', '.join(axis.values)}")
+    return tuple(values)
 
 
 def parse_sweep(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     _check_keys(table, SWEEP_KEYS, where)
     sweep: dict[str, Any] = {}
     for key, value in table.items():
-        if key == "batch_sizes":
-            sweep[key] = value if value == "auto" else _int_list(value, f"{where}.batch_sizes")
-        elif key in _CHOICES:
-            values = value if isinstance(value, list) else [value]
-            bad = [v for v in values if v not in _CHOICES[key]]
-            if not values or bad:
-                raise SuiteError(f"{where}.{key}: {bad or values!r} not in "
-                                 f"{', '.join(_CHOICES[key])}")
-            sweep[key] = tuple(values)
-        elif key == "precision":
-            if value not in PRECISIONS:
-                raise SuiteError(f"{where}.precision must be one of {', '.join(PRECISIONS)}")
-            sweep[key] = value
-        elif key == "backend":
-            if not isinstance(value, str) or not value:
-                raise SuiteError(f"{where}.backend must be a backend name such as \"inductor\"")
-            sweep[key] = value
+        if key in _AXES:
+            sweep[key] = _axis_value(_AXES[key], value, f"{where}.{key}")
         elif key == "target_precision":
             sweep[key] = _number(value, f"{where}.{key}", 1e-6, 1.0)
         elif key == "repeats":
@@ -140,8 +144,10 @@ def load_suite_file(path: str | Path) -> Suite:
     name = data.get("name", path.stem)
     models = data.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-        raise SuiteError(f"{path}: 'models' must be a non-empty list of model names "
-                         f"(or [\"{ALL_MODELS}\"] for every model)")
+        raise SuiteError(
+            f"{path}: 'models' must be a non-empty list of model names "
+            f'(or ["{ALL_MODELS}"] for every model)'
+        )
     overrides = {}
     for model, table in data.get("model", {}).items():
         where = f"{path}: [model.{model}]"
@@ -155,9 +161,17 @@ def load_suite_file(path: str | Path) -> Suite:
             raise SuiteError(f"{where}.dims must be a table like {{ H = 64 }}")
         overrides[model] = ModelOverride(
             dims={k: _int_list(v, f"{where}.dims.{k}") for k, v in dims.items()},
-            batch_sizes=(_int_list(table["batch_sizes"], f"{where}.batch_sizes")
-                         if "batch_sizes" in table else None),
+            batch_sizes=(
+                _int_list(table["batch_sizes"], f"{where}.batch_sizes")
+                if "batch_sizes" in table
+                else None
+            ),
         )
-    return Suite(name=name, models=tuple(models), description=data.get("description", ""),
-                 overrides=overrides, sweep=parse_sweep(data.get("sweep", {}), f"{path}: [sweep]"),
-                 source=str(path))
+    return Suite(
+        name=name,
+        models=tuple(models),
+        description=data.get("description", ""),
+        overrides=overrides,
+        sweep=parse_sweep(data.get("sweep", {}), f"{path}: [sweep]"),
+        source=str(path),
+    )

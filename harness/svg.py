@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from html import escape
 
 # Tableau 10: distinct in colour and in lightness, readable on white.
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948",
-           "#9c755f", "#ff9da7", "#bab0ac")
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#9c755f",
+    "#ff9da7",
+    "#bab0ac",
+)
 FONT_SIZE = 12
 CHAR_WIDTH = 0.7 * FONT_SIZE  # a generous average advance: capitals and digits are wide
 AXIS = "#555"
@@ -49,8 +59,15 @@ class Scale:
     log: bool = False
 
     @classmethod
-    def fit(cls, values: Iterable[float], start: float, stop: float, log: bool = False,
-            zero: bool = False, pad: float = 0.05) -> Scale:
+    def fit(
+        cls,
+        values: Iterable[float],
+        start: float,
+        stop: float,
+        log: bool = False,
+        zero: bool = False,
+        pad: float = 0.05,
+    ) -> Scale:
         """A scale covering ``values`` with ``pad`` of the span spare at each end;
         ``zero`` includes 0 (linear only)."""
         data = [v for v in values if math.isfinite(v) and (v > 0 or not log)]
@@ -81,8 +98,12 @@ class Scale:
         if self.log and self.hi / self.lo > 3:
             decades = range(math.floor(math.log10(self.lo)), math.ceil(math.log10(self.hi)) + 1)
             for mantissas in ((1, 2, 5), (1, 3), (1,)):
-                ticks = [m * 10.0**e for e in decades for m in mantissas
-                         if self.lo <= m * 10.0**e <= self.hi]
+                ticks = [
+                    m * 10.0**e
+                    for e in decades
+                    for m in mantissas
+                    if self.lo <= m * 10.0**e <= self.hi
+                ]
                 if len(ticks) <= count + 2:
                     return ticks
             return ticks[:: math.ceil(len(ticks) / count)]
@@ -95,40 +116,75 @@ def _tip(tip: str | None) -> str:
     return f"<title>{escape(tip)}</title>" if tip else ""
 
 
-def line(points: Sequence[tuple[float, float]], stroke: str, width: float = 1.5,
-         dash: str | None = None) -> str:
+def line(
+    points: Sequence[tuple[float, float]], stroke: str, width: float = 1.5, dash: str | None = None
+) -> str:
     coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     extra = f' stroke-dasharray="{dash}"' if dash else ""
-    return (f'<polyline points="{coords}" fill="none" stroke="{stroke}" '
-            f'stroke-width="{width}"{extra}/>')
+    return (
+        f'<polyline points="{coords}" fill="none" stroke="{stroke}" stroke-width="{width}"{extra}/>'
+    )
 
 
-def rule(x1: float, y1: float, x2: float, y2: float, stroke: str = AXIS, width: float = 1,
-         dash: str | None = None, tip: str | None = None) -> str:
+def rule(
+    x1: float,
+    y1: float,
+    x2: float,
+    y2: float,
+    stroke: str = AXIS,
+    width: float = 1,
+    dash: str | None = None,
+    tip: str | None = None,
+) -> str:
     extra = f' stroke-dasharray="{dash}"' if dash else ""
-    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" '
-            f'stroke-width="{width}"{extra}>{_tip(tip)}</line>')
+    return (
+        f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" '
+        f'stroke-width="{width}"{extra}>{_tip(tip)}</line>'
+    )
 
 
-def dot(x: float, y: float, fill: str, radius: float = 3, tip: str | None = None,
-        opacity: float = 1) -> str:
-    return (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{fill}" '
-            f'fill-opacity="{opacity}">{_tip(tip)}</circle>')
+def dot(
+    x: float, y: float, fill: str, radius: float = 3, tip: str | None = None, opacity: float = 1
+) -> str:
+    return (
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{fill}" '
+        f'fill-opacity="{opacity}">{_tip(tip)}</circle>'
+    )
 
 
-def rect(x: float, y: float, width: float, height: float, fill: str,
-         stroke: str | None = None, tip: str | None = None, opacity: float = 1) -> str:
+def rect(
+    x: float,
+    y: float,
+    width: float,
+    height: float,
+    fill: str,
+    stroke: str | None = None,
+    tip: str | None = None,
+    opacity: float = 1,
+) -> str:
     x, width = (x + width, -width) if width < 0 else (x, width)
     edge = f' stroke="{stroke}"' if stroke else ""
-    return (f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" '
-            f'fill="{fill}" fill-opacity="{opacity}"{edge}>{_tip(tip)}</rect>')
+    return (
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" '
+        f'fill="{fill}" fill-opacity="{opacity}"{edge}>{_tip(tip)}</rect>'
+    )
 
 
-def label(x: float, y: float, content: str, anchor: str = "start", size: float = FONT_SIZE,
-          fill: str = "#222", rotate: float = 0, weight: str = "normal") -> str:
+def label(
+    x: float,
+    y: float,
+    content: str,
+    anchor: str = "start",
+    size: float = FONT_SIZE,
+    fill: str = "#222",
+    rotate: float = 0,
+    weight: str = "normal",
+) -> str:
     turn = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
-            f'fill="{fill}" font-weight="{weight}"{turn}>{escape(content)}</text>')
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" '
+        f'fill="{fill}" font-weight="{weight}"{turn}>{escape(content)}</text>'
+    )
 
 
 @dataclass(frozen=True)
@@ -152,10 +208,18 @@ class Frame:
         return self.height - self.bottom, self.top
 
 
-def axes(frame: Frame, x: Scale | None, y: Scale | None, x_title: str = "",
-         y_title: str = "", x_format: Format = str, y_format: Format = str,
-         x_ticks: Sequence[float] | None = None, y_ticks: Sequence[float] | None = None,
-         x_labels: Sequence[str] | None = None) -> str:
+def axes(
+    frame: Frame,
+    x: Scale | None,
+    y: Scale | None,
+    x_title: str = "",
+    y_title: str = "",
+    x_format: Format = str,
+    y_format: Format = str,
+    x_ticks: Sequence[float] | None = None,
+    y_ticks: Sequence[float] | None = None,
+    x_labels: Sequence[str] | None = None,
+) -> str:
     """Grid lines, tick labels and axis titles; ``x_labels`` name ``x_ticks`` directly."""
     parts = []
     left, right = frame.x_range
@@ -176,8 +240,7 @@ def axes(frame: Frame, x: Scale | None, y: Scale | None, x_title: str = "",
             parts.append(rule(px, top, px, bottom, GRID))
             parts.append(label(px, bottom + 15, name, "middle", 11, AXIS))
         if x_title:
-            parts.append(label((left + right) / 2, frame.height - 6, x_title, "middle", 12,
-                               AXIS))
+            parts.append(label((left + right) / 2, frame.height - 6, x_title, "middle", 12, AXIS))
     parts.append(rule(left, bottom, right, bottom, AXIS))
     parts.append(rule(left, top, left, bottom, AXIS))
     return "".join(parts)
@@ -185,7 +248,9 @@ def axes(frame: Frame, x: Scale | None, y: Scale | None, x_title: str = "",
 
 def svg(frame: Frame, body: Iterable[str], title: str) -> str:
     """The ``<svg>`` element: scales with the page, named for screen readers."""
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {frame.width:.0f} '
-            f'{frame.height:.0f}" width="{frame.width:.0f}" role="img" '
-            f'aria-label="{escape(title)}" font-family="system-ui, sans-serif">'
-            f'<title>{escape(title)}</title>{"".join(body)}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {frame.width:.0f} '
+        f'{frame.height:.0f}" width="{frame.width:.0f}" role="img" '
+        f'aria-label="{escape(title)}" font-family="system-ui, sans-serif">'
+        f"<title>{escape(title)}</title>{''.join(body)}</svg>"
+    )

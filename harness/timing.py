@@ -121,8 +121,10 @@ class Measurement:
         return timed_per(self.block_size)
 
     def __repr__(self) -> str:
-        return (f"Measurement({self.stats!r}, blocks={len(self.samples)}x{self.block_size}, "
-                f"warmup={self.warmup_iters})")
+        return (
+            f"Measurement({self.stats!r}, blocks={len(self.samples)}x{self.block_size}, "
+            f"warmup={self.warmup_iters})"
+        )
 
 
 def time_call(fn: Callable[[], object], device: torch.device | str = "cpu") -> float:
@@ -140,16 +142,20 @@ class WarmUp:
     block_size: int
 
 
-def warm_up(fn: Callable[[], object], device: torch.device | str = "cpu",
-            config: MeasureConfig = MeasureConfig()) -> WarmUp:
+def warm_up(
+    fn: Callable[[], object],
+    device: torch.device | str = "cpu",
+    config: MeasureConfig = MeasureConfig(),
+) -> WarmUp:
     """Call ``fn`` until its times stop falling, then size a block to dwarf the clock."""
     clock = _Clock(torch.device(device))
     first_call = clock.time(fn, 1)
     times = [clock.time(fn, 1)]
     warm = times[0]  # a running total: fast calls make ``times`` long
     budget = max(config.warmup_time, config.max_time)
-    while warm < budget and (len(times) < config.warmup_iters
-                             or warm < config.warmup_time or _falling(times)):
+    while warm < budget and (
+        len(times) < config.warmup_iters or warm < config.warmup_time or _falling(times)
+    ):
         times.append(clock.time(fn, 1))
         warm += times[-1]
     last = min(times[-2:])
@@ -157,15 +163,19 @@ def warm_up(fn: Callable[[], object], device: torch.device | str = "cpu",
     return WarmUp(first_call, len(times) + 1, last, block_size)
 
 
-def time_blocks(fn: Callable[[], object], device: torch.device | str, block_size: int,
-                count: int) -> list[float]:
+def time_blocks(
+    fn: Callable[[], object], device: torch.device | str, block_size: int, count: int
+) -> list[float]:
     """``count`` samples of per-call seconds, each over a block of ``block_size`` calls."""
     clock = _Clock(torch.device(device))
     return [clock.time(fn, block_size) / block_size for _ in range(count)]
 
 
-def measure(fn: Callable[[], object], device: torch.device | str = "cpu",
-            config: MeasureConfig = MeasureConfig()) -> Measurement:
+def measure(
+    fn: Callable[[], object],
+    device: torch.device | str = "cpu",
+    config: MeasureConfig = MeasureConfig(),
+) -> Measurement:
     """Warm ``fn`` up, then time it in blocks until precise enough or out of time."""
     device = torch.device(device)
     clock = _Clock(device)
@@ -201,8 +211,10 @@ def heartbeat(device: torch.device | str = "cpu") -> float:
     """
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(HEARTBEAT_SIZE, HEARTBEAT_SIZE, generator=generator).to(device)
-            for _ in range(2))
+    a, b = (
+        torch.randn(HEARTBEAT_SIZE, HEARTBEAT_SIZE, generator=generator).to(device)
+        for _ in range(2)
+    )
     product = torch.empty_like(a)
 
     def block() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UsageError
+from harness.identity import CaseKey
 from harness.plan import Case, Request, build_plan
 from harness.registry import Registry
 from harness.timing import MeasureConfig
@@ -48,12 +49,14 @@ def tracked_suites() -> tuple[str, ...]:
 
 def tracked_cases(registry: Registry, suites: Sequence[str] | None = None) -> list[TrackedCase]:
     """Each suite's cases on the CPU, in suite order; a case in two suites counts once."""
-    cases: dict[tuple, TrackedCase] = {}
+    cases: dict[CaseKey, TrackedCase] = {}
     for name in suites or tracked_suites():
         plan = build_plan(registry, Request(suite=name, devices=(DEVICE,)))
         if any(case.batch_size is None for case in plan.cases):
-            raise UsageError(f"suite {name!r} searches its batch sizes ('auto'); a tracked "
-                             "suite needs fixed ones to be comparable over commits")
+            raise UsageError(
+                f"suite {name!r} searches its batch sizes ('auto'); a tracked "
+                "suite needs fixed ones to be comparable over commits"
+            )
         for case in plan.cases:
             cases.setdefault(case.key(), TrackedCase(case, plan.measure))
     return list(cases.values())
@@ -76,8 +79,10 @@ def asv_parameters(tracked: Sequence[TrackedCase]) -> dict[str, ModelParameters]
         by_model.setdefault(item.case.model, []).append(item)
     models = {}
     for model, cases in by_model.items():
-        values = {axis: list(dict.fromkeys(get(t.case) for t in cases))
-                  for axis, get in PARAM_AXES.items()}
+        values = {
+            axis: list(dict.fromkeys(get(t.case) for t in cases))
+            for axis, get in PARAM_AXES.items()
+        }
         names = [axis for axis in PARAM_AXES if axis in ALWAYS or len(values[axis]) > 1]
         keyed = {tuple(PARAM_AXES[axis](t.case) for axis in names): t for t in cases}
         models[model] = ModelParameters(model, names, [values[axis] for axis in names], keyed)

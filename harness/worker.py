@@ -104,17 +104,22 @@ def compile_workload(workload: Workload, case: Case, spec: ModelSpec) -> nn.Modu
     """Make the workload's step call the compiled model; returns the compiled model."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    compiled = torch.compile(workload.model, backend=case.backend,
-                             mode=None if case.compile_mode == "default" else case.compile_mode)
+    compiled = torch.compile(
+        workload.model,
+        backend=case.backend,
+        mode=None if case.compile_mode == "default" else case.compile_mode,
+    )
     workload.step = _step(compiled, workload, spec)
     return compiled
 
 
-def checked_step(forward: Callable[..., Any], workload: Workload, spec: ModelSpec,
-                 case: Case) -> Callable[[], object]:
+def checked_step(
+    forward: Callable[..., Any], workload: Workload, spec: ModelSpec, case: Case
+) -> Callable[[], object]:
     """The step, calling ``forward`` and failing with :class:`OutputShapeMismatch` unless
     it returns the declared shapes: every case's first call goes through it (eager or
     compiled), so a model that returns other shapes than it declares is never timed."""
+
     def checked(*inputs: torch.Tensor) -> Any:
         outputs = forward(*inputs)
         observed = [tuple(t.shape) for t in flatten_outputs(outputs)]
@@ -139,8 +144,11 @@ def prepared(spec: ModelSpec, case: Case) -> Iterator[Callable[[], object]]:
     torch.set_num_threads(case.threads or default_threads())
     workload = prepare_workload(spec, case, case.batch_size)
     with workload.context:
-        forward = (compile_workload(workload, case, spec) if case.compile_mode != "none"
-                   else workload.model)
+        forward = (
+            compile_workload(workload, case, spec)
+            if case.compile_mode != "none"
+            else workload.model
+        )
         first, step = checked_step(forward, workload, spec, case), workload.step
         device = torch.device(case.device)
         if device.type != "cpu":
@@ -153,6 +161,7 @@ def _synchronised(step: Callable[[], object], device: torch.device) -> Callable[
     def call() -> None:
         step()
         synchronize(device)
+
     return call
 
 
@@ -163,23 +172,34 @@ def _frames_compiled() -> int:
 def graph_counts() -> dict[str, int]:
     """Graphs compiled and graph breaks since :func:`compile_workload` cleared the counters."""
     counters = torch._dynamo.utils.counters
-    return {"graphs": int(counters["stats"]["unique_graphs"]),
-            "graph_breaks": int(sum(counters["graph_break"].values()))}
+    return {
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+    }
 
 
 def _compile_stats(first_call: float, median: float, frames_after_first: int) -> dict[str, Any]:
-    return {"time_s": max(0.0, first_call - median), "first_call_s": first_call,
-            **graph_counts(), "recompiles": _frames_compiled() - frames_after_first}
+    return {
+        "time_s": max(0.0, first_call - median),
+        "first_call_s": first_call,
+        **graph_counts(),
+        "recompiles": _frames_compiled() - frames_after_first,
+    }
 
 
 def _state_bytes(workload: Workload) -> dict[str, int]:
     model, optimizer = workload.model, workload.optimizer
-    state = [t for s in optimizer.state.values() for t in s.values()
-             if isinstance(t, torch.Tensor)] if optimizer else []
-    return {"param_bytes": tensor_bytes(model.parameters()),
-            "buffer_bytes": tensor_bytes(model.buffers()),
-            "grad_bytes": tensor_bytes(p.grad for p in model.parameters() if p.grad is not None),
-            "optimizer_state_bytes": tensor_bytes(state)}
+    state = (
+        [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+        if optimizer
+        else []
+    )
+    return {
+        "param_bytes": tensor_bytes(model.parameters()),
+        "buffer_bytes": tensor_bytes(model.buffers()),
+        "grad_bytes": tensor_bytes(p.grad for p in model.parameters() if p.grad is not None),
+        "optimizer_state_bytes": tensor_bytes(state),
+    }
 
 
 def _held(workload: Workload) -> list[torch.Tensor]:
@@ -195,12 +215,21 @@ def initialise_runtime() -> None:
 
 
 def base_record(case: Case) -> dict[str, Any]:
-    return {"model": case.model, "suite": case.suite, "batch_size": case.batch_size,
-            "device": case.device, "dtype": case.dtype, "precision": case.precision,
-            "compile_mode": case.compile_mode,
-            "backend": case.backend if case.compile_mode != "none" else None,
-            "mode": case.mode, "dims": dict(case.dims), "repeat": case.repeat, "status": "ok",
-            "error": None}
+    return {
+        "model": case.model,
+        "suite": case.suite,
+        "batch_size": case.batch_size,
+        "device": case.device,
+        "dtype": case.dtype,
+        "precision": case.precision,
+        "compile_mode": case.compile_mode,
+        "backend": case.backend if case.compile_mode != "none" else None,
+        "mode": case.mode,
+        "dims": dict(case.dims),
+        "repeat": case.repeat,
+        "status": "ok",
+        "error": None,
+    }
 
 
 def unmeasured(case: Case, status: str, error: str) -> dict[str, Any]:
@@ -216,22 +245,35 @@ def failure_status(exc: BaseException) -> str:
 
 
 def failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
-    return {**record, "status": failure_status(exc), "error": error_message(exc),
-            "traceback": error_traceback(exc)}
+    return {
+        **record,
+        "status": failure_status(exc),
+        "error": error_message(exc),
+        "traceback": error_traceback(exc),
+    }
 
 
 def latency_fields(case: Case, result: Measurement) -> dict[str, Any]:
     """A record's latency (raw samples kept) and throughput, from one measurement."""
-    return {"latency": {"unit": "s", **result.stats.to_dict(), "per": result.per,
-                        "block_size": result.block_size,
-                        "iterations": result.iterations, "blocks": len(result.samples),
-                        "warmup_iters": result.warmup_iters, "first_call": result.first_call,
-                        "samples": list(result.samples)},
-            "throughput": case.batch_size / result.stats.median}
+    return {
+        "latency": {
+            "unit": "s",
+            **result.stats.to_dict(),
+            "per": result.per,
+            "block_size": result.block_size,
+            "iterations": result.iterations,
+            "blocks": len(result.samples),
+            "warmup_iters": result.warmup_iters,
+            "first_call": result.first_call,
+            "samples": list(result.samples),
+        },
+        "throughput": case.batch_size / result.stats.median,
+    }
 
 
-def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
-                 peaks: Mapping[str, float] | None = None) -> dict[str, Any]:
+def measure_case(
+    spec: ModelSpec, case: Case, config: MeasureConfig, peaks: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """Measure ``case`` (whose batch size is set); exceptions become the record's status."""
     record = base_record(case)
     torch.set_num_threads(case.threads or default_threads())
@@ -259,8 +301,11 @@ def measure_case(spec: ModelSpec, case: Case, config: MeasureConfig,
         record["heartbeat"] = {"unit": "s", "before": before, "after": heartbeat(device)}
         stats = result.stats
         record.update(latency_fields(case, result))
-        record["memory"] = {**memory.result, "tensor_peak_bytes": tensors.peak,
-                            **_state_bytes(workload)}
+        record["memory"] = {
+            **memory.result,
+            "tensor_peak_bytes": tensors.peak,
+            **_state_bytes(workload),
+        }
         peak = (peaks or {}).get(peak_key(case.device, case.dtype))
         record["flops"] = flops_fields(flops, stats.median, peak)
         if case.compile_mode != "none":

@@ -20,8 +20,9 @@ class MatmulChain(nn.Module):
     def __init__(self, size: int = 256, work: int = 20):
         super().__init__()
         generator = torch.Generator().manual_seed(0)
-        self.weight = nn.Parameter(nn.init.orthogonal_(torch.empty(size, size),
-                                                       generator=generator))
+        self.weight = nn.Parameter(
+            nn.init.orthogonal_(torch.empty(size, size), generator=generator)
+        )
         self.work = work
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,11 +51,13 @@ def mlp(num_inputs: int = 100, hidden_size: int = 1024, num_outputs: int = 20) -
     return _log_softmax_classifier(nn.Linear, (num_inputs, hidden_size, hidden_size, num_outputs))
 
 
-def mlp_conv1x1(num_inputs: int = 100, hidden_size: int = 1024,
-                num_outputs: int = 20) -> nn.Sequential:
+def mlp_conv1x1(
+    num_inputs: int = 100, hidden_size: int = 1024, num_outputs: int = 20
+) -> nn.Sequential:
     """The same MLP with Conv1d(., ., 1) layers, sweeping it over a time axis."""
-    return _log_softmax_classifier(_pointwise_conv,
-                                   (num_inputs, hidden_size, hidden_size, num_outputs))
+    return _log_softmax_classifier(
+        _pointwise_conv, (num_inputs, hidden_size, hidden_size, num_outputs)
+    )
 
 
 NIN = Dim(100, kwarg="num_inputs")

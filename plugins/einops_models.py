@@ -30,8 +30,9 @@ class ImageMLP(nn.Module):
 
     def __init__(self, height: int = 400, width: int = 600, pool: int = 1) -> None:
         super().__init__()
-        pooling = ([Reduce("b c (h p1) (w p2) -> b c h w", "mean", p1=pool, p2=pool)]
-                   if pool > 1 else [])
+        pooling = (
+            [Reduce("b c (h p1) (w p2) -> b c h w", "mean", p1=pool, p2=pool)] if pool > 1 else []
+        )
         self.layers = nn.Sequential(
             *pooling,
             Rearrange("b c h w -> b (c h w)"),
@@ -62,8 +63,12 @@ class ResidualBlock(nn.Module):
         return self.act(x + self.block(x))
 
 
-def _stages(channels: Iterable[int], conv: type[nn.Conv2d] | type[nn.ConvTranspose2d],
-            final_act: nn.Module | None, residual_after: Iterable[int]) -> list[nn.Module]:
+def _stages(
+    channels: Iterable[int],
+    conv: type[nn.Conv2d] | type[nn.ConvTranspose2d],
+    final_act: nn.Module | None,
+    residual_after: Iterable[int],
+) -> list[nn.Module]:
     """4,2,1 (de)conv stages through ``channels``, ReLU between, ``final_act`` at the end.
 
     A ResidualBlock at the stage's width follows each 1-based stage in ``residual_after``.
@@ -96,8 +101,9 @@ class ConvDecoder(nn.Sequential):
     """Five 4,2,1 transposed convs doubling H and W each, Sigmoid output in [0, 1]."""
 
     def __init__(self, residual_after: tuple[int, ...] = ()) -> None:
-        super().__init__(*_stages(DECODER_CHANNELS, nn.ConvTranspose2d, nn.Sigmoid(),
-                                  residual_after))
+        super().__init__(
+            *_stages(DECODER_CHANNELS, nn.ConvTranspose2d, nn.Sigmoid(), residual_after)
+        )
 
 
 class Autoencoder(nn.Module):
@@ -124,8 +130,11 @@ def harness_models() -> list[ModelSpec]:
             family="einops",
             tags=("mlp", "einops", "linear"),
             source="seed 004 (section 2 exercise, coffee image MLP)",
-            dims={"H": Dim(400, kwarg="height"), "W": Dim(600, kwarg="width"),
-                  "P": Dim(1, kwarg="pool")},
+            dims={
+                "H": Dim(400, kwarg="height"),
+                "W": Dim(600, kwarg="width"),
+                "P": Dim(1, kwarg="pool"),
+            },
             constraints=["H % P == 0", "W % P == 0"],
             batch_sizes=(1, 10),
         ),

@@ -82,13 +82,17 @@ class DCGANDiscriminator(nn.Module):
 
     def __init__(self, ndf: int = 64, nc: int = 3) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
-                                   nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         for i in range(3):  # ndf -> 2 ndf -> 4 ndf -> 8 ndf, each with BatchNorm
             channels = ndf * 2**i
-            layers += [nn.Conv2d(channels, 2 * channels, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(2 * channels),
-                       nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(channels, 2 * channels, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(2 * channels),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers += [nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
         self.main = nn.Sequential(*layers)
 
@@ -104,9 +108,16 @@ class UnetSkipConnectionBlock(nn.Module):
     the in-place LeakyReLU also rewrites ``x`` before it is concatenated.
     """
 
-    def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None,
-                 submodule: nn.Module | None = None, outermost: bool = False,
-                 innermost: bool = False, use_dropout: bool = False) -> None:
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        use_dropout: bool = False,
+    ) -> None:
         super().__init__()
         self.outermost = outermost
         if input_nc is None:
@@ -117,16 +128,17 @@ class UnetSkipConnectionBlock(nn.Module):
         uprelu = nn.ReLU(True)
         upnorm = nn.BatchNorm2d(outer_nc)
         if outermost:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2,
-                                        padding=1)
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
             model = [downconv, submodule, uprelu, upconv, nn.Tanh()]
         elif innermost:
-            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2,
-                                        padding=1, bias=False)
+            upconv = nn.ConvTranspose2d(
+                inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=False
+            )
             model = [downrelu, downconv, uprelu, upconv, upnorm]
         else:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2,
-                                        padding=1, bias=False)
+            upconv = nn.ConvTranspose2d(
+                inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=False
+            )
             model = [downrelu, downconv, downnorm, submodule, uprelu, upconv, upnorm]
             if use_dropout:
                 model.append(nn.Dropout(0.5))
@@ -144,17 +156,25 @@ class UnetGenerator(nn.Module):
     Each level halves H and W, so H and W must be multiples of ``2 ** num_downs``.
     """
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8,
-                 ngf: int = 64, use_dropout: bool = True) -> None:
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        use_dropout: bool = True,
+    ) -> None:
         super().__init__()
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True)
         for _ in range(num_downs - 5):  # intermediate levels at ngf * 8 filters
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block,
-                                            use_dropout=use_dropout)
+            block = UnetSkipConnectionBlock(
+                ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout
+            )
         for mult in (4, 2, 1):  # narrow from ngf * 8 down to ngf
             block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc,
-                                             submodule=block, outermost=True)
+        self.model = UnetSkipConnectionBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -203,8 +223,9 @@ class Conv1dGenerator(nn.Module):
     layer has no activation.
     """
 
-    def __init__(self, enc_fmaps: Sequence[int] = (64, 128, 256, 512), kwidth: int = 31,
-                 pooling: int = 4) -> None:
+    def __init__(
+        self, enc_fmaps: Sequence[int] = (64, 128, 256, 512), kwidth: int = 31, pooling: int = 4
+    ) -> None:
         super().__init__()
         self.enc = nn.ModuleList()
         ninp = 1
@@ -214,8 +235,7 @@ class Conv1dGenerator(nn.Module):
         self.dec = nn.ModuleList()
         dec_fmaps = [*enc_fmaps[::-1][1:], 1]
         for di, fmap in enumerate(dec_fmaps, start=1):
-            self.dec.append(UpConv1dBlock(ninp, fmap, kwidth, pooling,
-                                          act=di < len(dec_fmaps)))
+            self.dec.append(UpConv1dBlock(ninp, fmap, kwidth, pooling, act=di < len(dec_fmaps)))
             ninp = fmap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,8 +264,12 @@ def harness_models() -> list[ModelSpec]:
             family="gan",
             tags=("cnn", "generator", "transposed-conv", "batchnorm"),
             source="seed 002 (DCGAN generator slide), structured as seed 000's Generator",
-            dims={"NZ": Dim(100, kwarg="nz"), "NGF": Dim(64, kwarg="ngf"),
-                  "NC": Dim(3, kwarg="nc"), "I": Dim(3, kwarg="depth")},
+            dims={
+                "NZ": Dim(100, kwarg="nz"),
+                "NGF": Dim(64, kwarg="ngf"),
+                "NC": Dim(3, kwarg="nc"),
+                "I": Dim(3, kwarg="depth"),
+            },
             batch_sizes=(1, 16),
         ),
         ModelSpec(
@@ -284,9 +308,14 @@ def harness_models() -> list[ModelSpec]:
             tags=("cnn", "generator", "unet", "skip-connections", "batchnorm", "dropout"),
             source="seed 003 (pix2pix UnetSkipConnectionBlock, junyanz networks.py)",
             kwargs={"use_dropout": True},
-            dims={"IN_C": Dim(3, kwarg="input_nc"), "OUT_C": Dim(3, kwarg="output_nc"),
-                  "N": Dim(8, kwarg="num_downs"), "NGF": Dim(64, kwarg="ngf"),
-                  "H": 256, "W": 256},
+            dims={
+                "IN_C": Dim(3, kwarg="input_nc"),
+                "OUT_C": Dim(3, kwarg="output_nc"),
+                "N": Dim(8, kwarg="num_downs"),
+                "NGF": Dim(64, kwarg="ngf"),
+                "H": 256,
+                "W": 256,
+            },
             constraints=["N >= 5", "H % 2 ** N == 0", "W % 2 ** N == 0"],
             batch_sizes=(1, 4),
         ),

@@ -22,8 +22,9 @@ class EmbeddingClassifier(nn.Module):
     gives one fixed-size vector for the classifier.
     """
 
-    def __init__(self, vocab_size: int = 10000, embedding_dim: int = 100,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, vocab_size: int = 10000, embedding_dim: int = 100, num_classes: int = 10
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.fc = nn.Linear(embedding_dim, num_classes)
@@ -39,8 +40,13 @@ class RNNClassifier(nn.Module):
     last axis is then the hidden size at every (batch, time) position.
     """
 
-    def __init__(self, num_inputs: int = 100, hidden_size: int = 512, num_outputs: int = 10,
-                 num_layers: int = 1) -> None:
+    def __init__(
+        self,
+        num_inputs: int = 100,
+        hidden_size: int = 512,
+        num_outputs: int = 10,
+        num_layers: int = 1,
+    ) -> None:
         super().__init__()
         self.rnn = nn.RNN(num_inputs, hidden_size, num_layers=num_layers, batch_first=True)
         self.fc = nn.Sequential(nn.Linear(hidden_size, num_outputs), nn.LogSoftmax(dim=2))
@@ -66,14 +72,23 @@ class Conv1dLayer(nn.Module):
     left only, so output ``t`` sees inputs up to ``t`` and never later ones.
     """
 
-    def __init__(self, in_channels: int = 1, hidden_size: int = 1024, kernel_width: int = 3,
-                 padding: Padding = "valid") -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        hidden_size: int = 1024,
+        kernel_width: int = 3,
+        padding: Padding = "valid",
+    ) -> None:
         super().__init__()
         if padding not in ("valid", "same", "causal"):
             raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
         self.left_pad = kernel_width - 1 if padding == "causal" else 0
-        self.conv = nn.Conv1d(in_channels, hidden_size, kernel_width,
-                              padding=kernel_width // 2 if padding == "same" else 0)
+        self.conv = nn.Conv1d(
+            in_channels,
+            hidden_size,
+            kernel_width,
+            padding=kernel_width // 2 if padding == "same" else 0,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.left_pad:
@@ -103,8 +118,9 @@ class FQRNNLayer(nn.Module):
         # Twice the feature maps: z_t and f_t come from the same convolution.
         self.conv = nn.Conv1d(num_inputs, num_outputs * 2, kwidth)
 
-    def forward(self, x: torch.Tensor,
-                state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` is ``(B, T, num_inputs)``, ``state`` ``(B, num_outputs)``; returns all
         ``h_t`` as ``(B, T, num_outputs)`` and the last one as ``(B, num_outputs)``."""
         # Convolution part: channels first for Conv1d, left padding keeps it causal.
@@ -131,8 +147,9 @@ KERNEL = Dim(3, kwarg="kernel_width")
 SIGNAL = Input("x", "(B, 1, T)")
 
 
-def _conv1d_spec(name: str, padding: Padding, output: str, description: str,
-                 constraints: Sequence[str] = ()) -> ModelSpec:
+def _conv1d_spec(
+    name: str, padding: Padding, output: str, description: str, constraints: Sequence[str] = ()
+) -> ModelSpec:
     """The three Conv1d slides differ only in padding, output length and constraint."""
     return ModelSpec(
         name=name,
@@ -162,8 +179,12 @@ def harness_models() -> list[ModelSpec]:
             family="sequence",
             tags=("embedding", "classifier", "text"),
             source="seed 002 (Embedding Layer slide, emb_2) plus a linear classifier",
-            dims={"V": Dim(10000, kwarg="vocab_size"), "E": Dim(100, kwarg="embedding_dim"),
-                  "NUM_CLASSES": Dim(10, kwarg="num_classes"), "T": 50},
+            dims={
+                "V": Dim(10000, kwarg="vocab_size"),
+                "E": Dim(100, kwarg="embedding_dim"),
+                "NUM_CLASSES": Dim(10, kwarg="num_classes"),
+                "T": 50,
+            },
             batch_sizes=(1, 64),
         ),
         ModelSpec(
@@ -175,9 +196,13 @@ def harness_models() -> list[ModelSpec]:
             family="sequence",
             tags=("rnn", "recurrent"),
             source="seed 002 (Recurrent Layer: Connecting an RNN with a FC layer slide)",
-            dims={"NIN": Dim(100, kwarg="num_inputs"), "HID": Dim(512, kwarg="hidden_size"),
-                  "NOUT": Dim(10, kwarg="num_outputs"), "L": Dim(1, kwarg="num_layers"),
-                  "T": 100},
+            dims={
+                "NIN": Dim(100, kwarg="num_inputs"),
+                "HID": Dim(512, kwarg="hidden_size"),
+                "NOUT": Dim(10, kwarg="num_outputs"),
+                "L": Dim(1, kwarg="num_layers"),
+                "T": 100,
+            },
             batch_sizes=(1, 16),
         ),
         ModelSpec(
@@ -189,19 +214,35 @@ def harness_models() -> list[ModelSpec]:
             family="sequence",
             tags=("lstm", "recurrent"),
             source="seed 002 (LSTM Layer slide)",
-            dims={"NIN": Dim(100, kwarg="num_inputs"), "HID": Dim(512, kwarg="hidden_size"),
-                  "L": Dim(1, kwarg="num_layers"), "T": 100},
+            dims={
+                "NIN": Dim(100, kwarg="num_inputs"),
+                "HID": Dim(512, kwarg="hidden_size"),
+                "L": Dim(1, kwarg="num_layers"),
+                "T": 100,
+            },
             batch_sizes=(1, 16),
         ),
-        _conv1d_spec("conv1d", "valid", "(B, 1024, T - K + 1)",
-                     "Conv1d(1, 1024, 3) without padding: K - 1 steps shorter",
-                     constraints=["T >= K"]),
+        _conv1d_spec(
+            "conv1d",
+            "valid",
+            "(B, 1024, T - K + 1)",
+            "Conv1d(1, 1024, 3) without padding: K - 1 steps shorter",
+            constraints=["T >= K"],
+        ),
         # An even K would make the padded output one step longer than T.
-        _conv1d_spec("conv1d_padded", "same", "(B, 1024, T)",
-                     "Conv1d(1, 1024, 3) padded by K // 2 on both sides: same length",
-                     constraints=["K % 2 == 1"]),
-        _conv1d_spec("conv1d_causal", "causal", "(B, 1024, T)",
-                     "Causal Conv1d(1, 1024, 3): K - 1 zeros on the left only"),
+        _conv1d_spec(
+            "conv1d_padded",
+            "same",
+            "(B, 1024, T)",
+            "Conv1d(1, 1024, 3) padded by K // 2 on both sides: same length",
+            constraints=["K % 2 == 1"],
+        ),
+        _conv1d_spec(
+            "conv1d_causal",
+            "causal",
+            "(B, 1024, T)",
+            "Causal Conv1d(1, 1024, 3): K - 1 zeros on the left only",
+        ),
         ModelSpec(
             name="conv_transpose1d",
             constructor=conv_transpose1d,
@@ -223,8 +264,12 @@ def harness_models() -> list[ModelSpec]:
             family="sequence",
             tags=("qrnn", "recurrent", "cnn"),
             source="seed 002 (QRNN slides, fQRNNLayer with its two bugs fixed)",
-            dims={"NIN": Dim(100, kwarg="num_inputs"), "NOUT": Dim(512, kwarg="num_outputs"),
-                  "K": Dim(2, kwarg="kwidth"), "T": 100},
+            dims={
+                "NIN": Dim(100, kwarg="num_inputs"),
+                "NOUT": Dim(512, kwarg="num_outputs"),
+                "K": Dim(2, kwarg="kwidth"),
+                "T": 100,
+            },
             batch_sizes=(1, 16),
         ),
     ]

@@ -61,8 +61,9 @@ class UNetRecursive(nn.Module):
     outermost level (depth = ``len(downs)``) uses index 0.
     """
 
-    def __init__(self, n_channels: int = 3, n_classes: int = 2, base: int = 64,
-                 depth: int = 4) -> None:
+    def __init__(
+        self, n_channels: int = 3, n_classes: int = 2, base: int = 64, depth: int = 4
+    ) -> None:
         super().__init__()
         self.inc = DoubleConv(n_channels, base)
         self.downs = nn.ModuleList(Down(base * 2**i) for i in range(depth))
@@ -115,12 +116,14 @@ class UNet2(nn.Module):
         self.pool = nn.MaxPool2d(config.pool_kernel, config.pool_stride)
         self.down2_1 = self._conv(base, 2 * base)
         self.down2_2 = self._conv(2 * base, 2 * base)
-        self.upT = nn.ConvTranspose2d(2 * base, base, config.up_kernel, config.up_stride,
-                                      config.up_padding)
+        self.upT = nn.ConvTranspose2d(
+            2 * base, base, config.up_kernel, config.up_stride, config.up_padding
+        )
         self.up1_1 = self._conv(base + base, base)
         self.up1_2 = self._conv(base, base)
-        self.out1x1 = nn.Conv2d(base, out_c, config.head_kernel, config.head_stride,
-                                config.head_padding)
+        self.out1x1 = nn.Conv2d(
+            base, out_c, config.head_kernel, config.head_stride, config.head_padding
+        )
 
     def _conv(self, in_c: int, out_c: int) -> nn.Conv2d:
         """A conv block layer: the config's (typically 3,1,1) shape-preserving conv."""
@@ -165,8 +168,14 @@ def harness_models() -> list[ModelSpec]:
             family="unet",
             tags=("cnn", "unet", "skip-connections", "batchnorm", "segmentation"),
             source="seed 000 (UNet.recurse)",
-            dims={"NCH": Dim(3, kwarg="n_channels"), "NCLS": Dim(2, kwarg="n_classes"),
-                  "C": Dim(64, kwarg="base"), "D": Dim(4, kwarg="depth"), "H": 64, "W": 64},
+            dims={
+                "NCH": Dim(3, kwarg="n_channels"),
+                "NCLS": Dim(2, kwarg="n_classes"),
+                "C": Dim(64, kwarg="base"),
+                "D": Dim(4, kwarg="depth"),
+                "H": 64,
+                "W": 64,
+            },
             # ((H - 2) // 2 + 1) * 2 == H must hold at every one of the D levels.
             constraints=["H % 2 ** D == 0", "W % 2 ** D == 0"],
             batch_sizes=(1, 8),
@@ -180,8 +189,13 @@ def harness_models() -> list[ModelSpec]:
             family="unet",
             tags=("cnn", "unet", "skip-connections", "segmentation"),
             source="seed 001 (UNet2Spec / UNet2Config)",
-            dims={"IN_C": Dim(3, kwarg="in_c"), "OUT_C": Dim(1, kwarg="out_c"),
-                  "BASE": Dim(64, kwarg="base_c"), "H": 64, "W": 64},
+            dims={
+                "IN_C": Dim(3, kwarg="in_c"),
+                "OUT_C": Dim(1, kwarg="out_c"),
+                "BASE": Dim(64, kwarg="base_c"),
+                "H": 64,
+                "W": 64,
+            },
             # Seed 001's h_upH / h_upW: pool then upsample must give H back.
             constraints=["2 * ((H - 2) // 2 + 1) == H", "2 * ((W - 2) // 2 + 1) == W"],
             batch_sizes=(1, 8),

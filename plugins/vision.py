@@ -56,11 +56,13 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def conv_relu(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
-              padding: int = 0) -> nn.Sequential:
+def conv_relu(
+    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0
+) -> nn.Sequential:
     """GoogLeNet's unit: every convolution is followed by a ReLU (no batch norm, no LRN)."""
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding), nn.ReLU(inplace=True)
+    )
 
 
 class Inception(nn.Module):
@@ -71,14 +73,16 @@ class Inception(nn.Module):
     size, so their outputs concatenate on the channel axis.
     """
 
-    def __init__(self, in_ch: int, c1: int, c3r: int, c3: int, c5r: int, c5: int,
-                 pool_proj: int) -> None:
+    def __init__(
+        self, in_ch: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool_proj: int
+    ) -> None:
         super().__init__()
         self.branch1 = conv_relu(in_ch, c1, 1)
         self.branch3 = nn.Sequential(conv_relu(in_ch, c3r, 1), conv_relu(c3r, c3, 3, padding=1))
         self.branch5 = nn.Sequential(conv_relu(in_ch, c5r, 1), conv_relu(c5r, c5, 5, padding=2))
-        self.branch_pool = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
-                                         conv_relu(in_ch, pool_proj, 1))
+        self.branch_pool = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), conv_relu(in_ch, pool_proj, 1)
+        )
         self.out_channels = c1 + c3 + c5 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,15 +93,15 @@ class Inception(nn.Module):
 # (c1, c3r, c3, c5r, c5, pool_proj) of each Inception module, from Table 1 of
 # Szegedy et al. (2015); a 3x3/2 max pool separates the stages 3, 4 and 5.
 INCEPTION_STAGES: tuple[dict[str, tuple[int, int, int, int, int, int]], ...] = (
-    {"3a": (64, 96, 128, 16, 32, 32),
-     "3b": (128, 128, 192, 32, 96, 64)},
-    {"4a": (192, 96, 208, 16, 48, 64),
-     "4b": (160, 112, 224, 24, 64, 64),
-     "4c": (128, 128, 256, 24, 64, 64),
-     "4d": (112, 144, 288, 32, 64, 64),
-     "4e": (256, 160, 320, 32, 128, 128)},
-    {"5a": (256, 160, 320, 32, 128, 128),
-     "5b": (384, 192, 384, 48, 128, 128)},
+    {"3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64)},
+    {
+        "4a": (192, 96, 208, 16, 48, 64),
+        "4b": (160, 112, 224, 24, 64, 64),
+        "4c": (128, 128, 256, 24, 64, 64),
+        "4d": (112, 144, 288, 32, 64, 64),
+        "4e": (256, 160, 320, 32, 128, 128),
+    },
+    {"5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128)},
 )
 
 
@@ -147,9 +151,11 @@ class GoogLeNet(nn.Module):
 
 def conv_bn_relu(in_ch: int, out_ch: int, bias: bool = True) -> nn.Sequential:
     """The seed's residual branch unit: 3x3 convolution keeping the size, batch norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias),
-                         nn.BatchNorm2d(out_ch),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias),
+        nn.BatchNorm2d(out_ch),
+        nn.ReLU(inplace=True),
+    )
 
 
 class ResLayer(nn.Module):
@@ -183,8 +189,9 @@ class ResNetSmall(nn.Module):
         super().__init__()
         self.stem = conv_bn_relu(3, RESNET_WIDTH, bias=False)
         self.blocks = nn.Sequential(*(ResLayer(RESNET_WIDTH) for _ in range(num_blocks)))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(RESNET_WIDTH, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(RESNET_WIDTH, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
@@ -259,8 +266,12 @@ def harness_models() -> list[ModelSpec]:
             family="vision",
             tags=("cnn", "classifier", "residual"),
             source="seed 002 (ResLayer slide), assembled into a network",
-            dims={"N": Dim(3, kwarg="num_blocks"), "NUM_CLASSES": Dim(10, kwarg="num_classes"),
-                  "H": 32, "W": 32},
+            dims={
+                "N": Dim(3, kwarg="num_blocks"),
+                "NUM_CLASSES": Dim(10, kwarg="num_classes"),
+                "H": 32,
+                "W": 32,
+            },
             batch_sizes=(1, 32),
         ),
     ]

@@ -34,5 +34,7 @@ def _twice(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 @harness.hookimpl
 def harness_models() -> list[ModelSpec]:
-    return [dataclasses.replace(spec, constructor=_twice(spec.constructor))
-            for spec in gan.harness_models()]
+    return [
+        dataclasses.replace(spec, constructor=_twice(spec.constructor))
+        for spec in gan.harness_models()
+    ]

@@ -27,6 +27,7 @@ def _pooled(records: Records) -> list[float]:
 def asv_rule(factor: float) -> Rule:
     """``asv compare``'s call: its ``_is_result_better`` at ``factor`` (asv's default 1.1:
     a Mann-Whitney test at p < 0.002 or non-overlapping 99 % CIs, and the factor)."""
+
     def slower(base: Records, cand: Records) -> bool:
         def asv_result(records: Records) -> tuple[float, tuple[dict, list[float]]]:
             samples = _pooled(records)
@@ -36,6 +37,7 @@ def asv_rule(factor: float) -> Rule:
         a, a_ss = asv_result(base)
         b, b_ss = asv_result(cand)
         return bool(_is_result_better(a, b, a_ss, b_ss, factor=factor))
+
     return slower
 
 
@@ -46,6 +48,10 @@ def pytest_benchmark_rule(expression: str) -> Rule:
     def slower(base: Records, cand: Records) -> bool:
         fields = ("min", "median", "mean")
         ours, theirs = (LatencyStats.from_samples(_pooled(r)) for r in (cand, base))
-        return bool(check.fails({f: getattr(ours, f) for f in fields},
-                                {f: getattr(theirs, f) for f in fields}))
+        return bool(
+            check.fails(
+                {f: getattr(ours, f) for f in fields}, {f: getattr(theirs, f) for f in fields}
+            )
+        )
+
     return slower

@@ -83,19 +83,23 @@ def harness_models():
                   batch_sizes=(64,)),
     ]
 '''
-PYPROJECT = '''
+PYPROJECT = """
 [project]
 name = "abval"
 version = "0.0.1"
 
 [project.entry-points."harness.plugins"]
 abval = "abval.plugin"
-'''
+"""
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=v@v", "-c", "user.name=v",
-                           *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=v@v", "-c", "user.name=v", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def make_package(repo: Path) -> None:
@@ -106,7 +110,8 @@ def make_package(repo: Path) -> None:
     _git(repo, "init", "-q")
     for name in ("base", "slower-2pct", "slower-1pct"):
         (repo / "src" / "abval" / "plugin.py").write_text(
-            textwrap.dedent(PLUGIN.format(work=WORK[name])).lstrip())
+            textwrap.dedent(PLUGIN.format(work=WORK[name])).lstrip()
+        )
         _git(repo, "add", "-A")
         _git(repo, "commit", "-qm", name)
         _git(repo, "tag", name)
@@ -129,40 +134,76 @@ def measure(out: Path, rounds: Mapping[str, int], threshold: float, max_time: fl
         cases = []
         for model in MODELS:  # one command a model: each is judged on its own (no BH)
             done = subprocess.run(
-                [sys.executable, "-m", "harness.cli", "ab", "-m", model, "--baseline", "base",
-                 "--candidate", KINDS[kind], "--threshold", str(threshold), "--time",
-                 str(max_time), "--out", str(out / "sessions" / name), "--json", "-q"],
-                cwd=repo, capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "harness.cli",
+                    "ab",
+                    "-m",
+                    model,
+                    "--baseline",
+                    "base",
+                    "--candidate",
+                    KINDS[kind],
+                    "--threshold",
+                    str(threshold),
+                    "--time",
+                    str(max_time),
+                    "--out",
+                    str(out / "sessions" / name),
+                    "--json",
+                    "-q",
+                ],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            )
             if not done.stdout.startswith("{"):
                 raise SystemExit(f"{name}: harness ab failed ({done.returncode}): {done.stderr}")
             cases += json.loads(done.stdout)["cases"]
         (out / "json").mkdir(exist_ok=True)
         (out / "json" / f"{name}.json").write_text(json.dumps({"cases": cases}, indent=2))
         verdicts = ", ".join(f"{c['model']} {c['verdict']} {c['time_s']:.0f} s" for c in cases)
-        print(f"[{index + 1}/{len(schedule)}] {kind}: {verdicts} "
-              f"({(time.monotonic() - started) / 60:.0f} min)", flush=True)
+        print(
+            f"[{index + 1}/{len(schedule)}] {kind}: {verdicts} "
+            f"({(time.monotonic() - started) / 60:.0f} min)",
+            flush=True,
+        )
 
 
 def analyse(out: Path) -> dict[str, Any]:
     """Verdicts, times and the other rules' calls, per kind of round and model."""
-    rules: dict[str, Rule] = {"asv compare (factor 1.1)": asv_rule(1.1),
-                              "asv compare (factor 1.02)": asv_rule(1.02),
-                              "pytest-benchmark min:5%": pytest_benchmark_rule("min:5%"),
-                              "pytest-benchmark min:2%": pytest_benchmark_rule("min:2%")}
+    rules: dict[str, Rule] = {
+        "asv compare (factor 1.1)": asv_rule(1.1),
+        "asv compare (factor 1.02)": asv_rule(1.02),
+        "pytest-benchmark min:5%": pytest_benchmark_rule("min:5%"),
+        "pytest-benchmark min:2%": pytest_benchmark_rule("min:2%"),
+    }
     sessions: list[dict[str, Any]] = []
     for path in sorted((out / "json").glob("*.json")):
         kind = path.stem.split("-", 1)[1]
         folders = sorted((out / "sessions" / path.stem).iterdir())
-        frames = [load([f / f"{role}.jsonl" for f in folders])
-                  for role in ("baseline", "candidate")]
+        frames = [
+            load([f / f"{role}.jsonl" for f in folders]) for role in ("baseline", "candidate")
+        ]
         for case in json.loads(path.read_text())["cases"]:
-            rows = [f[(f["model"] == case["model"]) & (f["status"] == "ok")].to_dict("records")
-                    for f in frames]
-            sessions.append({"kind": kind, "model": case["model"], "verdict": case["verdict"],
-                             "ratio": case.get("ratio"), "time_s": case.get("time_s"),
-                             "pairs": case.get("pairs"),
-                             "rules": {name: rule(*rows) for name, rule in rules.items()}
-                             if all(rows) else {}})
+            rows = [
+                f[(f["model"] == case["model"]) & (f["status"] == "ok")].to_dict("records")
+                for f in frames
+            ]
+            sessions.append(
+                {
+                    "kind": kind,
+                    "model": case["model"],
+                    "verdict": case["verdict"],
+                    "ratio": case.get("ratio"),
+                    "time_s": case.get("time_s"),
+                    "pairs": case.get("pairs"),
+                    "rules": {name: rule(*rows) for name, rule in rules.items()}
+                    if all(rows)
+                    else {},
+                }
+            )
     summary: dict[str, Any] = {}
     for kind in KINDS:
         mine = [s for s in sessions if s["kind"] == kind]
@@ -173,19 +214,33 @@ def analyse(out: Path) -> dict[str, Any]:
         summary[kind] = {
             "sessions": len(mine),
             "harness": sum(s["verdict"] in alarm for s in mine) / len(mine),
-            "verdicts": {v: sum(s["verdict"] == v for s in mine)
-                         for v in sorted({s["verdict"] for s in mine})},
-            "by_model": {m: sum(s["verdict"] in alarm for s in mine if s["model"] == m)
-                         / max(1, sum(s["model"] == m for s in mine)) for m in MODELS},
-            "time_s": {"median": statistics.median(times), "p90": times[int(0.9 * len(times))],
-                       "max": times[-1]},
-            "ratios": {m: statistics.median(s["ratio"] for s in mine if s["model"] == m)
-                       for m in MODELS},
-            "rules": {name: sum(s["rules"].get(name, False) for s in mine) / len(mine)
-                      for name in rules}}
+            "verdicts": {
+                v: sum(s["verdict"] == v for s in mine)
+                for v in sorted({s["verdict"] for s in mine})
+            },
+            "by_model": {
+                m: sum(s["verdict"] in alarm for s in mine if s["model"] == m)
+                / max(1, sum(s["model"] == m for s in mine))
+                for m in MODELS
+            },
+            "time_s": {
+                "median": statistics.median(times),
+                "p90": times[int(0.9 * len(times))],
+                "max": times[-1],
+            },
+            "ratios": {
+                m: statistics.median(s["ratio"] for s in mine if s["model"] == m) for m in MODELS
+            },
+            "rules": {
+                name: sum(s["rules"].get(name, False) for s in mine) / len(mine) for name in rules
+            },
+        }
     all_times = sorted(s["time_s"] for s in sessions if s["time_s"] is not None)
-    summary["all_time_s"] = {"median": statistics.median(all_times),
-                             "p90": all_times[int(0.9 * len(all_times))], "max": all_times[-1]}
+    summary["all_time_s"] = {
+        "median": statistics.median(all_times),
+        "p90": all_times[int(0.9 * len(all_times))],
+        "max": all_times[-1],
+    }
     return summary
 
 
@@ -202,8 +257,12 @@ def main() -> None:
     out = args.analyse or args.out
     if not args.analyse:
         out.mkdir(parents=True, exist_ok=True)
-        measure(out.resolve(), {"2pct": args.rounds, "aa": args.aa_rounds,
-                                "1pct": args.one_percent_rounds}, args.threshold, args.time)
+        measure(
+            out.resolve(),
+            {"2pct": args.rounds, "aa": args.aa_rounds, "1pct": args.one_percent_rounds},
+            args.threshold,
+            args.time,
+        )
     summary = analyse(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     names = {"2pct": "2 % slowdown", "aa": "A/A (no change)", "1pct": "1 % slowdown"}
@@ -211,15 +270,19 @@ def main() -> None:
         if kind == "all_time_s":
             continue
         what = "false alarms" if kind == "aa" else "detected"
-        print(f"{names[kind]}: {row['sessions']} sessions, harness {what} {row['harness']:.1%} "
-              f"{row['verdicts']}, by model {row['by_model']}; time to verdict median "
-              f"{row['time_s']['median']:.0f} s, p90 {row['time_s']['p90']:.0f} s, max "
-              f"{row['time_s']['max']:.0f} s; median ratios {row['ratios']}")
+        print(
+            f"{names[kind]}: {row['sessions']} sessions, harness {what} {row['harness']:.1%} "
+            f"{row['verdicts']}, by model {row['by_model']}; time to verdict median "
+            f"{row['time_s']['median']:.0f} s, p90 {row['time_s']['p90']:.0f} s, max "
+            f"{row['time_s']['max']:.0f} s; median ratios {row['ratios']}"
+        )
         for name, share in row["rules"].items():
             print(f"    {name}: {share:.1%}")
     t = summary["all_time_s"]
-    print(f"all sessions: time to verdict median {t['median']:.0f} s, p90 {t['p90']:.0f} s, "
-          f"max {t['max']:.0f} s")
+    print(
+        f"all sessions: time to verdict median {t['median']:.0f} s, p90 {t['p90']:.0f} s, "
+        f"max {t['max']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

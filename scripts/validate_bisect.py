@@ -52,48 +52,83 @@ def make_history(repo: Path, commits: int, culprit: int | None, work: tuple[int,
         _git(repo, "commit", "-qm", "slower" if index == culprit else f"revision {index}")
 
 
-def trial(out: Path, name: str, model: str, culprit: int | None, commits: int,
-          percent: float) -> dict[str, Any]:
+def trial(
+    out: Path, name: str, model: str, culprit: int | None, commits: int, percent: float
+) -> dict[str, Any]:
     repo = out / "repos" / name
     if repo.exists():
         subprocess.run(["rm", "-rf", str(repo)], check=True)
     repo.mkdir(parents=True)
     make_history(repo, commits, culprit, _scaled(model, percent))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "HEAD~" + str(commits),
-                           "HEAD", "-m", model, "--json", "-q"], cwd=repo, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "bisect",
+            "HEAD~" + str(commits),
+            "HEAD",
+            "-m",
+            model,
+            "--json",
+            "-q",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     if not done.stdout.startswith("{"):
         raise SystemExit(f"{name}: harness bisect failed ({done.returncode}): {done.stderr}")
     found = json.loads(done.stdout)
     expected = _git(repo, "rev-parse", f"HEAD~{commits - culprit}") if culprit else None
-    return {"name": name, "model": model, "position": culprit, "expected": expected,
-            "culprit": found["culprit"], "right": found["culprit"] == expected,
-            "declined": found["declined"], "ratio": found["ratio"],
-            "confirmation": found["confirmation"]["ratio"], "steps": len(found["steps"]),
-            "skipped": sum(s["verdict"] == "skipped" for s in found["steps"]),
-            "sessions": found["sessions"], "pairs": found["pairs"],
-            "time_s": time.monotonic() - started}
+    return {
+        "name": name,
+        "model": model,
+        "position": culprit,
+        "expected": expected,
+        "culprit": found["culprit"],
+        "right": found["culprit"] == expected,
+        "declined": found["declined"],
+        "ratio": found["ratio"],
+        "confirmation": found["confirmation"]["ratio"],
+        "steps": len(found["steps"]),
+        "skipped": sum(s["verdict"] == "skipped" for s in found["steps"]),
+        "sessions": found["sessions"],
+        "pairs": found["pairs"],
+        "time_s": time.monotonic() - started,
+    }
 
 
 def analyse(out: Path) -> dict[str, Any]:
     trials = [json.loads(p.read_text()) for p in sorted((out / "json").glob("*.json"))]
     summary: dict[str, Any] = {}
-    for kind, mine in (("regression", [t for t in trials if t["position"]]),
-                       ("null", [t for t in trials if not t["position"]])):
+    for kind, mine in (
+        ("regression", [t for t in trials if t["position"]]),
+        ("null", [t for t in trials if not t["position"]]),
+    ):
         if not mine:
             continue
         times = sorted(t["time_s"] for t in mine)
         summary[kind] = {
-            "trials": len(mine), "right": sum(t["right"] for t in mine),
-            "by_model": {m: [t["right"] for t in mine if t["model"] == m].count(True)
-                         for m in MODELS},
-            "wrong": [{k: t[k] for k in ("name", "model", "position", "culprit", "declined")}
-                      for t in mine if not t["right"]],
-            "time_s": {"median": statistics.median(times), "max": times[-1],
-                       "all": [round(x) for x in times]},
+            "trials": len(mine),
+            "right": sum(t["right"] for t in mine),
+            "by_model": {
+                m: [t["right"] for t in mine if t["model"] == m].count(True) for m in MODELS
+            },
+            "wrong": [
+                {k: t[k] for k in ("name", "model", "position", "culprit", "declined")}
+                for t in mine
+                if not t["right"]
+            ],
+            "time_s": {
+                "median": statistics.median(times),
+                "max": times[-1],
+                "all": [round(x) for x in times],
+            },
             "sessions": sorted(t["sessions"] for t in mine),
-            "pairs": sorted(t["pairs"] for t in mine)}
+            "pairs": sorted(t["pairs"] for t in mine),
+        }
     return summary
 
 
@@ -110,10 +145,10 @@ def main() -> None:
     out = (args.analyse or args.out).resolve()
     if not args.analyse:
         rng = random.Random(args.seed)
-        plan = [(i, MODELS[i % len(MODELS)], rng.randint(1, args.commits))
-                for i in range(args.trials)]
-        plan += [(args.trials + i, MODELS[i % len(MODELS)], None)
-                 for i in range(args.null_trials)]
+        plan = [
+            (i, MODELS[i % len(MODELS)], rng.randint(1, args.commits)) for i in range(args.trials)
+        ]
+        plan += [(args.trials + i, MODELS[i % len(MODELS)], None) for i in range(args.null_trials)]
         rng.shuffle(plan)
         (out / "json").mkdir(parents=True, exist_ok=True)
         for done, (index, model, position) in enumerate(plan, 1):
@@ -123,10 +158,13 @@ def main() -> None:
                 continue
             result = trial(out, name, model, position, args.commits, args.slowdown)
             path.write_text(json.dumps(result, indent=2))
-            print(f"[{done}/{len(plan)}] {name}: culprit {(result['culprit'] or '-')[:10]} "
-                  f"({'right' if result['right'] else 'WRONG'}), {result['steps']} steps, "
-                  f"{result['sessions']} sessions, {result['pairs']} pairs, "
-                  f"{result['time_s']:.0f} s", flush=True)
+            print(
+                f"[{done}/{len(plan)}] {name}: culprit {(result['culprit'] or '-')[:10]} "
+                f"({'right' if result['right'] else 'WRONG'}), {result['steps']} steps, "
+                f"{result['sessions']} sessions, {result['pairs']} pairs, "
+                f"{result['time_s']:.0f} s",
+                flush=True,
+            )
     summary = analyse(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

@@ -41,8 +41,9 @@ from typing import Any
 
 from other_rules import Records, Rule, asv_rule, pytest_benchmark_rule
 
-from harness import compare
+from harness import compare, significance
 from harness.isolation import ProcessExecutor
+from harness.noise import MachineNoise, machine_noise
 from harness.plan import Case
 from harness.registry import load_registry
 from harness.results import ResultsWriter, load
@@ -53,7 +54,7 @@ BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products
 ROLES = ("a", "b", "a2", "a3")  # a vs b: the true slowdown; a2 vs a3: A/A
 
 SAMPLE_TIME = 0.03  # seconds of samples per process: what one default run samples
-Noise = Mapping[str, compare.MachineNoise]  # by run id: what judges fewer than 5 processes
+Noise = Mapping[str, MachineNoise]  # by run id: what judges fewer than 5 processes
 
 
 def _cases() -> dict[str, Case]:
@@ -77,23 +78,24 @@ def measure_runs(rounds: int, repeats: int, sample_time: float, writer: ResultsW
         print(f"round {index + 1}/{rounds} done", flush=True)
 
 
-def _shift(base: Records, cand: Records, noise: Noise) -> compare.ShiftEstimate:
+def _shift(base: Records, cand: Records, noise: Noise) -> significance.ShiftEstimate:
     """What ``harness compare`` estimates for one role against another."""
     est = compare.estimate(base, cand, "latency", noise)
-    assert isinstance(est, compare.ShiftEstimate), getattr(est, "reason", "no samples")
+    assert isinstance(est, significance.ShiftEstimate), getattr(est, "reason", "no samples")
     return est
 
 
 def harness_rule(threshold: float, noise: Noise) -> Rule:
     def slower(base: Records, cand: Records) -> bool:
-        return compare.judge(_shift(base, cand, noise), threshold, True) == "slower"
+        return significance.judge(_shift(base, cand, noise), threshold, True) == "slower"
+
     return slower
 
 
 def analyse(path: Path, threshold: float) -> dict[str, Any]:
     rounds: dict[int, dict[str, list]] = {}
     frame = load(path)
-    noise = compare.machine_noise(frame)
+    noise = machine_noise(frame)
     for row in frame.to_dict("records"):
         if row["status"] == "ok":
             rounds.setdefault(row["round"], {}).setdefault(row["role"], []).append(row)
@@ -101,54 +103,82 @@ def analyse(path: Path, threshold: float) -> dict[str, Any]:
     rules: dict[str, Rule] = {
         f"harness compare (threshold {threshold:.0%})": harness_rule(threshold, noise),
         "asv compare (factor 1.1)": asv_rule(1.1),
-        **{f"pytest-benchmark {e}": pytest_benchmark_rule(e)
-           for e in ("min:5%", "median:5%", "mean:5%")},
+        **{
+            f"pytest-benchmark {e}": pytest_benchmark_rule(e)
+            for e in ("min:5%", "median:5%", "mean:5%")
+        },
     }
     table = {}
     for name, rule in rules.items():
         detected = sum(rule(r["a"], r["b"]) for r in complete)
         false_alarms = sum(rule(r["a2"], r["a3"]) for r in complete)
-        table[name] = {"detection": detected / len(complete),
-                       "false_alarms": false_alarms / len(complete)}
-    measured = [sum(s * r["latency.block_size"] for r in role for s in r["latency.samples"])
-                for group in complete for role in group.values()]
+        table[name] = {
+            "detection": detected / len(complete),
+            "false_alarms": false_alarms / len(complete),
+        }
+    measured = [
+        sum(s * r["latency.block_size"] for r in role for s in r["latency.samples"])
+        for group in complete
+        for role in group.values()
+    ]
     ratios = [_shift(r["a"], r["b"], noise).ratio for r in complete]
     aa = [_shift(r["a2"], r["a3"], noise).ratio for r in complete]
-    return {"pairs": len(complete), "rules": table,
-            "measuring_time_per_run_s": sum(measured) / len(measured),
-            "slowdown_ratio_median": sorted(ratios)[len(ratios) // 2],
-            "slowdown_ratio_range": [min(ratios), max(ratios)],
-            "aa_ratio_range": [min(aa), max(aa)]}
+    return {
+        "pairs": len(complete),
+        "rules": table,
+        "measuring_time_per_run_s": sum(measured) / len(measured),
+        "slowdown_ratio_median": sorted(ratios)[len(ratios) // 2],
+        "slowdown_ratio_range": [min(ratios), max(ratios)],
+        "aa_ratio_range": [min(aa), max(aa)],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=8, help="processes per role")
-    parser.add_argument("--sample-time", type=float, default=SAMPLE_TIME,
-                        help=f"seconds of timed samples per process (default {SAMPLE_TIME})")
-    parser.add_argument("--threshold", type=float, default=0.03,
-                        help="the harness's threshold as a fraction (default 0.03)")
-    parser.add_argument("--out", type=Path, default=Path("results/validation/compare-runs.jsonl"),
-                        help="raw records (default results/validation/compare-runs.jsonl)")
+    parser.add_argument(
+        "--sample-time",
+        type=float,
+        default=SAMPLE_TIME,
+        help=f"seconds of timed samples per process (default {SAMPLE_TIME})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.03,
+        help="the harness's threshold as a fraction (default 0.03)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/validation/compare-runs.jsonl"),
+        help="raw records (default results/validation/compare-runs.jsonl)",
+    )
     parser.add_argument("--analyse", type=Path, metavar="FILE", help="judge recorded rounds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     source = args.analyse
     if source is None:
         source = args.out
-        header = {"command": ["scripts/validate_compare.py", *sys.argv[1:]],
-                  "settings": {"sample_time": args.sample_time, "repeats": args.repeats}}
+        header = {
+            "command": ["scripts/validate_compare.py", *sys.argv[1:]],
+            "settings": {"sample_time": args.sample_time, "repeats": args.repeats},
+        }
         started = time.monotonic()
         with ResultsWriter(source, header) as writer:
             measure_runs(args.rounds, args.repeats, args.sample_time, writer)
         print(f"measured {args.rounds} rounds in {time.monotonic() - started:.0f} s")
     result = analyse(source, args.threshold)
-    print(f"{result['pairs']} slowdown pairs and {result['pairs']} A/A pairs from {source}; "
-          f"{result['measuring_time_per_run_s']:.2f} s of timed samples per role")
-    print(f"measured slowdown ratio: median {result['slowdown_ratio_median']:.4f}, range "
-          f"{result['slowdown_ratio_range'][0]:.4f}..{result['slowdown_ratio_range'][1]:.4f}; "
-          f"A/A ratio range {result['aa_ratio_range'][0]:.4f}..{result['aa_ratio_range'][1]:.4f}")
+    print(
+        f"{result['pairs']} slowdown pairs and {result['pairs']} A/A pairs from {source}; "
+        f"{result['measuring_time_per_run_s']:.2f} s of timed samples per role"
+    )
+    print(
+        f"measured slowdown ratio: median {result['slowdown_ratio_median']:.4f}, range "
+        f"{result['slowdown_ratio_range'][0]:.4f}..{result['slowdown_ratio_range'][1]:.4f}; "
+        f"A/A ratio range {result['aa_ratio_range'][0]:.4f}..{result['aa_ratio_range'][1]:.4f}"
+    )
     print(f"{'rule':<34} {'detects 5 %':>12} {'false alarms':>13}")
     for name, row in result["rules"].items():
         print(f"{name:<34} {row['detection']:>12.0%} {row['false_alarms']:>13.0%}")

@@ -28,7 +28,7 @@ from harness.registry import load_registry
 from harness.results import load
 
 ROOT = Path(__file__).resolve().parents[1]
-BURN = '''
+BURN = """
 
 # validate_nightly.py: {percent} % of this model's median latency, burnt in every call
 import time as _time
@@ -50,30 +50,46 @@ def {name}(*args, **kwargs):
     model = _{name}_unburnt(*args, **kwargs)
     model.register_forward_hook(_burn)
     return model
-'''
+"""
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=v@v", "-c", "user.name=v",
-                           *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=v@v", "-c", "user.name=v", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
-def night(repo: Path, out: Path, baseline: Path | None, args: argparse.Namespace
-          ) -> dict[str, Any]:
-    command = [sys.executable, str(ROOT / "scripts" / "nightly"), "--out", str(out),
-               "--suites", args.suites, "--ab-time", str(args.ab_time)]
+def night(repo: Path, out: Path, baseline: Path | None, args: argparse.Namespace) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "nightly"),
+        "--out",
+        str(out),
+        "--suites",
+        args.suites,
+        "--ab-time",
+        str(args.ab_time),
+    ]
     if baseline:
         command += ["--baseline", str(baseline)]
     started = time.monotonic()
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     (out / "log.txt").write_text(done.stdout + done.stderr)
     cases = json.loads((out / "ab.json").read_text()) if (out / "ab.json").exists() else []
-    return {"commit": _git(repo, "rev-parse", "HEAD"), "exit": done.returncode,
-            "time_s": time.monotonic() - started,
-            "regressions": [line for line in done.stdout.splitlines()
-                            if line.startswith("nightly: REGRESSION")],
-            "verdicts": {v: sum(c["verdict"] == v for c in cases)
-                         for v in sorted({c["verdict"] for c in cases})}}
+    return {
+        "commit": _git(repo, "rev-parse", "HEAD"),
+        "exit": done.returncode,
+        "time_s": time.monotonic() - started,
+        "regressions": [
+            line for line in done.stdout.splitlines() if line.startswith("nightly: REGRESSION")
+        ],
+        "verdicts": {
+            v: sum(c["verdict"] == v for c in cases) for v in sorted({c["verdict"] for c in cases})
+        },
+    }
 
 
 def main() -> None:
@@ -98,9 +114,14 @@ def main() -> None:
         if index == args.nights + 1:
             first = load(out / "night-00" / "results.jsonl")
             median = float(first[first["model"] == args.model]["latency.median"].iloc[0])
-            plugin.write_text(plugin.read_text() + BURN.format(
-                percent=args.slowdown, delay=median * args.slowdown / 100,
-                name=registered.spec.constructor.__name__))
+            plugin.write_text(
+                plugin.read_text()
+                + BURN.format(
+                    percent=args.slowdown,
+                    delay=median * args.slowdown / 100,
+                    name=registered.spec.constructor.__name__,
+                )
+            )
             message = f"{args.model}: {args.slowdown:g} % slower"
         else:
             plugin.write_text(plugin.read_text() + f"# night {index}\n")
@@ -108,18 +129,24 @@ def main() -> None:
         _git(repo, "commit", "-qam", message)
         folder.mkdir(parents=True, exist_ok=True)
         result = night(repo, folder, baseline, args)
-        result["kind"] = ("first" if index == 0 else
-                          "slower" if index == args.nights + 1 else "unchanged")
+        result["kind"] = (
+            "first" if index == 0 else "slower" if index == args.nights + 1 else "unchanged"
+        )
         nights.append(result)
         baseline = folder / "results.jsonl"
-        print(f"night {index} ({result['kind']}): exit {result['exit']}, "
-              f"{result['verdicts']}, {len(result['regressions'])} regressions "
-              f"{result['regressions']}, {result['time_s'] / 60:.1f} min", flush=True)
+        print(
+            f"night {index} ({result['kind']}): exit {result['exit']}, "
+            f"{result['verdicts']}, {len(result['regressions'])} regressions "
+            f"{result['regressions']}, {result['time_s'] / 60:.1f} min",
+            flush=True,
+        )
         (out / "summary.json").write_text(json.dumps(nights, indent=2))
     unchanged = [n for n in nights if n["kind"] == "unchanged"]
-    print(f"unchanged nights failed: {sum(n['exit'] != 0 for n in unchanged)} of "
-          f"{len(unchanged)}; the slower night: exit {nights[-1]['exit']}, "
-          f"{nights[-1]['regressions']}")
+    print(
+        f"unchanged nights failed: {sum(n['exit'] != 0 for n in unchanged)} of "
+        f"{len(unchanged)}; the slower night: exit {nights[-1]['exit']}, "
+        f"{nights[-1]['regressions']}"
+    )
 
 
 if __name__ == "__main__":

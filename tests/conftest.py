@@ -65,33 +65,65 @@ TOY_PLUGIN = """
 """
 
 
-SERIES_CASES = [("mlp", 1, "float32", "none"), ("mlp", 8, "float32", "none"),
-                ("mlp", 64, "float32", "none"), ("mlp", 8, "bfloat16", "none"),
-                ("mlp", 8, "float32", "default"), ("conv", 1, "float32", "none"),
-                ("conv", 4, "float32", "none")]
+SERIES_CASES = [
+    ("mlp", 1, "float32", "none"),
+    ("mlp", 8, "float32", "none"),
+    ("mlp", 64, "float32", "none"),
+    ("mlp", 8, "bfloat16", "none"),
+    ("mlp", 8, "float32", "default"),
+    ("conv", 1, "float32", "none"),
+    ("conv", 4, "float32", "none"),
+]
 
 
-def series_record(model: str, batch: int, dtype: str, compile_mode: str, samples,
-                  heartbeat: tuple[float, float] = (1e-5, 1e-5)) -> dict:
+def series_record(
+    model: str,
+    batch: int,
+    dtype: str,
+    compile_mode: str,
+    samples,
+    heartbeat: tuple[float, float] = (1e-5, 1e-5),
+) -> dict:
     """A case record as ``harness run`` writes it, with the fields reports read and the
     ``heartbeat`` (before, after) that compare reads."""
     import numpy as np
 
     median = float(np.median(samples))
-    return {"model": model, "suite": "synthetic", "batch_size": batch, "device": "cpu",
-            "dtype": dtype, "precision": "cast", "compile_mode": compile_mode,
-            "backend": None if compile_mode == "none" else "inductor", "mode": "infer",
-            "dims": {"N": 8}, "status": "ok", "error": None,
-            "latency": {"unit": "s", "median": median, "samples": [float(s) for s in samples],
-                        "block_size": 1},
-            "throughput": batch / median,
-            "memory": {"cpu_peak_rss_bytes": 300 * 2**20 + batch * 2**20},
-            "flops": {"utilisation": 0.4},
-            "heartbeat": {"unit": "s", "before": heartbeat[0], "after": heartbeat[1]}}
+    return {
+        "model": model,
+        "suite": "synthetic",
+        "batch_size": batch,
+        "device": "cpu",
+        "dtype": dtype,
+        "precision": "cast",
+        "compile_mode": compile_mode,
+        "backend": None if compile_mode == "none" else "inductor",
+        "mode": "infer",
+        "dims": {"N": 8},
+        "status": "ok",
+        "error": None,
+        "latency": {
+            "unit": "s",
+            "median": median,
+            "samples": [float(s) for s in samples],
+            "block_size": 1,
+        },
+        "throughput": batch / median,
+        "memory": {"cpu_peak_rss_bytes": 300 * 2**20 + batch * 2**20},
+        "flops": {"utilisation": 0.4},
+        "heartbeat": {"unit": "s", "before": heartbeat[0], "after": heartbeat[1]},
+    }
 
 
-def write_series(directory: Path, runs: int = 12, steps=None, outliers=(), seed: int = 0,
-                 commits=None, noise: float = 0.01) -> list[Path]:
+def write_series(
+    directory: Path,
+    runs: int = 12,
+    steps=None,
+    outliers=(),
+    seed: int = 0,
+    commits=None,
+    noise: float = 0.01,
+) -> list[Path]:
     """One results file per run, a day apart, of the ``SERIES_CASES``.
 
     ``steps`` maps (model, batch, dtype, compile_mode) to (first run at the new level,
@@ -109,26 +141,46 @@ def write_series(directory: Path, runs: int = 12, steps=None, outliers=(), seed:
     steps = steps or {}
     paths = []
     for i in range(runs):
-        env = {"hostname": "box", "cpu_model": "test cpu", "cpu_count": 2, "threads": 1,
-               "gpus": [], "torch_version": "2.13.0", "python_version": "3.11",
-               "time": f"2026-11-{i + 1:02d}T03:00:00+00:00",
-               "git": {"commit": commits[i] if commits else f"{i:02d}" + "ab" * 19,
-                       "dirty": False}}
+        env = {
+            "hostname": "box",
+            "cpu_model": "test cpu",
+            "cpu_count": 2,
+            "threads": 1,
+            "gpus": [],
+            "torch_version": "2.13.0",
+            "python_version": "3.11",
+            "time": f"2026-11-{i + 1:02d}T03:00:00+00:00",
+            "git": {"commit": commits[i] if commits else f"{i:02d}" + "ab" * 19, "dirty": False},
+        }
         path = directory / f"run-{i:02d}.jsonl"
         with ResultsWriter(path, {"command": ["harness", "run"], "environment": env}) as writer:
             for case in SERIES_CASES:
                 model, batch, dtype, compile_mode = case
-                level = 1e-4 * batch ** 0.8 * (0.6 if dtype == "bfloat16" else 1) * (
-                    0.8 if compile_mode != "none" else 1)
+                level = (
+                    1e-4
+                    * batch**0.8
+                    * (0.6 if dtype == "bfloat16" else 1)
+                    * (0.8 if compile_mode != "none" else 1)
+                )
                 at, ratio = steps.get(case, (runs, 1.0))
                 level *= (ratio if i >= at else 1) * math.exp(rng.normal(0, noise))
                 level *= 1.4 if (case, i) in outliers else 1
                 samples = level * rng.lognormal(0, 0.03, 30)
                 beats = 1e-5 * rng.lognormal(0, noise, 2)
-                writer.write_case(series_record(model, batch, dtype, compile_mode, samples,
-                                                (float(beats[0]), float(beats[1]))))
+                writer.write_case(
+                    series_record(
+                        model,
+                        batch,
+                        dtype,
+                        compile_mode,
+                        samples,
+                        (float(beats[0]), float(beats[1])),
+                    )
+                )
         paths.append(path)
     return paths
+
+
 WORK_PLUGIN = """
     import os
     import torch
@@ -168,21 +220,30 @@ def work_plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of a subprocess that loads WORK_PLUGIN (model toy_work, suite toy)."""
     directory = tmp_path_factory.mktemp("work_plugin")
     (directory / "harness_test_work.py").write_text(textwrap.dedent(WORK_PLUGIN))
-    return {**os.environ, "PYTHONPATH": str(directory), "HARNESS_PLUGINS": "harness_test_work",
-            "HARNESS_TEST_WORK": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(directory),
+        "HARNESS_PLUGINS": "harness_test_work",
+        "HARNESS_TEST_WORK": "1",
+    }
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def plugin_pyproject(dist: str, entry_points: dict[str, str], version: str = "0.1.0",
-                     extra: str = "") -> str:
+def plugin_pyproject(
+    dist: str, entry_points: dict[str, str], version: str = "0.1.0", extra: str = ""
+) -> str:
     """A third-party plugin package's pyproject.toml: setuptools, ``harness.plugins``."""
     points = "\n".join(f'"{name}" = "{module}"' for name, module in entry_points.items())
-    return (f'[build-system]\nrequires = ["setuptools>=64"]\n'
-            f'build-backend = "setuptools.build_meta"\n\n'
-            f'[project]\nname = "{dist}"\nversion = "{version}"\n\n'
-            f'[project.entry-points."harness.plugins"]\n{points}\n{extra}')
+    return (
+        f'[build-system]\nrequires = ["setuptools>=64"]\n'
+        f'build-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{dist}"\nversion = "{version}"\n\n'
+        f'[project.entry-points."harness.plugins"]\n{points}\n{extra}'
+    )
+
+
 ASV_OUTPUTS = ("results_dir", "html_dir", "env_dir")
 
 
@@ -191,8 +252,11 @@ def asv_config(directory: Path) -> Path:
     from asv.util import load_json
 
     conf = load_json(ROOT / "asv.conf.json", js_comments=True)
-    conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / conf["benchmark_dir"]),
-                **{key: str(directory / conf[key]) for key in ASV_OUTPUTS})
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / conf["benchmark_dir"]),
+        **{key: str(directory / conf[key]) for key in ASV_OUTPUTS},
+    )
     path = directory / "asv.conf.json"
     path.write_text(json.dumps(conf))
     return path
@@ -258,12 +322,17 @@ def chain_plugin(prefix: str, repeat: int, broken: str = "") -> str:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
-def chain_package(repo: Path, prefix: str, history: Sequence[tuple[str, int, str]],
-                  entry_point: str | None = None) -> list[str]:
+def chain_package(
+    repo: Path, prefix: str, history: Sequence[tuple[str, int, str]], entry_point: str | None = None
+) -> list[str]:
     """A git checkout of a plugin package (not installed) holding :func:`chain_plugin`,
     one commit per (message, repeat, broken line) of ``history``, each also changing the
     module's last line; its commits' hashes. ``entry_point`` names the plugin (default
@@ -271,15 +340,14 @@ def chain_package(repo: Path, prefix: str, history: Sequence[tuple[str, int, str
     (repo / "src" / prefix).mkdir(parents=True)
     (repo / "src" / prefix / "__init__.py").write_text("")
     module = f"{prefix}.plugin"
-    (repo / "pyproject.toml").write_text(plugin_pyproject(prefix,
-                                                          {entry_point or prefix: module}))
+    (repo / "pyproject.toml").write_text(plugin_pyproject(prefix, {entry_point or prefix: module}))
     git(repo, "init", "-q")
     shas = []
     for index, (message, repeat, broken) in enumerate(history):
         (repo / "src" / prefix / "plugin.py").write_text(
-            chain_plugin(prefix, repeat, broken) + f"# commit {index}\n")
+            chain_plugin(prefix, repeat, broken) + f"# commit {index}\n"
+        )
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", message)
         shas.append(git(repo, "rev-parse", "HEAD"))
     return shas
-

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.results import iter_records
-from tests.conftest import ROOT, git as _git, plugin_pyproject
+from tests.conftest import ROOT, plugin_pyproject
+from tests.conftest import git as _git
 
 PLUGIN = """
     import os
@@ -78,8 +79,13 @@ def package(tmp_path_factory) -> dict[str, Path | str]:
 
 
 def _ab(cwd: Path, *argv: str, python: str = sys.executable) -> tuple[int, dict, str]:
-    done = subprocess.run([python, "-m", "harness.cli", "ab", *argv], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [python, "-m", "harness.cli", "ab", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     printed = json.loads(done.stdout) if done.stdout.startswith("{") else {}
     return done.returncode, printed, done.stderr
 
@@ -93,17 +99,30 @@ def _header(session: Path, role: str) -> dict:
 
 
 def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_recorded(
-        package, tmp_path):
-    code, printed, err = _ab(package["repo"], "-m", "toyperf_chain,toyperf_fragile",
-                             "--baseline", "HEAD~1", "--candidate", "HEAD",
-                             "--out", str(tmp_path), *FAST)
+    package, tmp_path
+):
+    code, printed, err = _ab(
+        package["repo"],
+        "-m",
+        "toyperf_chain,toyperf_fragile",
+        "--baseline",
+        "HEAD~1",
+        "--candidate",
+        "HEAD",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     cases = _cases(printed)
     assert code == 1, err  # the fragile case failed on one side
     assert cases["toyperf_chain"]["verdict"] == "slower"
     assert 1.5 < cases["toyperf_chain"]["ratio"] < 2.5
     fragile = cases["toyperf_fragile"]
-    assert (fragile["verdict"], fragile["status"], fragile["side"]) == ("failed", "error",
-                                                                        "baseline")
+    assert (fragile["verdict"], fragile["status"], fragile["side"]) == (
+        "failed",
+        "error",
+        "baseline",
+    )
     assert "baseline" in fragile["error"] and "fragile in base" in fragile["error"]
     (session,) = tmp_path.iterdir()
     for role, commit in (("baseline", package["base"]), ("candidate", package["doubled"])):
@@ -115,17 +134,39 @@ def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_
 
 
 def test_debug_shows_where_a_failing_side_raised(package, tmp_path):
-    code, _, err = _ab(package["repo"], "-m", "toyperf_fragile", "--baseline", "HEAD~1",
-                       "--candidate", "HEAD", "--debug", "--out", str(tmp_path), *FAST)
+    code, _, err = _ab(
+        package["repo"],
+        "-m",
+        "toyperf_fragile",
+        "--baseline",
+        "HEAD~1",
+        "--candidate",
+        "HEAD",
+        "--debug",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     assert code == 1
-    shown = err.split("toyperf_fragile[B=4] traceback:\n", 1)[1]
+    shown = err.split("toyperf_fragile[B=4,N=32,WORK=4] traceback:\n", 1)[1]
     assert "plugin.py" in shown and "RuntimeError: fragile in base" in shown
 
 
 def test_the_same_revision_on_both_sides_is_not_slower(package, tmp_path):
-    code, printed, err = _ab(package["repo"], "-m", "toyperf_chain", "--baseline", "HEAD",
-                             "--candidate", "HEAD", "--threshold", "50%",
-                             "--out", str(tmp_path), *FAST)
+    code, printed, err = _ab(
+        package["repo"],
+        "-m",
+        "toyperf_chain",
+        "--baseline",
+        "HEAD",
+        "--candidate",
+        "HEAD",
+        "--threshold",
+        "50%",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     assert code == 0, err
     assert _cases(printed)["toyperf_chain"]["verdict"] == "no change"
 
@@ -138,10 +179,24 @@ def test_a_model_the_repository_does_not_define_is_a_one_line_usage_error(packag
 
 
 def test_per_side_options_and_environment_reach_the_candidate(package, tmp_path):
-    code, printed, err = _ab(package["repo"], "-m", "toyperf_chain", "--baseline", "HEAD",
-                             "--candidate", "HEAD", "--candidate-env", "TOYPERF_SCALE=4",
-                             "--candidate-dtype", "bfloat16", "--candidate-threads", "1",
-                             "--out", str(tmp_path), *FAST)
+    code, printed, err = _ab(
+        package["repo"],
+        "-m",
+        "toyperf_chain",
+        "--baseline",
+        "HEAD",
+        "--candidate",
+        "HEAD",
+        "--candidate-env",
+        "TOYPERF_SCALE=4",
+        "--candidate-dtype",
+        "bfloat16",
+        "--candidate-threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     assert code == 0, err
     case = _cases(printed)["toyperf_chain"]
     assert case["verdict"] == "slower" and case["ratio"] > 2  # four times the products
@@ -153,8 +208,9 @@ def test_per_side_options_and_environment_reach_the_candidate(package, tmp_path)
     assert _header(session, "baseline")["side"]["env"] == {}
     records = [r for r in iter_records(session / "candidate.jsonl") if r["record"] == "case"]
     assert {(r["dtype"], r["threads"]) for r in records} == {("bfloat16", 1)}
-    assert "float32" in {r["dtype"] for r in iter_records(session / "baseline.jsonl")
-                         if r["record"] == "case"}
+    assert "float32" in {
+        r["dtype"] for r in iter_records(session / "baseline.jsonl") if r["record"] == "case"
+    }
 
 
 def _environment(path: Path, *packages: Path) -> str:
@@ -163,31 +219,69 @@ def _environment(path: Path, *packages: Path) -> str:
     venv.create(path, system_site_packages=True, with_pip=True)
     python = str(path / "bin" / "python")
     for package in packages:
-        subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(package)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--no-deps", "-e", str(package)],
+            check=True,
+            capture_output=True,
+        )
     return python
 
 
 @pytest.mark.slow
 def test_revisions_of_an_editable_installed_package_are_its_revisions_not_the_install(
-        package, tmp_path):
+    package, tmp_path
+):
     python = _environment(tmp_path / "venv", package["repo"])
-    code, printed, err = _ab(package["repo"], "-m", "toyperf_chain", "--baseline", "HEAD~1",
-                             "--candidate", "HEAD~1", "--threshold", "50%",
-                             "--out", str(tmp_path / "same"), *FAST, python=python)
+    code, printed, err = _ab(
+        package["repo"],
+        "-m",
+        "toyperf_chain",
+        "--baseline",
+        "HEAD~1",
+        "--candidate",
+        "HEAD~1",
+        "--threshold",
+        "50%",
+        "--out",
+        str(tmp_path / "same"),
+        *FAST,
+        python=python,
+    )
     assert code == 0, err
     assert _cases(printed)["toyperf_chain"]["verdict"] == "no change"
-    code, printed, err = _ab(package["repo"], "-m", "toyperf_chain", "--baseline", "HEAD~1",
-                             "--out", str(tmp_path / "head"), *FAST, python=python)
+    code, printed, err = _ab(
+        package["repo"],
+        "-m",
+        "toyperf_chain",
+        "--baseline",
+        "HEAD~1",
+        "--out",
+        str(tmp_path / "head"),
+        *FAST,
+        python=python,
+    )
     assert _cases(printed)["toyperf_chain"]["verdict"] == "slower", err
 
 
 @pytest.mark.slow
 def test_a_side_in_another_environment_runs_its_interpreter_and_records_it(tmp_path):
     python = _environment(tmp_path / "venv")
-    code, printed, err = _ab(ROOT, "-m", "calibration_matmul", "-b", "4", "-d", "N=32",
-                             "--candidate-python", python, "--threshold", "50%",
-                             "--out", str(tmp_path / "ab"), *FAST)
+    code, printed, err = _ab(
+        ROOT,
+        "-m",
+        "calibration_matmul",
+        "-b",
+        "4",
+        "-d",
+        "N=32",
+        "--candidate-python",
+        python,
+        "--threshold",
+        "50%",
+        "--out",
+        str(tmp_path / "ab"),
+        *FAST,
+    )
     assert code == 0, err
     assert _cases(printed)["calibration_matmul"]["verdict"] == "no change"
     (session,) = (tmp_path / "ab").iterdir()
@@ -202,20 +296,26 @@ PROTOCOL_1 = "c6e3952614"  # the last commit whose harness ab spoke protocol 1
 
 @pytest.mark.slow
 def test_an_interpreter_with_a_harness_of_another_protocol_is_a_one_line_error(tmp_path):
-    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{PROTOCOL_1}^{{commit}}"],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{PROTOCOL_1}^{{commit}}"], capture_output=True
+    ).returncode:
         pytest.skip("the commit with the old protocol is not in this clone")
     old = tmp_path / "old"
     old.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PROTOCOL_1],
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", PROTOCOL_1], capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
     venv.create(tmp_path / "venv", system_site_packages=True, with_pip=True)
     python = str(tmp_path / "venv" / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(old)], check=True,
-                   capture_output=True)
-    code, _, err = _ab(ROOT, "-m", "calibration_matmul", "-b", "4",
-                       "--baseline-python", python, *FAST)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", str(old)],
+        check=True,
+        capture_output=True,
+    )
+    code, _, err = _ab(
+        ROOT, "-m", "calibration_matmul", "-b", "4", "--baseline-python", python, *FAST
+    )
     assert code == 2 and err.count("\n") == 1
     assert "speaks ab protocol 1" in err and "speaks protocol 2" in err
     assert f"harness 0.1.0 at {tmp_path}" in err  # both versions, and where each is

@@ -1,7 +1,7 @@
 """asv: the benchmarks generated from the registry, discovered and run by asv itself.
 
 These use asv's fast path (``--python=same``: this environment, no virtualenv builds);
-the run over commits in asv's own virtualenvs is in the README, not in the tests.
+the run over commits in asv's own virtualenvs is in docs/tracking.md, not in the tests.
 """
 
 from __future__ import annotations
@@ -38,9 +38,14 @@ def asv(tmp_path: Path):
     env = {**{k: v for k, v in os.environ.items() if k != SUITES_ENV}, "HOME": str(tmp_path)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "asv", *args, "--config", str(config)],
-                              cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "asv", *args, "--config", str(config)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     run.results = tmp_path / "results/asv/results"
     return run
@@ -56,8 +61,11 @@ def test_a_quick_asv_run_here_measures_one_model_and_lists_every_tracked_one(asv
     assert asv("machine", "--yes").returncode == 0
     done = asv("run", "--python=same", "--quick", "--show-stderr", "-b", r"\.perceptron\.")
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("latency.perceptron.time_step", "metrics.perceptron.track_throughput",
-                 "metrics.perceptron.track_peak_memory"):
+    for name in (
+        "latency.perceptron.time_step",
+        "metrics.perceptron.track_throughput",
+        "metrics.perceptron.track_peak_memory",
+    ):
         assert f"{name}" in done.stdout and "failed" not in done.stdout, done.stdout
     benchmarks = json.loads((asv.results / "benchmarks.json").read_text())
     for model in registry.suite_models(registry.suite("smoke")):
@@ -72,16 +80,25 @@ def test_a_quick_asv_run_here_measures_one_model_and_lists_every_tracked_one(asv
 @pytest.fixture
 def generated(monkeypatch, registry):
     """Imports benchmarks/ afresh with a suite that sweeps dtypes, a dimension and compile."""
-    sweep = {"batch_sizes": (1, 4), "dtypes": ("float32", "bfloat16"),
-             "compile": ("none", "default")}
-    registry.suites["sweep"] = Suite("sweep", ("mlp", "unet2"), sweep=sweep,
-                                     overrides={"unet2": ModelOverride(dims={"H": (32, 64)})})
+    sweep = {
+        "batch_sizes": (1, 4),
+        "dtypes": ("float32", "bfloat16"),
+        "compile": ("none", "default"),
+    }
+    registry.suites["sweep"] = Suite(
+        "sweep",
+        ("mlp", "unet2"),
+        sweep=sweep,
+        overrides={"unet2": ModelOverride(dims={"H": (32, 64)})},
+    )
     monkeypatch.setattr("harness.registry.load_registry", lambda: registry)
     monkeypatch.setenv(SUITES_ENV, "sweep")
     monkeypatch.syspath_prepend(str(ROOT))
     _forget_benchmarks()
-    yield (importlib.import_module("benchmarks.latency"),
-           importlib.import_module("benchmarks.metrics"))
+    yield (
+        importlib.import_module("benchmarks.latency"),
+        importlib.import_module("benchmarks.metrics"),
+    )
     _forget_benchmarks()
     del registry.suites["sweep"]
 
@@ -110,8 +127,19 @@ def test_importing_asv_results_needs_a_results_directory_with_results(tmp_path, 
     assert main(["import-asv", str(tmp_path / "none"), "--out", str(tmp_path / "a.jsonl")]) == 1
     assert "is not a directory of asv results" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["import-asv", str(tmp_path / "empty"), "--commit", "abc",
-                 "--out", str(tmp_path / "a.jsonl")]) == 1
+    assert (
+        main(
+            [
+                "import-asv",
+                str(tmp_path / "empty"),
+                "--commit",
+                "abc",
+                "--out",
+                str(tmp_path / "a.jsonl"),
+            ]
+        )
+        == 1
+    )
     assert f"no asv results in {tmp_path / 'empty'} for commit abc" in capsys.readouterr().err
 
 
@@ -126,17 +154,39 @@ def test_asv_continuous_over_the_culprit_and_its_parent_agrees_with_harness_bise
     text = dense.read_text()
     layers = "(num_inputs, hidden_size, hidden_size, num_outputs)"
     assert layers in text
-    dense.write_text(text.replace(layers, "(num_inputs, hidden_size, hidden_size, hidden_size, "
-                                          "hidden_size, num_outputs)"))
+    dense.write_text(
+        text.replace(
+            layers, "(num_inputs, hidden_size, hidden_size, hidden_size, hidden_size, num_outputs)"
+        )
+    )
     git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run([*git, "commit", "-qam", "mlp: two more hidden layers"], check=True)
-    culprit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
+    culprit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
     env = {**{k: v for k, v in os.environ.items() if k != SUITES_ENV}, "HOME": str(tmp_path)}
-    bisect = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "HEAD~1", "HEAD",
-                             "-m", "mlp", "-b", "2", "--json", "-q"], cwd=repo, env=env,
-                            capture_output=True, text=True, timeout=900)
+    bisect = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "bisect",
+            "HEAD~1",
+            "HEAD",
+            "-m",
+            "mlp",
+            "-b",
+            "2",
+            "--json",
+            "-q",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     found = json.loads(bisect.stdout)
     assert bisect.returncode == 0, bisect.stderr
     assert found["culprit"] == culprit and found["ratio"] > 1.2
@@ -146,11 +196,32 @@ def test_asv_continuous_over_the_culprit_and_its_parent_agrees_with_harness_bise
     conf.update(repo=str(repo), branches=["HEAD"], benchmark_dir=str(repo / "benchmarks"))
     config.write_text(json.dumps(conf))
     asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes", "--config", str(config)], cwd=repo, env=env,
-                   check=True, capture_output=True)
-    continuous = subprocess.run([*asv, "continuous", "--config", str(config), "--factor",
-                                 "1.1", "-b", r"^latency\.mlp\.time_step", "HEAD~1", "HEAD"],
-                                cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+    subprocess.run(
+        [*asv, "machine", "--yes", "--config", str(config)],
+        cwd=repo,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    continuous = subprocess.run(
+        [
+            *asv,
+            "continuous",
+            "--config",
+            str(config),
+            "--factor",
+            "1.1",
+            "-b",
+            r"^latency\.mlp\.time_step",
+            "HEAD~1",
+            "HEAD",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     log = continuous.stdout + continuous.stderr
     assert "PERFORMANCE DECREASED" in log, log[-3000:]
     assert re.search(r"\+.*latency\.mlp\.time_step", log), log[-3000:]

@@ -16,13 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import chain_package, git as _git
+from tests.conftest import chain_package
+from tests.conftest import git as _git
 
 FAST = ["--pair-time", "0.05", "--time", "60", "-q", "--json"]
 # (message, repeat of toybis_chain, a line that breaks the module)
-HISTORY = [("base", 1, ""), ("docs", 1, ""), ("tidy", 1, ""),
-           ("break the build", 1, "raise ImportError('half-done refactoring')"),
-           ("mend the build", 1, ""), ("double the chain", 2, ""), ("more docs", 2, "")]
+HISTORY = [
+    ("base", 1, ""),
+    ("docs", 1, ""),
+    ("tidy", 1, ""),
+    ("break the build", 1, "raise ImportError('half-done refactoring')"),
+    ("mend the build", 1, ""),
+    ("double the chain", 2, ""),
+    ("more docs", 2, ""),
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +43,14 @@ def package(tmp_path_factory) -> dict:
 
 
 def _bisect(cwd: Path, *argv: str, env: dict | None = None) -> tuple[int, dict, str]:
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", *argv], cwd=cwd,
-                          capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bisect", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     printed = json.loads(done.stdout) if done.stdout.startswith("{") else {}
     return done.returncode, printed, done.stderr
 
@@ -45,20 +58,34 @@ def _bisect(cwd: Path, *argv: str, env: dict | None = None) -> tuple[int, dict, 
 def _state(repo: Path) -> tuple[str, ...]:
     """What a user would notice changed: HEAD, status, the edit, the index, bisect state."""
     git = repo / ".git"
-    return (_git(repo, "rev-parse", "HEAD"), _git(repo, "status", "--porcelain"),
-            (repo / "src" / "toybis" / "__init__.py").read_text(),
-            (git / "index").read_bytes().hex(),
-            (git / "BISECT_LOG").read_text() if (git / "BISECT_LOG").exists() else "")
+    return (
+        _git(repo, "rev-parse", "HEAD"),
+        _git(repo, "status", "--porcelain"),
+        (repo / "src" / "toybis" / "__init__.py").read_text(),
+        (git / "index").read_bytes().hex(),
+        (git / "BISECT_LOG").read_text() if (git / "BISECT_LOG").exists() else "",
+    )
 
 
 def test_the_culprit_is_found_past_a_commit_that_cannot_be_built(package, tmp_path):
     repo, shas = package["repo"], package["shas"]
-    subprocess.run(["git", "-C", str(repo), "bisect", "start", "--no-checkout", shas[-1],
-                    shas[0]], capture_output=True, check=True)  # the user's own, half done
+    subprocess.run(
+        ["git", "-C", str(repo), "bisect", "start", "--no-checkout", shas[-1], shas[0]],
+        capture_output=True,
+        check=True,
+    )  # the user's own, half done
     before = _state(repo)
     try:
-        code, printed, err = _bisect(repo, shas[0], "HEAD", "-m", "toybis_chain", *FAST,
-                                     "--out", str(tmp_path / "bisect.json"))
+        code, printed, err = _bisect(
+            repo,
+            shas[0],
+            "HEAD",
+            "-m",
+            "toybis_chain",
+            *FAST,
+            "--out",
+            str(tmp_path / "bisect.json"),
+        )
         assert _state(repo) == before
     finally:
         subprocess.run(["git", "-C", str(repo), "bisect", "reset"], capture_output=True)
@@ -79,8 +106,9 @@ def test_the_culprit_is_found_past_a_commit_that_cannot_be_built(package, tmp_pa
 
 def test_a_history_without_a_regression_is_declined_and_each_model_has_its_own_answer(package):
     repo, shas = package["repo"], package["shas"]
-    code, printed, err = _bisect(repo, shas[0], shas[-1], "-m", "toybis_chain,toybis_flat",
-                                 "--threshold", "50%", *FAST)
+    code, printed, err = _bisect(
+        repo, shas[0], shas[-1], "-m", "toybis_chain,toybis_flat", "--threshold", "50%", *FAST
+    )
     assert code == 1, err  # one model has no culprit
     cases = {c["model"]: c for c in printed["cases"]}
     assert cases["toybis_chain"]["culprit"] == shas[5]
@@ -92,21 +120,39 @@ def test_a_history_without_a_regression_is_declined_and_each_model_has_its_own_a
 
 def test_text_output_names_the_culprit_and_every_step(package):
     repo, shas = package["repo"], package["shas"]
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", shas[4], shas[6],
-                           "-m", "toybis_chain", "--pair-time", "0.05"], cwd=repo,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "bisect",
+            shas[4],
+            shas[6],
+            "-m",
+            "toybis_chain",
+            "--pair-time",
+            "0.05",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     assert f"culprit {shas[5][:10]} 'double the chain'" in done.stdout
     assert "against its parent" in done.stdout and "step 1:" in done.stdout
     assert "timing bad against good" in done.stderr  # progress goes to stderr
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["HEAD", "HEAD~2"], "is not an ancestor of"),
-    (["HEAD", "HEAD"], "are the same commit"),
-    (["nosuchrev", "HEAD"], "no revision 'nosuchrev'"),
-    (["HEAD~2", "HEAD", "-m", "calibration_matmul"], "not defined by"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["HEAD", "HEAD~2"], "is not an ancestor of"),
+        (["HEAD", "HEAD"], "are the same commit"),
+        (["nosuchrev", "HEAD"], "no revision 'nosuchrev'"),
+        (["HEAD~2", "HEAD", "-m", "calibration_matmul"], "not defined by"),
+    ],
+)
 def test_bad_revisions_and_models_are_one_line_errors(package, argv, message):
     code, _, err = _bisect(package["repo"], *argv, *FAST)
     assert code == 2 and err.count("\n") == 1 and message in err, err
@@ -144,10 +190,27 @@ def test_ctrl_c_leaves_no_processes_trees_or_git_state_behind(package, tmp_path)
     env = {**os.environ, "TMPDIR": str(scratch), mark.split("=")[0]: mark.split("=")[1]}
     before = _state(repo)
     # -X faulthandler: should it hang, SIGABRT makes it print where each thread is
-    child = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "harness.cli",
-                              "bisect", shas[0], "HEAD", "-m", "toybis_chain", "--pair-time",
-                              "0.2"], cwd=repo, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-m",
+            "harness.cli",
+            "bisect",
+            shas[0],
+            "HEAD",
+            "-m",
+            "toybis_chain",
+            "--pair-time",
+            "0.2",
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not any(scratch.iterdir()) or len(_processes_marked(mark)) < 3:
         assert child.poll() is None and time.monotonic() < deadline, child.communicate()
@@ -190,9 +253,16 @@ def test_the_history_is_first_parent_a_merge_is_one_step(tmp_path):
     assert [c.subject for c in history] == ["a", "b", "merge topic", "c"]
 
 
-@pytest.mark.parametrize("low, high, skipped, expected", [
-    (0, 6, set(), 3), (0, 6, {3}, 2), (0, 6, {2, 3}, 4), (2, 4, {3}, None), (3, 4, set(), None),
-])
+@pytest.mark.parametrize(
+    "low, high, skipped, expected",
+    [
+        (0, 6, set(), 3),
+        (0, 6, {3}, 2),
+        (0, 6, {2, 3}, 4),
+        (2, 4, {3}, None),
+        (3, 4, set(), None),
+    ],
+)
 def test_the_midpoint_is_the_unskipped_commit_nearest_the_middle(low, high, skipped, expected):
     from harness.bisect import _midpoint
 
@@ -227,8 +297,17 @@ def _judge(level: dict, sd: float = 0.01, fail: str | None = None, said: list | 
     pair, clock = _simulated(level, sd, fail=fail)
     confirmation = [math.log(level["bad"] / level["good"]) + d for d in (0.01, -0.01, 0.0)]
     groups, sums = [list(confirmation)], list(confirmation)
-    return judge(mid, good, bad, pair, groups, sums, ab.Settings(0.02, max_time=40.0),
-                 (said if said is not None else []).append, clock)
+    return judge(
+        mid,
+        good,
+        bad,
+        pair,
+        groups,
+        sums,
+        ab.Settings(0.02, max_time=40.0),
+        (said if said is not None else []).append,
+        clock,
+    )
 
 
 def test_a_midpoint_performing_as_either_end_is_judged_so_in_a_few_rounds():

@@ -55,12 +55,20 @@ def _check(capsys, *argv: str) -> tuple[int, dict[str, dict]]:
 
 def test_check_reports_a_segfault_and_a_hang_as_their_models_failures(plugin_module, capsys):
     name = plugin_module(HOSTILE)
-    code, rows = _check(capsys, "-m", "hostile_segfault,hostile_hang,hostile_fine",
-                        "--plugin", name, "--timeout", "5")
+    code, rows = _check(
+        capsys,
+        "-m",
+        "hostile_segfault,hostile_hang,hostile_fine",
+        "--plugin",
+        name,
+        "--timeout",
+        "5",
+    )
     assert code == 1
     assert rows["hostile_segfault"]["problems"] == ["crashed: process killed by SIGSEGV"]
     assert rows["hostile_hang"]["problems"] == [
-        "timeout: no result after the 5 s timeout; raise it with --timeout"]
+        "timeout: no result after the 5 s timeout; raise it with --timeout"
+    ]
     assert not rows["hostile_segfault"]["ok"] and rows["hostile_segfault"]["expected"] is None
     assert rows["hostile_fine"]["ok"] and rows["hostile_fine"]["observed"] == [[2, 4]]
 
@@ -73,27 +81,61 @@ def test_check_timeout_needs_process_isolation(plugin_module, capsys):
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_a_shape_that_does_not_evaluate_fails_its_model_naming_the_expression(
-        plugin_module, capsys, isolation):
+    plugin_module, capsys, isolation
+):
     name = plugin_module(HOSTILE)
-    code = main(["check", "-m", "hostile_div0,hostile_huge,hostile_negative,hostile_fine",
-                 "--plugin", name, "--isolation", isolation])
+    code = main(
+        [
+            "check",
+            "-m",
+            "hostile_div0,hostile_huge,hostile_negative,hostile_fine",
+            "--plugin",
+            name,
+            "--isolation",
+            isolation,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "hostile_div0: ShapeError: expression '4 // 0': division by zero" in out
-    assert ("hostile_huge: ShapeError: expression '99999999999999999999': value "
-            "99999999999999999999 is beyond 2**62") in out
+    assert (
+        "hostile_huge: ShapeError: expression '99999999999999999999': value "
+        "99999999999999999999 is beyond 2**62"
+    ) in out
     assert "hostile_negative: ShapeError: expression '-N': value -4 is negative" in out
     assert "4 models checked, 3 failed" in out
 
 
 def test_run_records_a_wrong_output_shape_as_shape_mismatch_and_goes_on(
-        plugin_module, tmp_path, capsys):
+    plugin_module, tmp_path, capsys
+):
     name = plugin_module(HOSTILE)
     out = tmp_path / "run.jsonl"
-    code = main(["run", "-m", "hostile_wrong,hostile_fine", "-b", "1,3", "--compile",
-                 "none,default", "--backend", "eager", "--mode", "infer,train", "--plugin",
-                 name, "--isolation", "none", "--max-time", "0.01", "--warmup-time", "0.01",
-                 "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "-m",
+            "hostile_wrong,hostile_fine",
+            "-b",
+            "1,3",
+            "--compile",
+            "none,default",
+            "--backend",
+            "eager",
+            "--mode",
+            "infer,train",
+            "--plugin",
+            name,
+            "--isolation",
+            "none",
+            "--max-time",
+            "0.01",
+            "--warmup-time",
+            "0.01",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 1
     assert "16 cases: 8 ok, 8 failed, 0 skipped" in printed
@@ -101,8 +143,10 @@ def test_run_records_a_wrong_output_shape_as_shape_mismatch_and_goes_on(
     wrong = frame[frame["model"] == "hostile_wrong"]
     assert set(wrong["status"]) == {"shape_mismatch"} and len(wrong) == 8
     for batch, error in zip(wrong["batch_size"], wrong["error"]):
-        assert error == (f"OutputShapeMismatch: output 0 at B={batch}: expected (B, N + 1) = "
-                         f"({batch}, 5), got ({batch}, 4)")
+        assert error == (
+            f"OutputShapeMismatch: output 0 at B={batch}: expected (B, N + 1) = "
+            f"({batch}, 5), got ({batch}, 4)"
+        )
     assert set(frame[frame["model"] == "hostile_fine"]["status"]) == {"ok"}
 
 

@@ -40,7 +40,8 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 def _plugin(folder: Path, name: str, forward: str) -> str:
     """A plugin module in ``folder`` with one model, ``name``, whose forward is ``forward``."""
-    (folder / f"{name}.py").write_text(textwrap.dedent("""
+    (folder / f"{name}.py").write_text(
+        textwrap.dedent("""
         import os, sys, time
         from pathlib import Path
         from torch import nn
@@ -58,31 +59,35 @@ def _plugin(folder: Path, name: str, forward: str) -> str:
         def harness_models():
             return [ModelSpec(name={name!r}, constructor=Model, inputs=[Input("x", "(B, 4)")],
                               outputs=["(B, 4)"])]
-    """).format(forward=textwrap.indent(textwrap.dedent(forward), " " * 8), name=name))
+    """).format(forward=textwrap.indent(textwrap.dedent(forward), " " * 8), name=name)
+    )
     return name
 
 
 def _harness(folder: Path, *args: str, **popen: object) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
     env.pop("HARNESS_PLUGINS", None)
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=folder, env=env,
-                            **popen)
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=folder, env=env, **popen)
 
 
-def test_a_model_that_forks_and_hangs_leaves_no_process_after_its_timeout(tmp_path, monkeypatch,
-                                                                          capsys):
+def test_a_model_that_forks_and_hangs_leaves_no_process_after_its_timeout(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.syspath_prepend(str(tmp_path))
-    name = _plugin(tmp_path, "forks_and_hangs", """
+    name = _plugin(
+        tmp_path,
+        "forks_and_hangs",
+        """
         child = os.fork()
         if child == 0:
             time.sleep(120)
             os._exit(0)
         (FOLDER / "grandchild").write_text(str(child))
         time.sleep(120)
-    """)
+    """,
+    )
     out = tmp_path / "run.jsonl"
-    code = main(["run", "--plugin", name, "-m", name, *RUN, "--timeout", "3",
-                 "--out", str(out)])
+    code = main(["run", "--plugin", name, "-m", name, *RUN, "--timeout", "3", "--out", str(out)])
     capsys.readouterr()
     grandchild = int((tmp_path / "grandchild").read_text())
     try:
@@ -94,14 +99,28 @@ def test_a_model_that_forks_and_hangs_leaves_no_process_after_its_timeout(tmp_pa
 
 
 def test_killing_the_harness_ends_its_case_at_once_and_quietly(tmp_path):
-    name = _plugin(tmp_path, "slow_to_answer", """
+    name = _plugin(
+        tmp_path,
+        "slow_to_answer",
+        """
         (FOLDER / "case").write_text(str(os.getpid()))
         time.sleep(4)
-    """)
+    """,
+    )
     with (tmp_path / "stderr").open("w") as stderr:
-        run = _harness(tmp_path, "run", "--plugin", name, "-m", name, *RUN,
-                       "--out", str(tmp_path / "run.jsonl"), stdout=subprocess.DEVNULL,
-                       stderr=stderr)
+        run = _harness(
+            tmp_path,
+            "run",
+            "--plugin",
+            name,
+            "-m",
+            name,
+            *RUN,
+            "--out",
+            str(tmp_path / "run.jsonl"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         try:
             deadline = time.monotonic() + 120
             while not (tmp_path / "case").exists() and run.poll() is None:
@@ -135,16 +154,27 @@ def chatty_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chatty")
     name = _plugin(folder, "chatty_model", CHATTY)
     out = folder / "run.jsonl"
-    run = _harness(folder, "run", "--plugin", name, "-m", name, *RUN, "--debug",
-                   "--out", str(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                   text=True)
+    run = _harness(
+        folder,
+        "run",
+        "--plugin",
+        name,
+        "-m",
+        name,
+        *RUN,
+        "--debug",
+        "--out",
+        str(out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stdout, stderr = run.communicate(timeout=300)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     return stdout, stderr, [r for r in records if r.get("record") == "case"]
 
 
-def test_a_models_prints_stay_off_the_harness_stdout_and_their_tail_is_in_its_record(
-        chatty_run):
+def test_a_models_prints_stay_off_the_harness_stdout_and_their_tail_is_in_its_record(chatty_run):
     stdout, _, records = chatty_run
     assert "chatter" not in stdout and "last words" not in stdout
     assert len(stdout) < 5000  # the table and its notes
@@ -163,12 +193,14 @@ def test_debug_shows_where_the_plugin_raised(chatty_run):
 
 
 def test_without_isolation_a_models_prints_stay_off_stdout_and_their_tail_is_recorded(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.syspath_prepend(str(tmp_path))
     name = _plugin(tmp_path, "chatty_inline", CHATTY)
     out = tmp_path / "run.jsonl"
-    code = main(["run", "--plugin", name, "-m", name, *RUN, "--isolation", "none",
-                 "--out", str(out)])
+    code = main(
+        ["run", "--plugin", name, "-m", name, *RUN, "--isolation", "none", "--out", str(out)]
+    )
     assert code == 1
     assert "chatter" not in capsys.readouterr().out
     (record,) = [json.loads(line) for line in out.read_text().splitlines()[1:]]

@@ -41,8 +41,9 @@ def test_list_json_describes_every_model(capsys, registry):
     assert [r["name"] for r in rows] == list(registry.models)
     gen = next(r for r in rows if r["name"] == "dcgan_generator")
     assert gen["plugin"] == "gan" and gen["params"] == 3_576_704
-    assert gen["inputs"] == [{"name": "z", "shape": "(B, NZ, 1, 1)", "dtype": "float",
-                              "high": None}]
+    assert gen["inputs"] == [
+        {"name": "z", "shape": "(B, NZ, 1, 1)", "dtype": "float", "high": None}
+    ]
     assert gen["outputs"] == ["(B, NC, 4 * 2 ** (I + 1), 4 * 2 ** (I + 1))"]
     assert {"gan", "all", "smoke"} <= set(gen["suites"])
     assert gen["kwargs"] == {"nz": 100, "ngf": 64, "nc": 3, "depth": 3}
@@ -65,8 +66,7 @@ def test_check_json_reports_expected_and_observed_at_batch_two(capsys):
     assert results["dcgan_chain"]["params"] == 2_753_408
 
 
-def test_check_reports_a_shape_mismatch_with_expression_values_and_actual(
-        capsys, plugin_module):
+def test_check_reports_a_shape_mismatch_with_expression_values_and_actual(capsys, plugin_module):
     name = plugin_module("""
         import harness
         from harness import Dim, Input, ModelSpec
@@ -84,22 +84,36 @@ def test_check_reports_a_shape_mismatch_with_expression_values_and_actual(
 
 
 def test_check_at_a_swept_dimension(capsys):
-    code, out, _ = run_cli(capsys, "check", "-m", "dcgan_discriminator", "--dim", "H=128",
-                           "--json")
+    code, out, _ = run_cli(capsys, "check", "-m", "dcgan_discriminator", "--dim", "H=128", "--json")
     (result,) = json.loads(out)
     assert code == 0 and result["observed"] == [[2, 1, 5, 1]]
 
 
 def test_run_writes_results_and_a_table(capsys, tmp_path):
     out_file = tmp_path / "run.jsonl"
-    code, out, err = run_cli(capsys, "run", "--model", "perceptron", "--batch-sizes", "1,4",
-                             "--dim", "NIN=10,20", "--out", str(out_file), *FAST)
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "perceptron",
+        "--batch-sizes",
+        "1,4",
+        "--dim",
+        "NIN=10,20",
+        "--out",
+        str(out_file),
+        *FAST,
+    )
     assert code == 0, err
     assert "4 cases: 4 ok, 0 failed, 0 skipped" in out and str(out_file) in out
     frame = load(out_file)
     assert len(frame) == 4
     assert sorted(zip(frame["batch_size"], frame["dims"].map(lambda d: d["NIN"]))) == [
-        (1, 10), (1, 20), (4, 10), (4, 20)]
+        (1, 10),
+        (1, 20),
+        (4, 10),
+        (4, 20),
+    ]
     assert set(frame["status"]) == {"ok"}
     assert (frame["throughput"] == frame["batch_size"] / frame["latency.median"]).all()
     assert "[1/4] perceptron[B=1,NIN=10]" in err
@@ -115,8 +129,17 @@ def test_run_default_output_lands_under_results(capsys, tmp_path, monkeypatch):
 def test_a_failing_model_is_recorded_and_the_sweep_goes_on(capsys, tmp_path, plugin_module):
     name = plugin_module(TOY_PLUGIN)
     out_file = tmp_path / "run.jsonl"
-    code, out, _ = run_cli(capsys, "run", "--model", "toy_boom,toy_linear", "--plugin", name,
-                           "--out", str(out_file), *FAST)
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "toy_boom,toy_linear",
+        "--plugin",
+        name,
+        "--out",
+        str(out_file),
+        *FAST,
+    )
     assert code == 1
     frame = load(out_file).set_index("model")
     assert frame.loc["toy_boom", "status"] == "error"
@@ -125,23 +148,28 @@ def test_a_failing_model_is_recorded_and_the_sweep_goes_on(capsys, tmp_path, plu
     assert "3 cases: 2 ok, 1 failed, 0 skipped" in out
 
 
-@pytest.mark.parametrize(("argv", "fragments"), [
-    (["run", "--suite", "gann"], ["unknown suite 'gann'", "did you mean 'gan'"]),
-    (["run", "--model", "alexnett"], ["unknown model 'alexnett'", "did you mean 'alexnet'"]),
-    (["check", "--model", "vea"], ["unknown model 'vea'", "did you mean 'vae'"]),
-    (["run", "--suite", "gan", "--model", "mlp"], ["'mlp' is not in suite 'gan'"]),
-    (["run"], ["nothing to run", "--suite"]),
-    (["run", "-m", "mlp", "--dim", "H=64"], ["no selected model has a dimension 'H'"]),
-    (["run", "-m", "unet2", "--dim", "H=63"], ["H=63 breaks its constraint",
-                                               "2 * ((H - 2) // 2 + 1) == H"]),
-    (["run", "-m", "mlp", "--batch-sizes", "0,2"], ["integers from 1 to", "'0,2'"]),
-    (["run", "-m", "mlp", "--batch-sizes", "abc"], ["--batch-sizes"]),
-    (["run", "-m", "mlp", "--dim", "H"], ["NAME=VALUE"]),
-    (["run", "-m", "mlp", "--dim", "H=x"], ["dimension H", "integers from 1 to 2**62"]),
-    (["run", "-m", "mlp", "--max-time", "-1"], ["number of seconds above 0"]),
-    (["run", "-m", "mlp", "--target-precision", "150%"], ["fraction"]),
-    (["frobnicate"], ["invalid choice"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["run", "--suite", "gann"], ["unknown suite 'gann'", "did you mean 'gan'"]),
+        (["run", "--model", "alexnett"], ["unknown model 'alexnett'", "did you mean 'alexnet'"]),
+        (["check", "--model", "vea"], ["unknown model 'vea'", "did you mean 'vae'"]),
+        (["run", "--suite", "gan", "--model", "mlp"], ["'mlp' is not in suite 'gan'"]),
+        (["run"], ["nothing to run", "--suite"]),
+        (["run", "-m", "mlp", "--dim", "H=64"], ["no selected model has a dimension 'H'"]),
+        (
+            ["run", "-m", "unet2", "--dim", "H=63"],
+            ["H=63 breaks its constraint", "2 * ((H - 2) // 2 + 1) == H"],
+        ),
+        (["run", "-m", "mlp", "--batch-sizes", "0,2"], ["integers from 1 to", "'0,2'"]),
+        (["run", "-m", "mlp", "--batch-sizes", "abc"], ["--batch-sizes"]),
+        (["run", "-m", "mlp", "--dim", "H"], ["NAME=VALUE"]),
+        (["run", "-m", "mlp", "--dim", "H=x"], ["dimension H", "integers from 1 to 2**62"]),
+        (["run", "-m", "mlp", "--max-time", "-1"], ["number of seconds above 0"]),
+        (["run", "-m", "mlp", "--target-precision", "150%"], ["fraction"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(capsys, argv, fragments):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -160,8 +188,7 @@ def test_broken_plugin_exits_1_with_one_line(capsys, plugin_module):
     name = plugin_module("import no_such_dependency_q\n")
     code, _, err = run_cli(capsys, "list", "--plugin", name)
     assert code == 1
-    assert_one_line_error(err, f"plugin module '{name}' failed to import",
-                          "ModuleNotFoundError")
+    assert_one_line_error(err, f"plugin module '{name}' failed to import", "ModuleNotFoundError")
 
 
 def test_debug_shows_the_traceback(capsys):
@@ -176,21 +203,27 @@ def _script() -> str:
 
 
 def test_console_script_exit_codes_and_stderr(tmp_path):
-    ok = subprocess.run([_script(), "list", "--suite", "gan", "--json"], capture_output=True,
-                        text=True)
+    ok = subprocess.run(
+        [_script(), "list", "--suite", "gan", "--json"], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 5
     bad = subprocess.run([_script(), "run", "--suite", "gann"], capture_output=True, text=True)
     assert bad.returncode == 2
-    assert bad.stderr == ("harness: error: unknown suite 'gann'; did you mean 'gan'? (available: "
-                          "all, autoencoders, classifiers, gan, segmentation, sequence, smoke)\n")
+    assert bad.stderr == (
+        "harness: error: unknown suite 'gann'; did you mean 'gan'? (available: "
+        "all, autoencoders, classifiers, gan, segmentation, sequence, smoke)\n"
+    )
     assert bad.stdout == ""
 
 
 @pytest.mark.slow
 def test_smoke_suite_runs_every_model_end_to_end(tmp_path, registry):
     out_file = tmp_path / "smoke.jsonl"
-    done = subprocess.run([_script(), "run", "--suite", "smoke", "--out", str(out_file)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [_script(), "run", "--suite", "smoke", "--out", str(out_file)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     frame = load(out_file)
     assert sorted(frame["model"]) == sorted(registry.models)

@@ -36,29 +36,47 @@ DAMAGE: dict[str, tuple[Callable[[dict], bytes], str]] = {
     "nul_bytes": (lambda c: b"\0" * 64, "not JSON"),
     "not_utf8": (lambda c: bytes(range(128, 256)), "not UTF-8 text"),
     "deep_nesting": (lambda c: b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
-    "5000_digit_integer": (lambda c: _case_with(c, b"9" * 5000, batch_size="RAW"),
-                           "a number too long to read"),
+    "5000_digit_integer": (
+        lambda c: _case_with(c, b"9" * 5000, batch_size="RAW"),
+        "a number too long to read",
+    ),
     "nan_literal": (lambda c: _case_with(c, b"NaN", throughput="RAW"), "NaN in it"),
     "latency_text": (lambda c: _case_with(c, latency="x"), "latency is 'x'"),
     "batch_size_text": (lambda c: _case_with(c, batch_size="abc"), "batch_size is 'abc'"),
     "dims_number": (lambda c: _case_with(c, dims=5), "dims is 5"),
-    "no_model": (lambda c: json.dumps({k: v for k, v in c.items() if k != "model"}).encode(),
-                 "no model"),
-    "median_1e999": (lambda c: _case_with(c, b"1e999", latency=_latency(c, median="RAW")),
-                     "latency.median is inf"),
-    "negative_samples": (lambda c: _case_with(c, latency=_latency(c, samples=[1e-3, -1e-3])),
-                         "latency.samples holds -0.001"),
-    "text_samples": (lambda c: _case_with(c, latency=_latency(c, samples=[1e-3, "fast"])),
-                     "latency.samples holds 'fast'"),
-    "negative_memory": (lambda c: _case_with(c, memory={"cpu_peak_rss_bytes": -5}),
-                        "memory.cpu_peak_rss_bytes is -5"),
+    "no_model": (
+        lambda c: json.dumps({k: v for k, v in c.items() if k != "model"}).encode(),
+        "no model",
+    ),
+    "median_1e999": (
+        lambda c: _case_with(c, b"1e999", latency=_latency(c, median="RAW")),
+        "latency.median is inf",
+    ),
+    "negative_samples": (
+        lambda c: _case_with(c, latency=_latency(c, samples=[1e-3, -1e-3])),
+        "latency.samples holds -0.001",
+    ),
+    "text_samples": (
+        lambda c: _case_with(c, latency=_latency(c, samples=[1e-3, "fast"])),
+        "latency.samples holds 'fast'",
+    ),
+    "negative_memory": (
+        lambda c: _case_with(c, memory={"cpu_peak_rss_bytes": -5}),
+        "memory.cpu_peak_rss_bytes is -5",
+    ),
     "not_an_object": (lambda c: b"[1, 2, 3]", "a JSON list, not an object"),
-    "memory_text": (lambda c: _case_with(c, memory={"cpu_peak_rss_bytes": "x"}),
-                    "memory.cpu_peak_rss_bytes is 'x', expected a number or null"),
-    "utilisation_text": (lambda c: _case_with(c, flops={"utilisation": "x"}),
-                         "flops.utilisation is 'x'"),
-    "samples_null": (lambda c: _case_with(c, latency=_latency(c, samples=None)),
-                     "latency.samples is None"),
+    "memory_text": (
+        lambda c: _case_with(c, memory={"cpu_peak_rss_bytes": "x"}),
+        "memory.cpu_peak_rss_bytes is 'x', expected a number or null",
+    ),
+    "utilisation_text": (
+        lambda c: _case_with(c, flops={"utilisation": "x"}),
+        "flops.utilisation is 'x'",
+    ),
+    "samples_null": (
+        lambda c: _case_with(c, latency=_latency(c, samples=None)),
+        "latency.samples is None",
+    ),
 }
 
 
@@ -75,17 +93,19 @@ def _damaged(runs: list[Path], kinds: list[str], name: str = "damaged") -> Path:
     case = json.loads(lines[1])
     bad = [DAMAGE[kind][0](case) for kind in kinds]
     path = runs[0].parent.parent / f"{name}.jsonl"
-    path.write_bytes(b"\n".join([*lines[:DAMAGED_AT - 1], *bad, *lines[DAMAGED_AT - 1:]]) + b"\n")
+    path.write_bytes(b"\n".join([*lines[: DAMAGED_AT - 1], *bad, *lines[DAMAGED_AT - 1 :]]) + b"\n")
     return path
 
 
 def _commands(path: Path, others: list[Path], out: Path) -> dict[str, list[str]]:
     """Each command that reads results, given ``path`` where it reads a run."""
     rest = [str(p) for p in others]
-    return {"results": ["results", str(path), "--json"],
-            "compare": ["compare", rest[0], str(path), "--json"],
-            "history": ["history", str(path), *rest, "--json"],
-            "report": ["report", str(path), *rest, "-o", str(out)]}
+    return {
+        "results": ["results", str(path), "--json"],
+        "compare": ["compare", rest[0], str(path), "--json"],
+        "history": ["history", str(path), *rest, "--json"],
+        "report": ["report", str(path), *rest, "-o", str(out)],
+    }
 
 
 def _check_kept(command: str, stdout: str, out: Path) -> None:
@@ -110,7 +130,8 @@ def test_load_skips_a_damaged_line_naming_file_line_and_why_and_keeps_the_rest(r
         frame = load(path)
     assert len(frame) == CASES
     assert sorted(zip(frame["model"], frame["batch_size"])) == sorted(
-        (m, b) for m, b, *_ in SERIES_CASES)
+        (m, b) for m, b, *_ in SERIES_CASES
+    )
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
@@ -118,16 +139,22 @@ def test_every_command_skips_a_damaged_line_and_uses_the_rest(runs, kind, capsys
     path = _damaged(runs, [kind])
     out = path.with_suffix(".html")
     for command, argv in _commands(path, runs[1:], out).items():
-        with pytest.warns(CorruptLineWarning,
-                          match=rf"{path}:{DAMAGED_AT}: skipped: {DAMAGE[kind][1]}"):
+        with pytest.warns(
+            CorruptLineWarning, match=rf"{path}:{DAMAGED_AT}: skipped: {DAMAGE[kind][1]}"
+        ):
             assert main(argv) == 0, command
         stdout, stderr = capsys.readouterr()
         assert "Traceback" not in stdout + stderr
         _check_kept(command, stdout, out)
 
 
-@pytest.mark.parametrize("command", ["results", *(pytest.param(c, marks=pytest.mark.slow)
-                                                 for c in ("compare", "history", "report"))])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "results",
+        *(pytest.param(c, marks=pytest.mark.slow) for c in ("compare", "history", "report")),
+    ],
+)
 def test_the_cli_names_each_damaged_line_on_one_line_of_its_own(runs, command):
     """The real command line, in a process of its own: warnings as Python does not show
     them, one line each (in-process, pytest records them instead)."""
@@ -135,8 +162,9 @@ def test_the_cli_names_each_damaged_line_on_one_line_of_its_own(runs, command):
     path = _damaged(runs, kinds[:SHOWN_SKIPS])
     out = path.with_suffix(".html")
     argv = _commands(path, runs[1:], out)[command]
-    done = subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     warned = done.stderr.splitlines()
@@ -172,8 +200,11 @@ def _bad_header(path: Path, runs: list[Path]) -> None:
     path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
 
 
-NOTHING_VALID = {"binary": lambda p, runs: _binary(p), "nul_bytes": lambda p, runs: _nul_bytes(p),
-                 "header_without_run_id": _bad_header}
+NOTHING_VALID = {
+    "binary": lambda p, runs: _binary(p),
+    "nul_bytes": lambda p, runs: _nul_bytes(p),
+    "header_without_run_id": _bad_header,
+}
 
 
 @pytest.mark.parametrize("kind", NOTHING_VALID)
@@ -185,8 +216,9 @@ def test_a_file_with_no_valid_run_is_a_one_line_error_naming_it(runs, kind, caps
     for command, argv in _commands(path, runs[1:], path.with_suffix(".html")).items():
         assert main(argv) == 1, command
         stdout, stderr = capsys.readouterr()
-        assert stderr.startswith(f"harness: error: {path}: no valid run: not a harness "
-                                 "results file, or damaged"), command
+        assert stderr.startswith(
+            f"harness: error: {path}: no valid run: not a harness results file, or damaged"
+        ), command
         assert len(stderr.splitlines()) == 1 and "Traceback" not in stdout + stderr
     assert not [w for w in recwarn if w.category is CorruptLineWarning]
 
@@ -194,8 +226,12 @@ def test_a_file_with_no_valid_run_is_a_one_line_error_naming_it(runs, kind, caps
 def test_a_file_with_no_valid_run_is_one_line_on_the_real_cli(runs):
     path = runs[0].parent.parent / "binary.jsonl"
     _binary(path)
-    done = subprocess.run([sys.executable, "-m", "harness", "compare", str(runs[1]), str(path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "compare", str(runs[1]), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     assert done.stderr.startswith(f"harness: error: {path}: no valid run")
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
@@ -215,9 +251,11 @@ def _odd(case: dict) -> list[dict]:
     """Records that are valid though readers once tripped on them: an ok case without
     samples (an import) beside heartbeats, a null block size, a compiled case that does
     not name its backend."""
-    return [{**case, "latency": _latency(case, samples=[])},
-            {**case, "latency": _latency(case, block_size=None)},
-            {**case, "compile_mode": "default", "backend": None}]
+    return [
+        {**case, "latency": _latency(case, samples=[])},
+        {**case, "latency": _latency(case, block_size=None)},
+        {**case, "compile_mode": "default", "backend": None},
+    ]
 
 
 @pytest.mark.parametrize("which", range(3))

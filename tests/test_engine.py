@@ -53,7 +53,8 @@ def test_flops_count_the_matmul_forward_and_the_weight_gradient_in_training(toy)
     # the input needs no gradient, so backward adds one matmul: the weight's gradient
     assert train["flops"]["per_step"] == 2 * forward
     assert train["flops"]["achieved_per_s"] == pytest.approx(
-        2 * forward / train["latency"]["median"])
+        2 * forward / train["latency"]["median"]
+    )
 
 
 def test_training_records_gradient_and_momentum_bytes(toy):
@@ -77,9 +78,26 @@ def test_cast_stores_weights_in_the_dtype_while_amp_keeps_float32(toy):
 def test_compiled_case_records_compile_stats_and_speedup_over_its_eager_twin(toy, tmp_path):
     name, _ = toy
     out = tmp_path / "compiled.jsonl"
-    code = main(["run", "-m", "toy_linear", "-b", "2", "--compile", "none,default",
-                 "--backend", "eager", "--isolation", "none", "--plugin", name, "--out", str(out),
-                 *QUICK_ARGS])
+    code = main(
+        [
+            "run",
+            "-m",
+            "toy_linear",
+            "-b",
+            "2",
+            "--compile",
+            "none,default",
+            "--backend",
+            "eager",
+            "--isolation",
+            "none",
+            "--plugin",
+            name,
+            "--out",
+            str(out),
+            *QUICK_ARGS,
+        ]
+    )
     assert code == 0
     eager, compiled = [r for r in iter_records(out) if r["record"] == "case"]
     assert (eager["compile_mode"], compiled["compile_mode"]) == ("none", "default")
@@ -87,15 +105,30 @@ def test_compiled_case_records_compile_stats_and_speedup_over_its_eager_twin(toy
     assert stats["graphs"] == 1 and stats["graph_breaks"] == 0 and stats["recompiles"] == 0
     assert stats["first_call_s"] >= stats["time_s"] >= 0
     assert compiled["speedup_vs_eager"] == pytest.approx(
-        eager["latency"]["median"] / compiled["latency"]["median"])
+        eager["latency"]["median"] / compiled["latency"]["median"]
+    )
     assert "speedup_vs_eager" not in eager
 
 
 def test_isolation_none_measures_in_process_and_records_failures(toy, tmp_path, capsys):
     name, _ = toy
     out = tmp_path / "inline.jsonl"
-    code = main(["run", "-m", "toy_linear,toy_boom", "-b", "1", "--isolation", "none",
-                 "--plugin", name, "--out", str(out), *QUICK_ARGS])
+    code = main(
+        [
+            "run",
+            "-m",
+            "toy_linear,toy_boom",
+            "-b",
+            "1",
+            "--isolation",
+            "none",
+            "--plugin",
+            name,
+            "--out",
+            str(out),
+            *QUICK_ARGS,
+        ]
+    )
     capsys.readouterr()
     assert code == 1
     frame = load(out).set_index("model")
@@ -130,11 +163,28 @@ GREEDY = """
 
 
 def test_auto_batch_search_under_a_memory_limit_finds_the_largest_fitting_batch(
-        plugin_module, tmp_path, capsys):
+    plugin_module, tmp_path, capsys
+):
     name = plugin_module(GREEDY)
     out = tmp_path / "auto.jsonl"
-    code = main(["run", "-m", "greedy", "-b", "auto", "--memory-limit", "512M", "--threads", "1",
-                 "--plugin", name, "--out", str(out), *QUICK_ARGS])
+    code = main(
+        [
+            "run",
+            "-m",
+            "greedy",
+            "-b",
+            "auto",
+            "--memory-limit",
+            "512M",
+            "--threads",
+            "1",
+            "--plugin",
+            name,
+            "--out",
+            str(out),
+            *QUICK_ARGS,
+        ]
+    )
     capsys.readouterr()
     (record,) = [r for r in iter_records(out) if r["record"] == "case"]
     search = record["batch_search"]
@@ -153,11 +203,26 @@ def _case_lines(path: Path) -> list[dict]:
 @pytest.mark.filterwarnings("ignore::harness.results.CorruptLineWarning")  # the torn line stays
 def test_a_run_killed_with_sigkill_resumes_each_remaining_case_exactly_once(tmp_path, capsys):
     out = tmp_path / "killed.jsonl"
-    command = [sys.executable, "-m", "harness", "run", "-m", "perceptron,softmax_classifier",
-               "-b", "1,2,4,8", "--max-time", "0.3", "--warmup-time", "0.05", "-q",
-               "--out", str(out)]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "-m",
+        "perceptron,softmax_classifier",
+        "-b",
+        "1,2,4,8",
+        "--max-time",
+        "0.3",
+        "--warmup-time",
+        "0.05",
+        "-q",
+        "--out",
+        str(out),
+    ]
+    child = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for_cases(child, out, 2)
         os.killpg(child.pid, signal.SIGKILL)
@@ -172,8 +237,9 @@ def test_a_run_killed_with_sigkill_resumes_each_remaining_case_exactly_once(tmp_
     assert "already recorded" in capsys.readouterr().out
     cases = _case_lines(out)
     keys = [(r["model"], r["batch_size"]) for r in cases]
-    assert sorted(keys) == sorted((m, b) for m in ("perceptron", "softmax_classifier")
-                                  for b in (1, 2, 4, 8))
+    assert sorted(keys) == sorted(
+        (m, b) for m in ("perceptron", "softmax_classifier") for b in (1, 2, 4, 8)
+    )
     assert len({r["run_id"] for r in cases}) == 1
     assert {r["status"] for r in cases} == {"ok"}
     headers = [r for r in iter_records(out) if r["record"] == "run"]

@@ -41,9 +41,26 @@ FAULTY = """
 def test_hang_abort_and_oom_are_recorded_and_the_sweep_goes_on(plugin_module, tmp_path, capsys):
     name = plugin_module(FAULTY)
     out = tmp_path / "faults.jsonl"
-    code = main(["run", "-m", "faulty_hang,faulty_abort,faulty_oom,perceptron", "-b", "1,4,8",
-                 "--plugin", name, "--timeout", "3", "--max-time", "0.01", "--warmup-time",
-                 "0.01", "--out", str(out), "-q"])
+    code = main(
+        [
+            "run",
+            "-m",
+            "faulty_hang,faulty_abort,faulty_oom,perceptron",
+            "-b",
+            "1,4,8",
+            "--plugin",
+            name,
+            "--timeout",
+            "3",
+            "--max-time",
+            "0.01",
+            "--warmup-time",
+            "0.01",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     capsys.readouterr()
     assert code == 1
     frame = load(out)

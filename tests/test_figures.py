@@ -12,10 +12,10 @@ import numpy as np
 from rich.console import Console
 
 from harness import environment
+from harness.cli import main
 from harness.console import results_table
 from harness.plan import Case
 from harness.results import ResultsWriter
-from harness.cli import main
 from tests.conftest import series_record, write_series
 from tests.test_cli import run_cli
 
@@ -27,10 +27,21 @@ def _table_text(rows) -> str:
 
 
 def _ok(batch: int, per: str | None, block_size: int) -> tuple[Case, dict]:
-    latency = {"median": 1e-3, "iqr": 1e-4, "ci_low": 9e-4, "ci_high": 1.1e-3, "n": 20,
-               "block_size": block_size, **({"per": per} if per else {})}
-    return Case("mlp", batch), {"status": "ok", "batch_size": batch, "latency": latency,
-                                "throughput": batch / 1e-3}
+    latency = {
+        "median": 1e-3,
+        "iqr": 1e-4,
+        "ci_low": 9e-4,
+        "ci_high": 1.1e-3,
+        "n": 20,
+        "block_size": block_size,
+        **({"per": per} if per else {}),
+    }
+    return Case("mlp", batch), {
+        "status": "ok",
+        "batch_size": batch,
+        "latency": latency,
+        "throughput": batch / 1e-3,
+    }
 
 
 def test_the_results_table_names_its_spread_per_call_or_per_block():
@@ -45,16 +56,33 @@ def test_a_run_records_its_settings_and_names_its_percentiles(tmp_path, capsys, 
     monkeypatch.setenv("KMP_BLOCKTIME", "1")
     monkeypatch.setenv("TORCHINDUCTOR_TEST_HOSTILE", "[/red]" + "x" * 1000)
     out_file = tmp_path / "run.jsonl"
-    code, out, _ = run_cli(capsys, "run", "-m", "perceptron", "-b", "1", "--max-time", "0.05",
-                           "--warmup-time", "0.01", "--isolation", "none",
-                           "--out", str(out_file))
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        "-m",
+        "perceptron",
+        "-b",
+        "1",
+        "--max-time",
+        "0.05",
+        "--warmup-time",
+        "0.01",
+        "--isolation",
+        "none",
+        "--out",
+        str(out_file),
+    )
     assert code == 0
     header, case = (json.loads(line) for line in out_file.read_text().splitlines()[:2])
     env = header["environment"]
     assert env["torch_settings"] == {
-        "float32_matmul_precision": "highest", "cuda_matmul_allow_tf32": False,
-        "cudnn_allow_tf32": True, "cudnn_benchmark": False, "cudnn_deterministic": False,
-        "deterministic_algorithms": False}
+        "float32_matmul_precision": "highest",
+        "cuda_matmul_allow_tf32": False,
+        "cudnn_allow_tf32": True,
+        "cudnn_benchmark": False,
+        "cudnn_deterministic": False,
+        "deterministic_algorithms": False,
+    }
     variables = env["environment_variables"]
     assert variables["KMP_BLOCKTIME"] == "1"
     assert variables["TORCHINDUCTOR_TEST_HOSTILE"] == ("[/red]" + "x" * 1000)[:200]
@@ -70,15 +98,19 @@ def _write(path: Path, header: dict, threads: int) -> Path:
     rng = np.random.default_rng(0)
     with ResultsWriter(path, header) as writer:
         for batch in (1, 8):
-            record = series_record("mlp", batch, "float32", "none",
-                                   rng.lognormal(np.log(1e-3), 0.02, 30))
+            record = series_record(
+                "mlp", batch, "float32", "none", rng.lognormal(np.log(1e-3), 0.02, 30)
+            )
             writer.write_case({**record, "threads": threads})
     return path
 
 
 def _header() -> dict:
-    return {"command": ["harness", "run"], "environment": environment.collect(),
-            "settings": {"isolation": "process", "min_time": 0.2, "max_time": 1.0}}
+    return {
+        "command": ["harness", "run"],
+        "environment": environment.collect(),
+        "settings": {"isolation": "process", "min_time": 0.2, "max_time": 1.0},
+    }
 
 
 def _warnings(out: str) -> list[str]:
@@ -96,8 +128,10 @@ def test_compare_warns_in_one_line_when_threads_or_torch_differ(tmp_path, capsys
     assert "threads 1 -> 2" in warning
     assert f"torch_version {_header()['environment']['torch_version']} -> 2.0.0" in warning
     code, out, _ = run_cli(capsys, "compare", str(base), str(cand), "--json")
-    assert {d["name"] for d in json.loads(out)["different_settings"]} == {"threads",
-                                                                          "torch_version"}
+    assert {d["name"] for d in json.loads(out)["different_settings"]} == {
+        "threads",
+        "torch_version",
+    }
 
 
 def test_compare_prints_no_settings_warning_when_they_match(tmp_path, capsys):
@@ -123,8 +157,9 @@ def test_a_run_that_did_not_record_a_setting_is_not_called_different(tmp_path, c
 
 def test_the_settings_warning_shows_values_from_files_as_short_plain_text(tmp_path, capsys):
     hostile = _header()
-    hostile["environment"]["environment_variables"] = {"OMP_NUM_THREADS": "[/red]\x1b[31m"
-                                                       + "9" * 500}
+    hostile["environment"]["environment_variables"] = {
+        "OMP_NUM_THREADS": "[/red]\x1b[31m" + "9" * 500
+    }
     plain = copy.deepcopy(hostile)
     plain["environment"]["environment_variables"] = {}
     base = _write(tmp_path / "base.jsonl", plain, threads=1)

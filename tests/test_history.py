@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import compare, history
+from harness import history, significance
 from harness.cli import main
 from harness.results import load_runs
 from tests.conftest import write_series
@@ -24,8 +24,12 @@ OUTLIER = ("mlp", 1, "float32", "none")
 
 
 def _series_dir(tmp_path: Path, **kwargs) -> Path:
-    write_series(tmp_path, steps={REGRESSED: (6, 1.15), IMPROVED: (8, 0.88)},
-                 outliers=[(OUTLIER, 3)], **kwargs)
+    write_series(
+        tmp_path,
+        steps={REGRESSED: (6, 1.15), IMPROVED: (8, 0.88)},
+        outliers=[(OUTLIER, 3)],
+        **kwargs,
+    )
     return tmp_path
 
 
@@ -72,11 +76,14 @@ def _years(noises, step=None, ratio=1.0, cases=1, seed=0, nights=365):
     """One series per noise (the same draws, scaled), each with ``step``, then
     ``cases - 1`` pure-noise series at the last noise; samples scatter by 1 %."""
     bench = _validation_script()
-    made = [bench.year(np.random.default_rng(seed), "gaussian", noise, 0.01, nights, step,
-                       ratio) for noise in noises]
+    made = [
+        bench.year(np.random.default_rng(seed), "gaussian", noise, 0.01, nights, step, ratio)
+        for noise in noises
+    ]
     rng = np.random.default_rng(seed + 1)
-    made += [bench.year(rng, "gaussian", noises[-1], 0.01, nights, None, 1.0)
-             for _ in range(cases - 1)]
+    made += [
+        bench.year(rng, "gaussian", noises[-1], 0.01, nights, None, 1.0) for _ in range(cases - 1)
+    ]
     return [bench.as_series(c.samples, f"case{i}") for i, c in enumerate(made)]
 
 
@@ -86,7 +93,7 @@ def test_pure_noise_with_large_run_to_run_noise_is_not_flagged():
     series = _years([0.06], cases=20)
     values = np.log(series[0].values)
     i = int(np.argmax(np.abs(np.diff(values))))
-    apart = compare.shift(series[0].points[i].pooled, series[0].points[i + 1].pooled)
+    apart = significance.shift(series[0].points[i].pooled, series[0].points[i + 1].pooled)
     assert apart.p_value < 1e-6 and abs(math.log(apart.ratio)) > 0.1
     assert history.detect(series) == []
 
@@ -116,8 +123,10 @@ def test_a_spell_of_three_slow_runs_is_not_a_step_and_a_week_is_two():
     assert history.detect([spell]) == []
     values[40:47] *= 1.4
     week = _validation_script().as_series([[v] for v in values])
-    assert [(s.index, s.verdict) for s in history.detect([week])] == [(40, "slower"),
-                                                                     (47, "faster")]
+    assert [(s.index, s.verdict) for s in history.detect([week])] == [
+        (40, "slower"),
+        (47, "faster"),
+    ]
 
 
 def test_history_finds_the_two_steps_and_not_the_slow_run(tmp_path):
@@ -156,10 +165,21 @@ def test_runs_with_repeats_are_one_point_each(tmp_path):
 
 
 def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
-                         env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-                              "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+            "HOME": str(repo),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     return out.stdout.strip()
 
 
@@ -183,8 +203,7 @@ def test_commit_order_follows_the_repository_not_the_clock(tmp_path, monkeypatch
     assert {s.key[:2]: s.verdict for s in by_time.steps}[("mlp", 8)] == "slower"
 
 
-def test_commit_order_needs_the_repository_that_holds_the_commits(tmp_path, monkeypatch,
-                                                                   capsys):
+def test_commit_order_needs_the_repository_that_holds_the_commits(tmp_path, monkeypatch, capsys):
     (tmp_path / "runs").mkdir()
     runs = _series_dir(tmp_path / "runs")
     elsewhere = tmp_path / "not-a-repo"
@@ -214,7 +233,9 @@ def test_cli_tables_json_and_the_regression_gate(tmp_path, capsys):
     assert report["summary"] == {"regressions": 1, "improvements": 1}
     assert len(report["runs"]) == 12 and len(report["cases"]) == 7
     assert {s["case"]: s["verdict"] for s in report["steps"]} == {
-        "mlp[B=8,N=8]": "slower", "conv[B=4,N=8]": "faster"}
+        "mlp[B=8,N=8]": "slower",
+        "conv[B=4,N=8]": "faster",
+    }
 
 
 def test_each_run_is_read_once_however_often_it_is_named(tmp_path):
@@ -251,8 +272,9 @@ def test_finds_steps_at_least_as_well_as_asv():
     theirs = max(bench.f1(bench.pooled(table, d)) for d in bench.ASV_STEPS)
     assert ours >= theirs
     assert ours >= 0.8
-    assert (bench.f1(bench.pooled(table, "harness slower"))
-            >= bench.f1(bench.pooled(table, "asv regressions")))
+    assert bench.f1(bench.pooled(table, "harness slower")) >= bench.f1(
+        bench.pooled(table, "asv regressions")
+    )
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from harness.results import load
 
 MESSAGE = "[enforce fail at alloc_cpu.cpp:127] boom [/red] [bold]:smile:"
 
-MARKUP = f'''
+MARKUP = f"""
     from torch import nn
     import harness
     from harness import Input, ModelSpec
@@ -22,15 +22,30 @@ MARKUP = f'''
                           kwargs={{"in_features": 4, "out_features": 4}},
                           inputs=[Input("x", "(B, 4)")], outputs=["(B, 4)"],
                           batch_sizes=(1,))]
-'''
+"""
 
 
-def test_an_error_message_with_markup_is_recorded_and_shown_verbatim(plugin_module, tmp_path,
-                                                                     capsys):
+def test_an_error_message_with_markup_is_recorded_and_shown_verbatim(
+    plugin_module, tmp_path, capsys
+):
     name = plugin_module(MARKUP)
     out = tmp_path / "markup.jsonl"
-    code = main(["run", "-m", "shouting", "--plugin", name, "--isolation", "none",
-                 "--max-time", "0.01", "--out", str(out), "-q"])
+    code = main(
+        [
+            "run",
+            "-m",
+            "shouting",
+            "--plugin",
+            name,
+            "--isolation",
+            "none",
+            "--max-time",
+            "0.01",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     shown = capsys.readouterr().out
     assert code == 1
     assert MESSAGE in load(out)["error"].iloc[0]

@@ -15,17 +15,28 @@ import numpy as np
 import pytest
 
 import harness_plugins
-from harness import compare
+from harness import compare, sequential, significance
 from harness.cli import main
-from harness import sequential
 from harness.interleave import MIN_TURNS, InterleaveError, shared_cores
 from harness.results import iter_records
 from tests.conftest import TOY_PLUGIN
 
 PLUGINS = Path(harness_plugins.__file__).parent
 ROOT = PLUGINS.parent
-FAST = ["-m", "calibration_matmul", "-b", "4", "-d", "N=32", "-d", "WORK=4",
-        "--pair-time", "0.05", "--time", "60"]
+FAST = [
+    "-m",
+    "calibration_matmul",
+    "-b",
+    "4",
+    "-d",
+    "N=32",
+    "-d",
+    "WORK=4",
+    "--pair-time",
+    "0.05",
+    "--time",
+    "60",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,22 +55,24 @@ def _turns(rng, ratio: float, count: int = 50, drift: float = 0.1, noise: float 
 
 def test_shift_of_turns_sees_a_5_percent_change_through_10_percent_drift():
     rng = np.random.default_rng(4)
-    found = [compare.shift_of_turns(*_turns(rng, 1.05)) for _ in range(200)]
+    found = [significance.shift_of_turns(*_turns(rng, 1.05)) for _ in range(200)]
     assert sum(e.p_value <= 0.05 and e.ci_low > 1.0 for e in found) == 200
     assert sum(e.ci_low <= 1.05 <= e.ci_high for e in found) >= 180
 
 
 def test_shift_of_turns_false_alarms_at_about_alpha():
     rng = np.random.default_rng(5)
-    alarms = sum(compare.shift_of_turns(*_turns(rng, 1.0)).p_value <= 0.05 for _ in range(1000))
+    alarms = sum(
+        significance.shift_of_turns(*_turns(rng, 1.0)).p_value <= 0.05 for _ in range(1000)
+    )
     assert 20 <= alarms <= 80
 
 
 def test_the_paired_interval_does_not_widen_with_the_machines_drift():
     def widths(drift: float) -> tuple[float, float]:
         base, cand = _turns(np.random.default_rng(6), 1.05, drift=drift)
-        paired = compare.shift_of_turns(base, cand)
-        pooled = compare.shift([s for t in base for s in t], [s for t in cand for s in t])
+        paired = significance.shift_of_turns(base, cand)
+        pooled = significance.shift([s for t in base for s in t], [s for t in cand for s in t])
         return paired.ci_high - paired.ci_low, pooled.ci_high - pooled.ci_low
 
     steady, drifting = widths(0.0), widths(0.3)
@@ -69,17 +82,23 @@ def test_the_paired_interval_does_not_widen_with_the_machines_drift():
 
 def _session_rows(turns_b, turns_c, session="s1", pair=None):
     def row(turns):
-        return {"latency.samples": [s for t in turns for s in t], "batch_size": 4,
-                "interleaved.session": session, "interleaved.pair": pair,
-                "interleaved.turns": [len(t) for t in turns]}
+        return {
+            "latency.samples": [s for t in turns for s in t],
+            "batch_size": 4,
+            "interleaved.session": session,
+            "interleaved.pair": pair,
+            "interleaved.turns": [len(t) for t in turns],
+        }
+
     return [row(turns_b)], [row(turns_c)]
 
 
 def test_a_one_pair_session_of_an_earlier_harness_is_judged_turn_by_turn():
     rng = np.random.default_rng(7)
     base, cand = _turns(rng, 1.05)
-    assert compare.estimate(*_session_rows(base, cand), "latency") == \
-        compare.shift_of_turns(base, cand)
+    assert compare.estimate(*_session_rows(base, cand), "latency") == significance.shift_of_turns(
+        base, cand
+    )
     assert compare.interleaved_turns(*_session_rows(base, cand[:-1]), "latency") is None
     throughput = compare.interleaved_turns(*_session_rows(base, cand), "throughput")
     assert throughput[0][0] == pytest.approx([4 / s for s in base[0]])
@@ -93,7 +112,7 @@ def test_pairs_of_a_session_are_judged_by_the_confidence_sequence_in_pair_order(
     shuffled = compare.estimate(base[::-1], cand[::-1], "latency")
     est = compare.estimate(base, cand, "latency")
     assert est == shuffled and est.method == "pairs"
-    logs = [np.log(compare.shift_of_turns(b, c).ratio) for b, c in pairs]
+    logs = [np.log(significance.shift_of_turns(b, c).ratio) for b, c in pairs]
     assert est.ratio == pytest.approx(sequential.look(logs).ratio)
     assert est.p_value == sequential.look(logs).p_value
     assert compare.estimate(base, cand[:-1], "latency").method != "pairs"  # not pair for pair
@@ -120,12 +139,28 @@ def _records(path: Path) -> list[dict]:
     return [r for r in iter_records(path) if r["record"] == "case"]
 
 
-def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(tmp_path,
-                                                                               capsys):
+def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(tmp_path, capsys):
     out = tmp_path / "ab"
     # time to settle even on a loaded machine: a session stops once its verdict is settled
-    assert main(["ab", *FAST, "--time", "600", "--baseline", str(ROOT), "--threshold", "50%",
-                 "--out", str(out), "-q", "--json"]) == 0
+    assert (
+        main(
+            [
+                "ab",
+                *FAST,
+                "--time",
+                "600",
+                "--baseline",
+                str(ROOT),
+                "--threshold",
+                "50%",
+                "--out",
+                str(out),
+                "-q",
+                "--json",
+            ]
+        )
+        == 0
+    )
     (printed,) = json.loads(capsys.readouterr().out)["cases"]
     (session,) = out.iterdir()
     base, cand = (_records(session / f"{side}.jsonl") for side in ("baseline", "candidate"))
@@ -141,17 +176,42 @@ def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(
     assert base[0]["interleaved"]["source"] == f"folder {ROOT}"
     assert printed["verdict"] == "no change" and printed["method"] == "pairs", printed
     assert printed["time_s"] == max(c["interleaved"]["case_elapsed_s"] for c in cand)
-    assert main(["compare", str(session / "baseline.jsonl"), str(session / "candidate.jsonl"),
-                 "--threshold", "50%", "--json"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(session / "baseline.jsonl"),
+                str(session / "candidate.jsonl"),
+                "--threshold",
+                "50%",
+                "--json",
+            ]
+        )
+        == 0
+    )
     (again,) = json.loads(capsys.readouterr().out)["cases"]
-    assert {k: again[k] for k in ("ratio", "ci_low", "ci_high", "verdict")} == \
-        {k: printed[k] for k in ("ratio", "ci_low", "ci_high", "verdict")}
+    assert {k: again[k] for k in ("ratio", "ci_low", "ci_high", "verdict")} == {
+        k: printed[k] for k in ("ratio", "ci_low", "ci_high", "verdict")
+    }
 
 
 def test_ab_calls_a_doubled_workload_slower_and_fails_when_asked(tmp_path, capsys):
     slow = _slow_copy(tmp_path, "for _ in range(2 * self.work):")
-    code = main(["ab", *FAST, "--baseline", str(ROOT), "--candidate", str(slow),
-                 "--out", str(tmp_path / "ab"), "-q", "--json", "--fail-on-regression"])
+    code = main(
+        [
+            "ab",
+            *FAST,
+            "--baseline",
+            str(ROOT),
+            "--candidate",
+            str(slow),
+            "--out",
+            str(tmp_path / "ab"),
+            "-q",
+            "--json",
+            "--fail-on-regression",
+        ]
+    )
     (case,) = json.loads(capsys.readouterr().out)["cases"]
     assert code == 1
     assert case["verdict"] == "slower"
@@ -162,13 +222,13 @@ def test_ab_calls_a_doubled_workload_slower_and_fails_when_asked(tmp_path, capsy
 
 @pytest.mark.parametrize("revision", ["HEAD", "HEAD~1"])
 def test_ab_takes_the_baseline_from_a_git_revision_and_records_its_commit(tmp_path, revision):
-    found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", revision],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", revision], capture_output=True, text=True
+    )
     if found.returncode:
         pytest.skip(f"no {revision} here: not a git checkout, or a shallow one")
     chosen = ["--baseline", revision] if revision != "HEAD" else []
-    assert main(["ab", *FAST, *chosen, "--threshold", "50%", "--out", str(tmp_path),
-                 "-q"]) == 0
+    assert main(["ab", *FAST, *chosen, "--threshold", "50%", "--out", str(tmp_path), "-q"]) == 0
     (session,) = tmp_path.iterdir()
     sha = found.stdout.strip()
     (record, *_) = _records(session / "baseline.jsonl")
@@ -179,13 +239,16 @@ def test_ab_takes_the_baseline_from_a_git_revision_and_records_its_commit(tmp_pa
     assert header["side"]["code"]["git"]["commit"] == sha
 
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["--baseline", "no-such-revision-xyz"], ["no revision 'no-such-revision-xyz'", "folder"]),
-    (["--candidate", "/proc/self/fdinfo"], ["holds no Python package of model code"]),
-    (["-b", "auto"], ["-b N[,N] instead of auto"]),
-    (["--candidate-python", "/no/such/python"], ["no Python interpreter at '/no/such/python'"]),
-    (["--candidate-env", "1BAD"], ["expected NAME=VALUE"]),
-])
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["--baseline", "no-such-revision-xyz"], ["no revision 'no-such-revision-xyz'", "folder"]),
+        (["--candidate", "/proc/self/fdinfo"], ["holds no Python package of model code"]),
+        (["-b", "auto"], ["-b N[,N] instead of auto"]),
+        (["--candidate-python", "/no/such/python"], ["no Python interpreter at '/no/such/python'"]),
+        (["--candidate-env", "1BAD"], ["expected NAME=VALUE"]),
+    ],
+)
 def test_ab_usage_errors_exit_2_with_one_line(capsys, argv, fragments):
     try:
         code = main(["ab", *FAST, "-q", *argv])
@@ -198,27 +261,55 @@ def test_ab_usage_errors_exit_2_with_one_line(capsys, argv, fragments):
         assert fragment in err
 
 
-def test_outside_a_git_checkout_the_default_sides_are_a_usage_error(tmp_path, monkeypatch,
-                                                                    capsys):
+def test_outside_a_git_checkout_the_default_sides_are_a_usage_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["ab", *FAST, "-q"]) == 2
     assert "is not in one" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("body, timeout, status, fragments", [
-    ("import os, signal\n        os.kill(os.getpid(), signal.SIGABRT)\n"
-     "        for _ in range(self.work):",
-     "60", "crashed", ["candidate (folder", "killed by SIGABRT"]),
-    ("import time\n        time.sleep(3600)\n        for _ in range(self.work):",
-     "3", "timeout", ["candidate (folder", "did not answer within 3 s", "--timeout"]),
-    ("raise RuntimeError('deliberate')\n        for _ in range(self.work):",
-     "60", "error", ["candidate (folder", "failed: RuntimeError: deliberate"]),
-])
+@pytest.mark.parametrize(
+    "body, timeout, status, fragments",
+    [
+        (
+            "import os, signal\n        os.kill(os.getpid(), signal.SIGABRT)\n"
+            "        for _ in range(self.work):",
+            "60",
+            "crashed",
+            ["candidate (folder", "killed by SIGABRT"],
+        ),
+        (
+            "import time\n        time.sleep(3600)\n        for _ in range(self.work):",
+            "3",
+            "timeout",
+            ["candidate (folder", "did not answer within 3 s", "--timeout"],
+        ),
+        (
+            "raise RuntimeError('deliberate')\n        for _ in range(self.work):",
+            "60",
+            "error",
+            ["candidate (folder", "failed: RuntimeError: deliberate"],
+        ),
+    ],
+)
 def test_a_side_that_crashes_hangs_or_raises_is_recorded_and_the_exit_status_is_1(
-        tmp_path, capsys, body, timeout, status, fragments):
+    tmp_path, capsys, body, timeout, status, fragments
+):
     broken = _slow_copy(tmp_path, body)
-    code = main(["ab", *FAST, "--baseline", str(ROOT), "--candidate", str(broken),
-                 "--timeout", timeout, "--out", str(tmp_path / "ab"), "-q"])
+    code = main(
+        [
+            "ab",
+            *FAST,
+            "--baseline",
+            str(ROOT),
+            "--candidate",
+            str(broken),
+            "--timeout",
+            timeout,
+            "--out",
+            str(tmp_path / "ab"),
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     (failed,) = [line for line in out.splitlines() if line.startswith("failed: ")]
@@ -230,12 +321,32 @@ def test_a_side_that_crashes_hangs_or_raises_is_recorded_and_the_exit_status_is_
     assert fragments[-1] in cand["error"]
 
 
-def test_ab_measures_models_of_plugins_named_in_the_environment(plugin_module, monkeypatch,
-                                                                tmp_path, capsys):
+def test_ab_measures_models_of_plugins_named_in_the_environment(
+    plugin_module, monkeypatch, tmp_path, capsys
+):
     monkeypatch.setenv("HARNESS_PLUGINS", plugin_module(TOY_PLUGIN))
-    assert main(["ab", "-m", "toy_linear", "-b", "2", "--pair-time", "0.05",
-                 "--candidate-threads", "1", "--threshold", "50%", "--out", str(tmp_path),
-                 "-q", "--json"]) == 0
+    assert (
+        main(
+            [
+                "ab",
+                "-m",
+                "toy_linear",
+                "-b",
+                "2",
+                "--pair-time",
+                "0.05",
+                "--candidate-threads",
+                "1",
+                "--threshold",
+                "50%",
+                "--out",
+                str(tmp_path),
+                "-q",
+                "--json",
+            ]
+        )
+        == 0
+    )
     (case,) = json.loads(capsys.readouterr().out)["cases"]
     assert case["model"] == "toy_linear" and case["verdict"] == "no change"
 

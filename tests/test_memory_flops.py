@@ -89,17 +89,39 @@ def _assert_known_memory(record: dict) -> None:
 
 
 def test_memory_is_what_a_known_model_allocates_with_isolation_none_also_when_repeated(
-        known, tmp_path):
+    known, tmp_path
+):
     """In a fresh harness process: how much of its heap a long-lived one (this test
     session) has left fragmented is not the harness's to control."""
     name, _ = known
     out = tmp_path / "none.jsonl"
     # a repeat must not reuse the first one's freed memory unseen
-    subprocess.run([sys.executable, "-m", "harness.cli", "run", "-m", "known_memory",
-                    "--plugin", name, "--isolation", "none", "--repeats", "2",
-                    "--max-time", "0.02", "--warmup-time", "0.01", "-q", "--out", str(out)],
-                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(
-                       tmp_path)})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "-m",
+            "known_memory",
+            "--plugin",
+            name,
+            "--isolation",
+            "none",
+            "--repeats",
+            "2",
+            "--max-time",
+            "0.02",
+            "--warmup-time",
+            "0.01",
+            "-q",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
     records = [r for r in iter_records(out) if r["record"] == "case"]
     assert len(records) == 2
     for record in records:
@@ -126,8 +148,9 @@ def test_a_tiny_model_adds_under_two_mebibytes_in_its_own_process(known):
 
 def test_training_counts_momentum_and_activations_in_the_tensor_peak(known):
     _, registry = known
-    record = measure_case(registry.model("known_memory").spec,
-                          Case("known_memory", 1, mode="train"), QUICK)
+    record = measure_case(
+        registry.model("known_memory").spec, Case("known_memory", 1, mode="train"), QUICK
+    )
     assert record["status"] == "ok", record.get("error")
     # the second step's forward (its gradients were set to None at its start): the
     # parameters, SGD's momentum from the first step, the input, the sums and their
@@ -142,8 +165,9 @@ def test_flops_the_counter_cannot_see_are_unknown_not_zero(known):
     formula for: its FLOPs are null and the table shows "-", not 0 and 0 %."""
     _, registry = known
     case = Case("encoder_layer", 2)
-    record = measure_case(registry.model("encoder_layer").spec, case, QUICK,
-                          {peak_key("cpu", "float32"): 1e12})
+    record = measure_case(
+        registry.model("encoder_layer").spec, case, QUICK, {peak_key("cpu", "float32"): 1e12}
+    )
     assert record["status"] == "ok", record.get("error")
     assert record["flops"]["per_step"] is None
     assert record["flops"]["achieved_per_s"] is None
@@ -161,8 +185,9 @@ def test_a_step_without_operators_has_zero_flops_not_unknown():
 def test_a_rate_above_the_calibrated_peak_is_flagged_not_a_utilisation(known):
     _, registry = known
     case = Case("mlp", 2)
-    record = measure_case(registry.model("mlp").spec, case, QUICK,
-                          {peak_key("cpu", "float32"): 1.0})  # far below any real rate
+    record = measure_case(
+        registry.model("mlp").spec, case, QUICK, {peak_key("cpu", "float32"): 1.0}
+    )  # far below any real rate
     assert record["flops"]["achieved_per_s"] > 1.0
     assert record["flops"]["utilisation"] is None
     assert record["flops"]["peak_exceeded"] is True

@@ -20,7 +20,7 @@ def test_flops_scale_exactly_with_work():
         dims = spec.resolve_dims({"N": 64, "WORK": work})
         model = spec.build(dims)
         (x,) = spec.example_inputs(8, dims)
-        flops[work] = count_flops(lambda: model(x))
+        flops[work] = count_flops(lambda model=model, x=x: model(x))
     assert flops[20] == 2 * 8 * 64 * 64 * 20
     assert flops[21] / flops[20] == 21 / 20
 

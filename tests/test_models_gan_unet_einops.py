@@ -19,8 +19,13 @@ from harness_plugins import einops_models, gan, unet
 
 MODULES = {"gan": gan, "unet": unet, "einops": einops_models}
 EXPECTED_NAMES = {
-    "gan": {"dcgan_generator", "dcgan_discriminator", "dcgan_chain", "pix2pix_unet",
-            "segan_generator"},
+    "gan": {
+        "dcgan_generator",
+        "dcgan_discriminator",
+        "dcgan_chain",
+        "pix2pix_unet",
+        "segan_generator",
+    },
     "unet": {"unet_down", "unet_recursive", "unet2"},
     "einops": {"einops_mlp", "conv_encoder", "conv_decoder", "conv_autoencoder"},
 }
@@ -50,10 +55,14 @@ def test_plugin_registers_exactly_the_listed_names_under_its_family(family: str)
 
 def test_dcgan_generator_default_matches_seed_002_sequential_parameter_count() -> None:
     expected = (
-        100 * 512 * 4 * 4 + _bn(512)  # ConvT(nz, ngf*8, 4, 1, 0), bias=False; BN(ngf*8)
-        + 512 * 256 * 4 * 4 + _bn(256)  # ConvT(ngf*8, ngf*4, 4, 2, 1), bias=False; BN
-        + 256 * 128 * 4 * 4 + _bn(128)  # ConvT(ngf*4, ngf*2, 4, 2, 1), bias=False; BN
-        + 128 * 64 * 4 * 4 + _bn(64)  # ConvT(ngf*2, ngf, 4, 2, 1), bias=False; BN
+        100 * 512 * 4 * 4
+        + _bn(512)  # ConvT(nz, ngf*8, 4, 1, 0), bias=False; BN(ngf*8)
+        + 512 * 256 * 4 * 4
+        + _bn(256)  # ConvT(ngf*8, ngf*4, 4, 2, 1), bias=False; BN
+        + 256 * 128 * 4 * 4
+        + _bn(128)  # ConvT(ngf*4, ngf*2, 4, 2, 1), bias=False; BN
+        + 128 * 64 * 4 * 4
+        + _bn(64)  # ConvT(ngf*2, ngf, 4, 2, 1), bias=False; BN
         + 64 * 3 * 4 * 4  # ConvT(ngf, nc, 4, 2, 1), bias=False
     )
     assert expected == 3_576_704
@@ -63,9 +72,12 @@ def test_dcgan_generator_default_matches_seed_002_sequential_parameter_count() -
 def test_dcgan_discriminator_default_matches_seed_002_parameter_count() -> None:
     expected = (
         3 * 64 * 4 * 4  # Conv(nc, ndf, 4, 2, 1), bias=False
-        + 64 * 128 * 4 * 4 + _bn(128)  # Conv(ndf, ndf*2), bias=False; BN(ndf*2)
-        + 128 * 256 * 4 * 4 + _bn(256)  # Conv(ndf*2, ndf*4), bias=False; BN(ndf*4)
-        + 256 * 512 * 4 * 4 + _bn(512)  # Conv(ndf*4, ndf*8), bias=False; BN(ndf*8)
+        + 64 * 128 * 4 * 4
+        + _bn(128)  # Conv(ndf, ndf*2), bias=False; BN(ndf*2)
+        + 128 * 256 * 4 * 4
+        + _bn(256)  # Conv(ndf*2, ndf*4), bias=False; BN(ndf*4)
+        + 256 * 512 * 4 * 4
+        + _bn(512)  # Conv(ndf*4, ndf*8), bias=False; BN(ndf*8)
         + 512 * 1 * 4 * 4  # Conv(ndf*8, 1, 4, 1, 0), bias=False
     )
     assert _n_params(_spec(gan, "dcgan_discriminator").build()) == expected == 2_765_568
@@ -73,45 +85,70 @@ def test_dcgan_discriminator_default_matches_seed_002_parameter_count() -> None:
 
 def test_pix2pix_unet_256_matches_networks_py_parameter_count() -> None:
     # UnetGenerator(3, 3, num_downs=8, ngf=64, BatchNorm2d): convs feeding a norm have no bias.
-    outermost = (3 * 64 * 4 * 4  # downconv(input_nc, ngf), bias=False
-                 + 128 * 3 * 4 * 4 + 3)  # upconv ConvT(ngf*2, output_nc) with bias
-    level_64_128 = (64 * 128 * 4 * 4 + _bn(128)  # downconv + downnorm
-                    + 256 * 64 * 4 * 4 + _bn(64))  # upconv ConvT(inner*2, outer) + upnorm
+    outermost = (
+        3 * 64 * 4 * 4  # downconv(input_nc, ngf), bias=False
+        + 128 * 3 * 4 * 4
+        + 3
+    )  # upconv ConvT(ngf*2, output_nc) with bias
+    level_64_128 = (
+        64 * 128 * 4 * 4
+        + _bn(128)  # downconv + downnorm
+        + 256 * 64 * 4 * 4
+        + _bn(64)
+    )  # upconv ConvT(inner*2, outer) + upnorm
     level_128_256 = 128 * 256 * 4 * 4 + _bn(256) + 512 * 128 * 4 * 4 + _bn(128)
     level_256_512 = 256 * 512 * 4 * 4 + _bn(512) + 1024 * 256 * 4 * 4 + _bn(256)
     middle_512 = 512 * 512 * 4 * 4 + _bn(512) + 1024 * 512 * 4 * 4 + _bn(512)  # x (8 - 5)
-    innermost = (512 * 512 * 4 * 4  # downconv, no downnorm
-                 + 512 * 512 * 4 * 4 + _bn(512))  # upconv ConvT(inner, outer) + upnorm
-    expected = (outermost + level_64_128 + level_128_256 + level_256_512 + 3 * middle_512
-                + innermost)
+    innermost = (
+        512 * 512 * 4 * 4  # downconv, no downnorm
+        + 512 * 512 * 4 * 4
+        + _bn(512)
+    )  # upconv ConvT(inner, outer) + upnorm
+    expected = outermost + level_64_128 + level_128_256 + level_256_512 + 3 * middle_512 + innermost
     assert _n_params(_spec(gan, "pix2pix_unet").build()) == expected == 54_413_955
 
 
 def test_segan_generator_default_matches_seed_002_parameter_count() -> None:
     k = 31
     expected = (
-        1 * 64 * k + 64  # Conv1d(1, 64, 31) in DownConv1dBlock, with bias
-        + 64 * 128 * k + 128  # Conv1d(64, 128)
-        + 128 * 256 * k + 256  # Conv1d(128, 256)
-        + 256 * 512 * k + 512  # Conv1d(256, 512)
-        + 512 * 256 * k + 256  # ConvT1d(512, 256) in UpConv1dBlock, with bias
-        + 256 * 128 * k + 128  # ConvT1d(256, 128)
-        + 128 * 64 * k + 64  # ConvT1d(128, 64)
-        + 64 * 1 * k + 1  # ConvT1d(64, 1), no activation
+        1 * 64 * k
+        + 64  # Conv1d(1, 64, 31) in DownConv1dBlock, with bias
+        + 64 * 128 * k
+        + 128  # Conv1d(64, 128)
+        + 128 * 256 * k
+        + 256  # Conv1d(128, 256)
+        + 256 * 512 * k
+        + 512  # Conv1d(256, 512)
+        + 512 * 256 * k
+        + 256  # ConvT1d(512, 256) in UpConv1dBlock, with bias
+        + 256 * 128 * k
+        + 128  # ConvT1d(256, 128)
+        + 128 * 64 * k
+        + 64  # ConvT1d(128, 64)
+        + 64 * 1 * k
+        + 1  # ConvT1d(64, 1), no activation
     )
     assert _n_params(_spec(gan, "segan_generator").build()) == expected == 10_671_361
 
 
 def test_unet2_default_matches_seed_001_parameter_record() -> None:
     expected = (
-        3 * 64 * 3 * 3 + 64  # down1_1 Conv2d(inC, baseC, 3)
-        + 64 * 64 * 3 * 3 + 64  # down1_2 Conv2d(baseC, baseC, 3)
-        + 64 * 128 * 3 * 3 + 128  # down2_1 Conv2d(baseC, 2 baseC, 3)
-        + 128 * 128 * 3 * 3 + 128  # down2_2 Conv2d(2 baseC, 2 baseC, 3)
-        + 128 * 64 * 2 * 2 + 64  # upT ConvTranspose2d(2 baseC, baseC, 2)
-        + 128 * 64 * 3 * 3 + 64  # up1_1 Conv2d(baseC + baseC, baseC, 3)
-        + 64 * 64 * 3 * 3 + 64  # up1_2 Conv2d(baseC, baseC, 3)
-        + 64 * 1 * 1 * 1 + 1  # out1x1 Conv2d(baseC, outC, 1)
+        3 * 64 * 3 * 3
+        + 64  # down1_1 Conv2d(inC, baseC, 3)
+        + 64 * 64 * 3 * 3
+        + 64  # down1_2 Conv2d(baseC, baseC, 3)
+        + 64 * 128 * 3 * 3
+        + 128  # down2_1 Conv2d(baseC, 2 baseC, 3)
+        + 128 * 128 * 3 * 3
+        + 128  # down2_2 Conv2d(2 baseC, 2 baseC, 3)
+        + 128 * 64 * 2 * 2
+        + 64  # upT ConvTranspose2d(2 baseC, baseC, 2)
+        + 128 * 64 * 3 * 3
+        + 64  # up1_1 Conv2d(baseC + baseC, baseC, 3)
+        + 64 * 64 * 3 * 3
+        + 64  # up1_2 Conv2d(baseC, baseC, 3)
+        + 64 * 1 * 1 * 1
+        + 1  # out1x1 Conv2d(baseC, outC, 1)
     )
     assert _n_params(_spec(unet, "unet2").build()) == expected == 403_777
 
@@ -119,8 +156,13 @@ def test_unet2_default_matches_seed_001_parameter_record() -> None:
 def test_conv_encoder_first_layer_is_seed_004_c1() -> None:
     first = _spec(einops_models, "conv_encoder").build()[0]
     assert isinstance(first, nn.Conv2d)
-    assert (first.in_channels, first.out_channels, first.kernel_size, first.stride,
-            first.padding) == (3, 32, (4, 4), (2, 2), (1, 1))
+    assert (
+        first.in_channels,
+        first.out_channels,
+        first.kernel_size,
+        first.stride,
+        first.padding,
+    ) == (3, 32, (4, 4), (2, 2), (1, 1))
     assert _n_params(first) == 3 * 32 * 4 * 4 + 32  # c1 = Conv2d(3, 32, 4, 2, 1), with bias
 
 
@@ -138,8 +180,10 @@ def test_autoencoder_is_encoder_plus_decoder_plus_four_residual_blocks() -> None
     autoencoder = _spec(einops_models, "conv_autoencoder").build()
     expected = encoder + decoder + 2 * residual(64) + 2 * residual(256)
     assert _n_params(autoencoder) == expected
-    widths = [[m.block[0].in_channels for m in part if isinstance(m, einops_models.ResidualBlock)]
-              for part in (autoencoder.encoder, autoencoder.decoder)]
+    widths = [
+        [m.block[0].in_channels for m in part if isinstance(m, einops_models.ResidualBlock)]
+        for part in (autoencoder.encoder, autoencoder.decoder)
+    ]
     assert widths == [[64, 256], [256, 64]]
 
 
@@ -244,7 +288,8 @@ SMALL_IDS = [name for _, name, _ in SMALL_DIMS]
 
 @pytest.mark.parametrize(("module", "name", "dims"), SMALL_DIMS, ids=SMALL_IDS)
 def test_declared_output_shapes_match_the_model_at_small_dims(
-        module: ModuleType, name: str, dims: dict[str, int]) -> None:
+    module: ModuleType, name: str, dims: dict[str, int]
+) -> None:
     spec = _spec(module, name)
     model = spec.build(dims).eval()
     for batch in (1, 2):
@@ -255,7 +300,8 @@ def test_declared_output_shapes_match_the_model_at_small_dims(
 
 @pytest.mark.parametrize(("module", "name", "dims"), SMALL_DIMS, ids=SMALL_IDS)
 def test_training_step_at_batch_size_one_gives_finite_gradients(
-        module: ModuleType, name: str, dims: dict[str, int]) -> None:
+    module: ModuleType, name: str, dims: dict[str, int]
+) -> None:
     # Batch 1 in train mode: BatchNorm must never see a single value per channel, and
     # the in-place activations the seeds use must not break autograd.
     spec = _spec(module, name)

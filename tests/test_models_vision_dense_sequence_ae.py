@@ -14,16 +14,21 @@ from harness.spec import ModelSpec, flatten_outputs
 from harness_plugins import autoencoders, dense, sequence, vision
 
 MODULES = (vision, dense, sequence, autoencoders)
-SPECS: dict[str, ModelSpec] = {spec.name: spec for module in MODULES
-                               for spec in module.harness_models()}
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec for module in MODULES for spec in module.harness_models()
+}
 
 
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run(spec: ModelSpec, batch_size: int, dims: dict[str, int] | None = None,
-        model: torch.nn.Module | None = None) -> list[tuple[int, ...]]:
+def run(
+    spec: ModelSpec,
+    batch_size: int,
+    dims: dict[str, int] | None = None,
+    model: torch.nn.Module | None = None,
+) -> list[tuple[int, ...]]:
     """Shapes of the outputs of ``spec``'s model on its example inputs, in eval mode."""
     model = (model or spec.build(dims)).eval()
     with torch.no_grad():
@@ -33,11 +38,24 @@ def run(spec: ModelSpec, batch_size: int, dims: dict[str, int] | None = None,
 
 def test_each_plugin_registers_exactly_its_models_in_its_family() -> None:
     expected = {
-        vision: ({"alexnet", "inception_module", "googlenet", "resnet_layer", "resnet_small"},
-                 "vision"),
+        vision: (
+            {"alexnet", "inception_module", "googlenet", "resnet_layer", "resnet_small"},
+            "vision",
+        ),
         dense: ({"perceptron", "softmax_classifier", "mlp", "mlp_conv1x1"}, "dense"),
-        sequence: ({"embedding_classifier", "rnn", "lstm", "conv1d", "conv1d_padded",
-                    "conv1d_causal", "conv_transpose1d", "qrnn"}, "sequence"),
+        sequence: (
+            {
+                "embedding_classifier",
+                "rnn",
+                "lstm",
+                "conv1d",
+                "conv1d_padded",
+                "conv1d_causal",
+                "conv_transpose1d",
+                "qrnn",
+            },
+            "sequence",
+        ),
         autoencoders: ({"autoencoder", "vae"}, "autoencoder"),
     }
     for module, (names, family) in expected.items():
@@ -48,61 +66,95 @@ def test_each_plugin_registers_exactly_its_models_in_its_family() -> None:
 
 SEED_PARAM_COUNTS = {
     "alexnet": (
-        3 * 64 * 11 * 11 + 64          # Conv2d(3, 64, 11, stride=4, padding=2)
-        + 64 * 192 * 5 * 5 + 192       # Conv2d(64, 192, 5, padding=2)
-        + 192 * 384 * 3 * 3 + 384      # Conv2d(192, 384, 3, padding=1)
-        + 384 * 256 * 3 * 3 + 256      # Conv2d(384, 256, 3, padding=1)
-        + 256 * 256 * 3 * 3 + 256      # Conv2d(256, 256, 3, padding=1)
-        + 256 * 6 * 6 * 4096 + 4096    # Linear(256 * 6 * 6, 4096)
-        + 4096 * 4096 + 4096           # Linear(4096, 4096)
-        + 4096 * 1000 + 1000           # Linear(4096, num_classes=1000)
+        3 * 64 * 11 * 11
+        + 64  # Conv2d(3, 64, 11, stride=4, padding=2)
+        + 64 * 192 * 5 * 5
+        + 192  # Conv2d(64, 192, 5, padding=2)
+        + 192 * 384 * 3 * 3
+        + 384  # Conv2d(192, 384, 3, padding=1)
+        + 384 * 256 * 3 * 3
+        + 256  # Conv2d(384, 256, 3, padding=1)
+        + 256 * 256 * 3 * 3
+        + 256  # Conv2d(256, 256, 3, padding=1)
+        + 256 * 6 * 6 * 4096
+        + 4096  # Linear(256 * 6 * 6, 4096)
+        + 4096 * 4096
+        + 4096  # Linear(4096, 4096)
+        + 4096 * 1000
+        + 1000  # Linear(4096, num_classes=1000)
     ),
     "resnet_layer": (
-        64 * 64 * 3 * 3 + 64           # conv1: Conv2d(64, 64, 3, padding=1)
-        + 64 + 64                      # conv1: BatchNorm2d(64) weight, bias
-        + 64 * 64 * 3 * 3 + 64         # conv2: Conv2d(64, 64, 3, padding=1)
-        + 64 + 64                      # conv2: BatchNorm2d(64) weight, bias
+        64 * 64 * 3 * 3
+        + 64  # conv1: Conv2d(64, 64, 3, padding=1)
+        + 64
+        + 64  # conv1: BatchNorm2d(64) weight, bias
+        + 64 * 64 * 3 * 3
+        + 64  # conv2: Conv2d(64, 64, 3, padding=1)
+        + 64
+        + 64  # conv2: BatchNorm2d(64) weight, bias
     ),
-    "perceptron": 100 * 1 + 1,         # Linear(NUM_INPUTS=100, 1)
+    "perceptron": 100 * 1 + 1,  # Linear(NUM_INPUTS=100, 1)
     "softmax_classifier": 100 * 20 + 20,  # Linear(NUM_INPUTS=100, NUM_OUTPUTS=20)
     "mlp": (
-        100 * 1024 + 1024              # Linear(NUM_INPUTS, HIDDEN_SIZE)
-        + 1024 * 1024 + 1024           # Linear(HIDDEN_SIZE, HIDDEN_SIZE)
-        + 1024 * 20 + 20               # Linear(HIDDEN_SIZE, NUM_OUTPUTS)
+        100 * 1024
+        + 1024  # Linear(NUM_INPUTS, HIDDEN_SIZE)
+        + 1024 * 1024
+        + 1024  # Linear(HIDDEN_SIZE, HIDDEN_SIZE)
+        + 1024 * 20
+        + 20  # Linear(HIDDEN_SIZE, NUM_OUTPUTS)
     ),
     "mlp_conv1x1": (
-        100 * 1024 * 1 + 1024          # Conv1d(NUM_INPUTS, HIDDEN_SIZE, 1)
-        + 1024 * 1024 * 1 + 1024       # Conv1d(HIDDEN_SIZE, HIDDEN_SIZE, 1)
-        + 1024 * 20 * 1 + 20           # Conv1d(HIDDEN_SIZE, NUM_OUTPUTS, 1)
+        100 * 1024 * 1
+        + 1024  # Conv1d(NUM_INPUTS, HIDDEN_SIZE, 1)
+        + 1024 * 1024 * 1
+        + 1024  # Conv1d(HIDDEN_SIZE, HIDDEN_SIZE, 1)
+        + 1024 * 20 * 1
+        + 20  # Conv1d(HIDDEN_SIZE, NUM_OUTPUTS, 1)
     ),
     "rnn": (
-        512 * 100 + 512 * 512          # RNN(100, 512): weight_ih_l0, weight_hh_l0
-        + 512 + 512                    # RNN: bias_ih_l0, bias_hh_l0
-        + 512 * 10 + 10                # Linear(HIDDEN_SIZE, NUM_OUTPUTS=10)
+        512 * 100
+        + 512 * 512  # RNN(100, 512): weight_ih_l0, weight_hh_l0
+        + 512
+        + 512  # RNN: bias_ih_l0, bias_hh_l0
+        + 512 * 10
+        + 10  # Linear(HIDDEN_SIZE, NUM_OUTPUTS=10)
     ),
     "lstm": (
-        4 * 512 * 100 + 4 * 512 * 512  # LSTM(100, 512): weight_ih_l0, weight_hh_l0 (4 gates)
-        + 4 * 512 + 4 * 512            # LSTM: bias_ih_l0, bias_hh_l0
+        4 * 512 * 100
+        + 4 * 512 * 512  # LSTM(100, 512): weight_ih_l0, weight_hh_l0 (4 gates)
+        + 4 * 512
+        + 4 * 512  # LSTM: bias_ih_l0, bias_hh_l0
     ),
-    "conv1d": 1 * 1024 * 3 + 1024,           # Conv1d(1, 1024, 3)
-    "conv1d_padded": 1 * 1024 * 3 + 1024,    # Conv1d(1, 1024, 3, padding=1)
-    "conv1d_causal": 1 * 1024 * 3 + 1024,    # Conv1d(1, 1024, 3) after F.pad
-    "conv_transpose1d": 1 * 1 * 8 + 1,       # ConvTranspose1d(1, 1, 8, stride=4)
-    "qrnn": 100 * (512 * 2) * 2 + 512 * 2,   # fQRNNLayer(100, 512): Conv1d(100, 512 * 2, 2)
+    "conv1d": 1 * 1024 * 3 + 1024,  # Conv1d(1, 1024, 3)
+    "conv1d_padded": 1 * 1024 * 3 + 1024,  # Conv1d(1, 1024, 3, padding=1)
+    "conv1d_causal": 1 * 1024 * 3 + 1024,  # Conv1d(1, 1024, 3) after F.pad
+    "conv_transpose1d": 1 * 1 * 8 + 1,  # ConvTranspose1d(1, 1, 8, stride=4)
+    "qrnn": 100 * (512 * 2) * 2 + 512 * 2,  # fQRNNLayer(100, 512): Conv1d(100, 512 * 2, 2)
     "autoencoder": (
-        784 * 400 + 400                # encoder Linear(784, 400)
-        + 400 * 400 + 400              # encoder Linear(400, 400)
-        + 400 * 20 + 20                # encoder Linear(400, 20)
-        + 20 * 400 + 400               # decoder Linear(20, 400)
-        + 400 * 400 + 400              # decoder Linear(400, 400)
-        + 400 * 784 + 784              # decoder Linear(400, 784)
+        784 * 400
+        + 400  # encoder Linear(784, 400)
+        + 400 * 400
+        + 400  # encoder Linear(400, 400)
+        + 400 * 20
+        + 20  # encoder Linear(400, 20)
+        + 20 * 400
+        + 400  # decoder Linear(20, 400)
+        + 400 * 400
+        + 400  # decoder Linear(400, 400)
+        + 400 * 784
+        + 784  # decoder Linear(400, 784)
     ),
     "vae": (
-        784 * 400 + 400                # fc1 Linear(784, 400)
-        + 400 * 20 + 20                # fc21 Linear(400, 20)
-        + 400 * 20 + 20                # fc22 Linear(400, 20)
-        + 20 * 400 + 400               # fc3 Linear(20, 400)
-        + 400 * 784 + 784              # fc4 Linear(400, 784)
+        784 * 400
+        + 400  # fc1 Linear(784, 400)
+        + 400 * 20
+        + 20  # fc21 Linear(400, 20)
+        + 400 * 20
+        + 20  # fc22 Linear(400, 20)
+        + 20 * 400
+        + 400  # fc3 Linear(20, 400)
+        + 400 * 784
+        + 784  # fc4 Linear(400, 784)
     ),
 }
 
@@ -135,11 +187,12 @@ SEED_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("name, batch_size, dims, seed_shapes", SEED_SHAPES,
-                         ids=[case[0] for case in SEED_SHAPES])
+@pytest.mark.parametrize(
+    "name, batch_size, dims, seed_shapes", SEED_SHAPES, ids=[case[0] for case in SEED_SHAPES]
+)
 def test_spec_reproduces_shapes_printed_on_the_slides(
-        name: str, batch_size: int, dims: dict[str, int],
-        seed_shapes: list[tuple[int, ...]]) -> None:
+    name: str, batch_size: int, dims: dict[str, int], seed_shapes: list[tuple[int, ...]]
+) -> None:
     spec = SPECS[name]
     assert spec.expected_shapes(batch_size, dims) == seed_shapes
     assert run(spec, batch_size, dims) == seed_shapes
@@ -234,8 +287,9 @@ def test_qrnn_step_follows_f_pooling_recurrence() -> None:
     with torch.no_grad():
         hts, _ = model(x)
         # kwidth 2: step 0 sees (0, x0), so h_0 = (1 - f_0) * z_0 from a zero state.
-        zt, ft = torch.chunk(model.conv(torch.nn.functional.pad(x.transpose(1, 2), (1, 0))),
-                             2, dim=1)
+        zt, ft = torch.chunk(
+            model.conv(torch.nn.functional.pad(x.transpose(1, 2), (1, 0))), 2, dim=1
+        )
         z, f = torch.tanh(zt), torch.sigmoid(ft)
         h0 = (1 - f[..., 0]) * z[..., 0]
         h1 = f[..., 1] * h0 + (1 - f[..., 1]) * z[..., 1]
@@ -244,7 +298,8 @@ def test_qrnn_step_follows_f_pooling_recurrence() -> None:
 
 @pytest.mark.parametrize("name, smallest", [("alexnet", 63), ("googlenet", 31)])
 def test_smallest_declared_image_size_runs_and_one_less_is_rejected(
-        name: str, smallest: int) -> None:
+    name: str, smallest: int
+) -> None:
     spec = SPECS[name]
     model = spec.build().eval()
     dims = {"H": smallest, "W": smallest}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +27,7 @@ from harness.results import load
 from tests.test_cli import FAST, _script, assert_one_line_error, run_cli
 
 TENSORBOARD_DEADLINE_S = 60  # the plugin finds runs every 10 s and parses them in the background
-RUN = "dcgan_generator-B=2"  # the case's folder: TensorBoard's run
+RUN = "dcgan_generator-B=2-I=3-NC=3-NGF=64-NZ=100"  # the case's folder: TensorBoard's run
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 BREAKY_PLUGIN = """
     import torch
@@ -57,9 +57,20 @@ def dcgan(tmp_path_factory) -> tuple[Path, str]:
     """``harness profile`` of the DCGAN generator at B=2, as a user runs it: its folder
     of profiles and its stdout."""
     out = tmp_path_factory.mktemp("profiles")
-    done = subprocess.run([_script(), "profile", "--model", "dcgan_generator",
-                           "--batch-size", "2", "--out", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            _script(),
+            "profile",
+            "--model",
+            "dcgan_generator",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     return out, done.stdout
 
@@ -80,8 +91,9 @@ def test_profile_writes_a_chrome_trace_per_case_under_a_run_folder(dcgan):
 def test_summary_tables_hold_the_models_main_operators(dcgan):
     _, stdout = dcgan
     by_time, by_memory = stdout.split("self CPU time, top 10 operators over 5 steps")[1].split(
-        "CPU memory allocated, top 10 operators over 5 steps")
-    assert "dcgan_generator[B=2]: 5 profiled steps of" in stdout
+        "CPU memory allocated, top 10 operators over 5 steps"
+    )
+    assert "dcgan_generator[B=2,I=3,NC=3,NGF=64,NZ=100]: 5 profiled steps of" in stdout
     assert "aten::_convolution" in by_time and "aten::native_batch_norm" in by_time
     assert "ProfilerStep" not in by_time
     memory_rows = [line for line in by_memory.splitlines() if "aten::" in line]
@@ -107,9 +119,12 @@ def tensorboard(dcgan, tmp_path) -> Iterator[str]:
     (run,) = dcgan[0].iterdir()
     port = _free_port()
     log = (tmp_path / "tensorboard.log").open("w")
-    server = subprocess.Popen([executable, "--logdir", str(run), "--port", str(port),
-                               "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [executable, "--logdir", str(run), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield f"http://127.0.0.1:{port}/data/plugin/pytorch_profiler"
     finally:
@@ -150,13 +165,34 @@ def test_tensorboard_profiler_plugin_serves_the_profile(tensorboard, dcgan):
     (worker,) = _get(tensorboard, "workers", deadline, run=RUN, view="Overview")
     assert worker == "dcgan_generator"
     (span,) = _get(tensorboard, "spans", deadline, run=RUN, worker=worker)
-    operators = _get(tensorboard, "operation", deadline, run=RUN, worker=worker, span=span,
-                     view="Operator", group_by="Operation")
+    operators = _get(
+        tensorboard,
+        "operation",
+        deadline,
+        run=RUN,
+        worker=worker,
+        span=span,
+        view="Operator",
+        group_by="Operation",
+    )
     total = {name for name, _ in operators["host_total_time"]["rows"]}
-    assert {"aten::conv_transpose2d", "aten::convolution", "aten::batch_norm",
-            "aten::relu_", "aten::tanh"} <= total
-    table = _get(tensorboard, "operation/table", deadline, run=RUN, worker=worker, span=span,
-                 view="Operator", group_by="Operation")
+    assert {
+        "aten::conv_transpose2d",
+        "aten::convolution",
+        "aten::batch_norm",
+        "aten::relu_",
+        "aten::tanh",
+    } <= total
+    table = _get(
+        tensorboard,
+        "operation/table",
+        deadline,
+        run=RUN,
+        worker=worker,
+        span=span,
+        view="Operator",
+        group_by="Operation",
+    )
     calls = {row["name"]: row["calls"] for row in table["data"]}
     assert calls["aten::conv_transpose2d"] == 5 * 5  # five layers, five profiled steps
     assert calls["aten::tanh"] == 5
@@ -169,8 +205,21 @@ def test_tensorboard_profiler_plugin_serves_the_profile(tensorboard, dcgan):
 
 def test_compiled_profile_notes_graph_breaks(capsys, plugin_module, tmp_path):
     name = plugin_module(BREAKY_PLUGIN)
-    code, out, err = run_cli(capsys, "profile", "-m", "breaky", "--plugin", name, "--compile",
-                             "default", "--backend", "eager", "--out", str(tmp_path), "-q")
+    code, out, err = run_cli(
+        capsys,
+        "profile",
+        "-m",
+        "breaky",
+        "--plugin",
+        name,
+        "--compile",
+        "default",
+        "--backend",
+        "eager",
+        "--out",
+        str(tmp_path),
+        "-q",
+    )
     assert code == 0, err
     assert "compiled with eager: 2 graphs, 1 graph break" in out
     assert "graph break (1x): " in out and "graph_break()" in out
@@ -181,9 +230,23 @@ def test_compiled_profile_notes_graph_breaks(capsys, plugin_module, tmp_path):
 @pytest.mark.slow
 def test_inductor_profile_shows_its_generated_kernels(plugin_module, tmp_path):
     name = plugin_module(BREAKY_PLUGIN)
-    done = subprocess.run([_script(), "profile", "-m", "breaky", "--plugin", name,
-                           "--compile", "default", "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            _script(),
+            "profile",
+            "-m",
+            "breaky",
+            "--plugin",
+            name,
+            "--compile",
+            "default",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "compiled with inductor: 2 graphs, 1 graph break" in done.stdout
     assert "generated kernels in the profile: 2" in done.stdout
@@ -193,34 +256,51 @@ def test_inductor_profile_shows_its_generated_kernels(plugin_module, tmp_path):
 
 
 def test_with_stack_puts_python_frames_in_the_trace_not_in_the_tables(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "profile", "-m", "mlp", "-b", "2", "--with-stack",
-                             "--out", str(tmp_path), "-q")
+    code, out, err = run_cli(
+        capsys, "profile", "-m", "mlp", "-b", "2", "--with-stack", "--out", str(tmp_path), "-q"
+    )
     assert code == 0, err
-    (trace,) = tmp_path.glob("*-mlp/mlp-B=2/mlp.*.pt.trace.json")
-    frames = [e["name"] for e in json.loads(trace.read_text())["traceEvents"]
-              if e.get("cat") == "python_function"]
+    (trace,) = tmp_path.glob("*-mlp/mlp-B=2-NHID=1024-NIN=100-NOUT=20/mlp.*.pt.trace.json")
+    frames = [
+        e["name"]
+        for e in json.loads(trace.read_text())["traceEvents"]
+        if e.get("cat") == "python_function"
+    ]
     assert any("forward" in name for name in frames)
     assert "aten::addmm" in out and ".py(" not in out
 
 
 def test_run_profile_profiles_each_case_beside_the_results(capsys, tmp_path):
     out_file = tmp_path / "sweep.jsonl"
-    code, out, err = run_cli(capsys, "run", "-m", "mlp", "-b", "1,2", "--profile", "--out",
-                             str(out_file), *FAST)
+    code, out, err = run_cli(
+        capsys, "run", "-m", "mlp", "-b", "1,2", "--profile", "--out", str(out_file), *FAST
+    )
     assert code == 0, err
     assert len(load(out_file)) == 2
     profiles = tmp_path / "profiles" / "sweep"
-    for case in ("mlp-B=1", "mlp-B=2"):
+    for case in ("mlp-B=1-NHID=1024-NIN=100-NOUT=20", "mlp-B=2-NHID=1024-NIN=100-NOUT=20"):
         assert len(list((profiles / case).glob("mlp.*.pt.trace.json"))) == 1
-    assert "mlp[B=1]: 5 profiled steps" in out and "mlp[B=2]: 5 profiled steps" in out
+    assert "mlp[B=1,NHID=1024,NIN=100,NOUT=20]: 5 profiled steps" in out
+    assert "mlp[B=2,NHID=1024,NIN=100,NOUT=20]: 5 profiled steps" in out
     assert "aten::addmm" in out
     assert out.rstrip().endswith(f"view: tensorboard --logdir {profiles}")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_cuda_profile_times_kernels_and_writes_the_allocator_snapshot(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "profile", "-m", "dcgan_generator", "-b", "2",
-                             "--device", "cuda", "--out", str(tmp_path), "-q")
+    code, out, err = run_cli(
+        capsys,
+        "profile",
+        "-m",
+        "dcgan_generator",
+        "-b",
+        "2",
+        "--device",
+        "cuda",
+        "--out",
+        str(tmp_path),
+        "-q",
+    )
     assert code == 0, err
     assert "self CUDA time, top 10 operators and kernels over 5 steps" in out
     assert "CUDA memory allocated, top 10 operators over 5 steps" in out
@@ -229,15 +309,22 @@ def test_cuda_profile_times_kernels_and_writes_the_allocator_snapshot(capsys, tm
     assert "Active Memory Timeline" in (case / "cuda_memory.html").read_text()
 
 
-@pytest.mark.parametrize(("argv", "fragments"), [
-    (["profile", "--model", "dcgan_generatr"],
-     ["unknown model 'dcgan_generatr'", "did you mean 'dcgan_generator'"]),
-    (["profile", "-m", "dcgan_discriminator", "--dim", "H=64,128"],
-     ["one value per dimension", "H has several"]),
-    (["profile", "-m", "mlp", "--batch-size", "0"], ["one integer from 1 to"]),
-    (["profile", "-m", "mlp", "--compile", "fast"], ["invalid choice: 'fast'"]),
-    (["profile"], ["--model"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (
+            ["profile", "--model", "dcgan_generatr"],
+            ["unknown model 'dcgan_generatr'", "did you mean 'dcgan_generator'"],
+        ),
+        (
+            ["profile", "-m", "dcgan_discriminator", "--dim", "H=64,128"],
+            ["one value per dimension", "H has several"],
+        ),
+        (["profile", "-m", "mlp", "--batch-size", "0"], ["one integer from 1 to"]),
+        (["profile", "-m", "mlp", "--compile", "fast"], ["invalid choice: 'fast'"]),
+        (["profile"], ["--model"]),
+    ],
+)
 def test_profile_usage_errors_exit_2_with_one_line(capsys, argv, fragments):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -256,16 +343,20 @@ def test_unwritable_profile_folder_fails_before_profiling(capsys, tmp_path):
     blocker.write_text("")
     code, out, err = run_cli(capsys, "profile", "-m", "mlp", "--out", str(blocker / "p"))
     assert code == 1 and out == ""
-    assert_one_line_error(err, f"cannot write profiles to {blocker / 'p'}",
-                          "choose a writable folder with --out")
+    assert_one_line_error(
+        err, f"cannot write profiles to {blocker / 'p'}", "choose a writable folder with --out"
+    )
 
 
-@pytest.mark.parametrize("argv", [["profile", "-m", "mlp"],
-                                  ["run", "-m", "mlp", "--profile", *FAST]])
+@pytest.mark.parametrize(
+    "argv", [["profile", "-m", "mlp"], ["run", "-m", "mlp", "--profile", *FAST]]
+)
 def test_without_the_profile_extra_the_trace_is_written_and_a_chrome_trace_viewer_named(
-        tmp_path, argv):
+    tmp_path, argv
+):
     """TensorBoard and the plugin made unimportable, as if never installed."""
-    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent("""
         import sys
 
         class Uninstalled:
@@ -275,14 +366,16 @@ def test_without_the_profile_extra_the_trace_is_written_and_a_chrome_trace_viewe
                 return None
 
         sys.meta_path.insert(0, Uninstalled())
-    """))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([_script(), *argv], capture_output=True, text=True, env=env,
-                          cwd=tmp_path)
+    done = subprocess.run([_script(), *argv], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.glob("results/**/*.pt.trace.json"))
     hint = done.stdout.rstrip().splitlines()[-1]
-    assert hint.startswith("view: open a *.pt.trace.json under it in ui.perfetto.dev or "
-                           "chrome://tracing; for TensorBoard's view, pip install "
-                           "'harness[profile]'"), hint
+    assert hint.startswith(
+        "view: open a *.pt.trace.json under it in ui.perfetto.dev or "
+        "chrome://tracing; for TensorBoard's view, pip install "
+        "'harness[profile]'"
+    ), hint

@@ -18,17 +18,31 @@ from tests.conftest import series_record, write_series
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium not installed: apt-get install chromium")
+    not CHROMIUM.exists(), reason="Debian chromium not installed: apt-get install chromium"
+)
 
 
 def open_in_chromium(page: Path, profile: Path, timeout: float = 90) -> tuple[str, list[str]]:
     """The DOM after the page's scripts ran, and every console message Chromium logged."""
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-               "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri()]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         dom, log = process.communicate(timeout=timeout)
     finally:
@@ -42,8 +56,10 @@ def open_in_chromium(page: Path, profile: Path, timeout: float = 90) -> tuple[st
 def _series_report(tmp_path: Path) -> Path:
     runs = tmp_path / "runs"
     runs.mkdir()
-    write_series(runs, steps={("mlp", 8, "float32", "none"): (6, 1.15),
-                              ("conv", 4, "float32", "none"): (8, 0.88)})
+    write_series(
+        runs,
+        steps={("mlp", 8, "float32", "none"): (6, 1.15), ("conv", 4, "float32", "none"): (8, 0.88)},
+    )
     out = tmp_path / "report.html"
     assert main(["report", str(runs), "-o", str(out), "--title", "Nightly <cpu>"]) == 0
     return out
@@ -60,11 +76,11 @@ def test_series_report_renders_every_section_without_console_errors(tmp_path):
     # 2 models x (latency, throughput, memory) + speedup bars + 7 history charts
     assert dom.count("<svg") == 14
     assert "<h1>Nightly &lt;cpu&gt;</h1>" in dom
-    history = dom[dom.index('<section id="history">'):]
+    history = dom[dom.index('<section id="history">') :]
     assert "+16." in history  # the regression's label: the change of level of the runs
     assert history.count(f'stroke="{report.VERDICT_COLOURS["slower"]}"') == 1
     assert history.count(f'stroke="{report.VERDICT_COLOURS["faster"]}"') == 1
-    comparison = dom[dom.index('<section id="comparison">'):dom.index('<section id="history">')]
+    comparison = dom[dom.index('<section id="comparison">') : dom.index('<section id="history">')]
     # two single-process runs cannot tell a 15 % step from how processes land (the
     # placement floor, 8.5 % a side); the history of twelve runs above can
     assert "0 slower, 0 faster, 0 no change, 7 inconclusive" in comparison
@@ -74,8 +90,11 @@ def test_series_report_renders_every_section_without_console_errors(tmp_path):
 def test_the_filter_in_the_address_hides_other_cases(tmp_path):
     page = _series_report(tmp_path)
     linked = tmp_path / "linked.html"  # --dump-dom takes no fragment, so the page sets it
-    linked.write_text(page.read_text().replace("<head>", "<head><script>location.hash="
-                                               "'#filter=conv%5BB%3D4';</script>", 1))
+    linked.write_text(
+        page.read_text().replace(
+            "<head>", "<head><script>location.hash='#filter=conv%5BB%3D4';</script>", 1
+        )
+    )
     dom, console = open_in_chromium(linked, tmp_path / "profile")
     assert console == []
     figures = re.findall(r'<figure data-case="([^"]*)"( hidden="")?', dom)
@@ -89,8 +108,11 @@ def test_a_fetch_from_the_network_would_be_blocked_and_reported(tmp_path):
     """The page's security policy keeps it offline; the check sees any breach."""
     page = _series_report(tmp_path)
     leaky = tmp_path / "leaky.html"
-    leaky.write_text(page.read_text().replace(
-        "</main>", '<img src="https://example.invalid/pixel.png"></main>', 1))
+    leaky.write_text(
+        page.read_text().replace(
+            "</main>", '<img src="https://example.invalid/pixel.png"></main>', 1
+        )
+    )
     _, console = open_in_chromium(leaky, tmp_path / "profile")
     assert any("Content Security Policy" in line for line in console)
 
@@ -98,8 +120,25 @@ def test_a_fetch_from_the_network_would_be_blocked_and_reported(tmp_path):
 @needs_chromium
 def test_report_of_real_runs_renders(tmp_path):
     out = tmp_path / "real.jsonl"
-    assert main(["run", "-m", "perceptron", "-b", "1,2", "--max-time", "0.05",
-                 "--isolation", "none", "-q", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-m",
+                "perceptron",
+                "-b",
+                "1,2",
+                "--max-time",
+                "0.05",
+                "--isolation",
+                "none",
+                "-q",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     page = tmp_path / "real.html"
     assert main(["report", str(out), "-o", str(page)]) == 0
     dom, console = open_in_chromium(page, tmp_path / "profile")
@@ -129,10 +168,11 @@ def test_bad_input_and_unwritable_output_are_one_line_errors(tmp_path, capsys):
     notes.write_text("not results\n")
     (tmp_path / "ok").mkdir()
     write_series(tmp_path / "ok", runs=2)
-    for args, message in ((["report", str(tmp_path / "missing")], "does not exist"),
-                          (["report", str(notes)], "not a harness results file"),
-                          (["report", str(tmp_path / "ok"), "-o", "/dev/full"],
-                           "cannot write the report")):
+    for args, message in (
+        (["report", str(tmp_path / "missing")], "does not exist"),
+        (["report", str(notes)], "not a harness results file"),
+        (["report", str(tmp_path / "ok"), "-o", "/dev/full"], "cannot write the report"),
+    ):
         assert main(args) == 1
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
@@ -145,28 +185,45 @@ def test_bad_input_and_unwritable_output_are_one_line_errors(tmp_path, capsys):
 
 def _bisect_document(culprit: str, bad: str, model: str = "mlp", batch: int = 8) -> dict:
     """What `harness bisect --json` writes, for one case."""
-    return {"good": {"commit": "00" * 20, "subject": "good"},
-            "bad": {"commit": bad, "subject": "bad"},
-            "cases": [{"case": f"{model}[B={batch}]", "model": model, "batch_size": batch,
-                       "device": "cpu", "dtype": "float32", "compile_mode": "none",
-                       "mode": "infer", "culprit": culprit, "subject": "<b>fuse</b> | ops",
-                       "ratio": 1.15, "ci_low": 1.1, "ci_high": 1.2}]}
+    return {
+        "good": {"commit": "00" * 20, "subject": "good"},
+        "bad": {"commit": bad, "subject": "bad"},
+        "cases": [
+            {
+                "case": f"{model}[B={batch}]",
+                "model": model,
+                "batch_size": batch,
+                "device": "cpu",
+                "dtype": "float32",
+                "compile_mode": "none",
+                "mode": "infer",
+                "culprit": culprit,
+                "subject": "<b>fuse</b> | ops",
+                "ratio": 1.15,
+                "ci_low": 1.1,
+                "ci_high": 1.2,
+            }
+        ],
+    }
 
 
 def test_a_bisected_culprit_is_listed_and_marked_on_its_case_history(tmp_path):
     commits = [f"{i:02d}" + "cd" * 19 for i in range(12)]
     write_series(tmp_path, steps={("mlp", 8, "float32", "none"): (6, 1.15)}, commits=commits)
     runs = load_runs([tmp_path])
-    documents = [_bisect_document(commits[6], commits[11]),  # a run measured the culprit
-                 _bisect_document("ef" * 20, commits[9], batch=64),  # one between two runs
-                 {"cases": [{"culprit": "<script>", "model": "mlp"}]}, ["not a document"]]
+    documents = [
+        _bisect_document(commits[6], commits[11]),  # a run measured the culprit
+        _bisect_document("ef" * 20, commits[9], batch=64),  # one between two runs
+        {"cases": [{"culprit": "<script>", "model": "mlp"}]},
+        ["not a document"],
+    ]
     culprits = report.culprits_of(documents)
     assert [c.commit for c in culprits] == [commits[6], "ef" * 20]  # the malformed ones left
     html = report.render(runs, culprits=culprits)
-    section = html[html.index('<section id="bisect">'):html.index('<section id="history">')]
+    section = html[html.index('<section id="bisect">') : html.index('<section id="history">')]
     assert "&lt;b&gt;fuse&lt;/b&gt; | ops" in section and "<b>fuse" not in html
     assert f"run {commits[6][:8]} (it)" in section and f"run {commits[9][:8]} (the bad" in section
-    history = html[html.index('<section id="history">'):]
+    history = html[html.index('<section id="history">') :]
     assert history.count(f'stroke="{report.CULPRIT_COLOUR}"') == 2
     assert history.count(f">culprit {commits[6][:7]}</text>") == 1
     assert "culprit efefefe" in history
@@ -178,11 +235,9 @@ def test_report_bisect_option_reads_the_document_and_refuses_a_broken_one(tmp_pa
     document = tmp_path / "bisect.json"
     document.write_text(json.dumps(_bisect_document(commits[2], commits[3])))
     out = tmp_path / "report.html"
-    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--bisect",
-                 str(document)]) == 0
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--bisect", str(document)]) == 0
     assert f">culprit {commits[2][:7]}</text>" in out.read_text()
     document.write_bytes(b"\x00\xff{")
-    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--bisect",
-                 str(document)]) == 2
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--bisect", str(document)]) == 2
     err = capsys.readouterr().err
     assert "is not JSON" in err and len(err.strip().splitlines()) == 1

@@ -13,10 +13,19 @@ ENV = {"environment": {"torch_version": "2.13.0", "threads": 2, "git": {"commit"
 
 
 def _case(model: str, median: float, **extra) -> dict:
-    return {"model": model, "batch_size": 2, "device": "cpu", "dtype": "float32",
-            "compile_mode": "none", "mode": "infer", "dims": {"H": 64}, "status": "ok",
-            "latency": {"median": median, "samples": [median, median * 1.1]},
-            "throughput": 2 / median, **extra}
+    return {
+        "model": model,
+        "batch_size": 2,
+        "device": "cpu",
+        "dtype": "float32",
+        "compile_mode": "none",
+        "mode": "infer",
+        "dims": {"H": 64},
+        "status": "ok",
+        "latency": {"median": median, "samples": [median, median * 1.1]},
+        "throughput": 2 / median,
+        **extra,
+    }
 
 
 def _write(path, *cases) -> str:
@@ -84,8 +93,9 @@ def test_a_newer_schema_is_refused_with_an_upgrade_hint(tmp_path):
 def test_a_file_that_is_not_a_results_file_is_refused(tmp_path):
     path = tmp_path / "notes.jsonl"
     path.write_text('{"hello": "world"}\n')
-    with pytest.raises(ResultsError,
-                       match=r"notes.jsonl: no valid run: not a harness .*line 1: record is None"):
+    with pytest.raises(
+        ResultsError, match=r"notes.jsonl: no valid run: not a harness .*line 1: record is None"
+    ):
         load(path)
 
 

@@ -35,9 +35,13 @@ def test_false_alarms_under_a_look_after_every_pair_stay_at_or_below_alpha(noise
 def test_the_sequence_holds_the_true_ratio_at_every_look_in_at_least_1_minus_alpha():
     rng = np.random.default_rng(12)
     truth = math.log(1.03)
-    missed = sum(any(not state.low <= truth <= state.high
-                     for state in sequential.looks(rng.normal(truth, 0.01, 30)))
-                 for _ in range(1000))
+    missed = sum(
+        any(
+            not state.low <= truth <= state.high
+            for state in sequential.looks(rng.normal(truth, 0.01, 30))
+        )
+        for _ in range(1000)
+    )
     assert missed / 1000 <= sequential.ALPHA
 
 
@@ -57,8 +61,7 @@ def test_an_unchanged_case_is_settled_no_change_early():
 def test_a_two_percent_slowdown_is_found_in_95_percent_within_fourteen_pairs():
     """The design point: pairs whose log-ratios spread by 0.8 %, as measured here."""
     rng = np.random.default_rng(15)
-    found = [_first_verdict(rng.normal(math.log(1.02), 0.008, 14), 0.02)[0]
-             for _ in range(500)]
+    found = [_first_verdict(rng.normal(math.log(1.02), 0.008, 14), 0.02)[0] for _ in range(500)]
     assert found.count("slower") / 500 >= 0.95
     assert found.count("no change") / 500 <= sequential.ALPHA  # 2 % ruled out: a miss
 
@@ -70,15 +73,18 @@ def test_no_sequence_is_open_before_the_third_pair_and_none_stays_open_after():
     assert [s.p_value for s in states] == sorted((s.p_value for s in states), reverse=True)
 
 
-@pytest.mark.parametrize("ratio, low, high, p, worse_above, expected", [
-    (1.005, 0.99, 1.015, 0.5, True, "no change"),
-    (1.012, 1.003, 1.019, 0.001, True, "no change"),  # real, but ruled smaller than 2 %
-    (1.03, 1.01, 1.05, 0.001, True, "slower"),
-    (0.97, 0.95, 0.99, 0.001, True, "faster"),
-    (0.97, 0.95, 0.99, 0.001, False, "slower"),  # throughput fell
-    (1.03, 0.99, 1.07, 0.3, True, "inconclusive"),
-    (1.03, None, None, 0.3, True, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "ratio, low, high, p, worse_above, expected",
+    [
+        (1.005, 0.99, 1.015, 0.5, True, "no change"),
+        (1.012, 1.003, 1.019, 0.001, True, "no change"),  # real, but ruled smaller than 2 %
+        (1.03, 1.01, 1.05, 0.001, True, "slower"),
+        (0.97, 0.95, 0.99, 0.001, True, "faster"),
+        (0.97, 0.95, 0.99, 0.001, False, "slower"),  # throughput fell
+        (1.03, 0.99, 1.07, 0.3, True, "inconclusive"),
+        (1.03, None, None, 0.3, True, "inconclusive"),
+    ],
+)
 def test_verdicts_of_a_sequence(ratio, low, high, p, worse_above, expected):
     assert sequential.verdict(ratio, low, high, p, 0.02, worse_above=worse_above) == expected
 
@@ -93,8 +99,14 @@ def test_with_several_cases_a_regression_settles_only_where_its_bh_verdict_canno
     assert sequential.look(log_ratios + [0.03, 0.031]).settled(0.02, cases=3) == "slower"
 
 
-def _classify(rng: np.random.Generator, true_gap: float, gap: float, sd: float,
-              true_sd: float, noise: str = "normal") -> tuple[bool, int]:
+def _classify(
+    rng: np.random.Generator,
+    true_gap: float,
+    gap: float,
+    sd: float,
+    true_sd: float,
+    noise: str = "normal",
+) -> tuple[bool, int]:
     """One simulated bisection step: (whether it erred, how many rounds it took)."""
     bad = bool(rng.integers(2))
     rounds: list[float] = []
@@ -106,14 +118,18 @@ def _classify(rng: np.random.Generator, true_gap: float, gap: float, sd: float,
     return found != ("bad" if bad else "good"), len(rounds)
 
 
-@pytest.mark.parametrize("true_gap, true_sd, noise, most", [
-    (0.03, 0.03, "normal", sequential.ALPHA / 4),  # as estimated: about alpha squared
-    (0.015, 0.03, "normal", sequential.ALPHA),  # the gap half its estimate
-    (0.03, 0.042, "normal", sequential.ALPHA),  # the spread 40 % above its estimate
-    (0.03, 0.03, "t3", sequential.ALPHA / 4),  # heavy tails, the same variance
-])
-def test_a_bisection_step_errs_at_most_alpha_within_its_stated_margins(true_gap, true_sd,
-                                                                         noise, most):
+@pytest.mark.parametrize(
+    "true_gap, true_sd, noise, most",
+    [
+        (0.03, 0.03, "normal", sequential.ALPHA / 4),  # as estimated: about alpha squared
+        (0.015, 0.03, "normal", sequential.ALPHA),  # the gap half its estimate
+        (0.03, 0.042, "normal", sequential.ALPHA),  # the spread 40 % above its estimate
+        (0.03, 0.03, "t3", sequential.ALPHA / 4),  # heavy tails, the same variance
+    ],
+)
+def test_a_bisection_step_errs_at_most_alpha_within_its_stated_margins(
+    true_gap, true_sd, noise, most
+):
     rng = np.random.default_rng(7)
     runs = [_classify(rng, true_gap, 0.03, 0.03, true_sd, noise) for _ in range(3000)]
     errors = sum(e for e, _ in runs) / len(runs)

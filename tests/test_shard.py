@@ -41,8 +41,9 @@ def test_a_shard_outside_its_count_is_a_usage_error(capsys):
 
 
 def _cases(path):
-    return sorted((r["model"], r["batch_size"]) for r in iter_records(path)
-                  if r["record"] == "case")
+    return sorted(
+        (r["model"], r["batch_size"]) for r in iter_records(path) if r["record"] == "case"
+    )
 
 
 def test_merged_shards_hold_exactly_the_cases_of_one_unsharded_run(tmp_path, capsys):
@@ -62,29 +63,51 @@ def test_merged_shards_hold_exactly_the_cases_of_one_unsharded_run(tmp_path, cap
     assert len({r["run_id"] for r in iter_records(merged)}) == 1
 
 
-@pytest.mark.parametrize("second, message", [
-    (["--shard", "2/2", "--max-time", "0.02"], "their settings differ in max_time"),
-    (["--shard", "1/2", "--max-time", "0.01"], "are the same shard (1/2)"),
-    (["--shard", "2/2", "--max-time", "0.01", "--dtypes", "bfloat16"],
-     "their requests differ in dtypes"),
-])
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        (["--shard", "2/2", "--max-time", "0.02"], "their settings differ in max_time"),
+        (["--shard", "1/2", "--max-time", "0.01"], "are the same shard (1/2)"),
+        (
+            ["--shard", "2/2", "--max-time", "0.01", "--dtypes", "bfloat16"],
+            "their requests differ in dtypes",
+        ),
+    ],
+)
 def test_merging_shards_of_different_sweeps_is_refused(tmp_path, capsys, second, message):
     first, other = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    assert main(["run", "-m", "perceptron", "-b", "1", *QUICK, "--shard", "1/2",
-                 "--out", str(first)]) == 0
-    assert main(["run", "-m", "perceptron", "-b", "1", *BASE, *second,
-                 "--out", str(other)]) == 0
+    assert (
+        main(["run", "-m", "perceptron", "-b", "1", *QUICK, "--shard", "1/2", "--out", str(first)])
+        == 0
+    )
+    assert main(["run", "-m", "perceptron", "-b", "1", *BASE, *second, "--out", str(other)]) == 0
     capsys.readouterr()
-    assert main(["results", "merge", str(first), str(other), "--out",
-                 str(tmp_path / "m.jsonl")]) == 1
+    assert (
+        main(["results", "merge", str(first), str(other), "--out", str(tmp_path / "m.jsonl")]) == 1
+    )
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_missing_shard_is_reported_not_refused(tmp_path, capsys):
     shard = tmp_path / "s1.jsonl"
-    assert main(["run", "-m", "perceptron,mlp", "-b", "1", *QUICK, "--shard", "1/2",
-                 "--out", str(shard)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-m",
+                "perceptron,mlp",
+                "-b",
+                "1",
+                *QUICK,
+                "--shard",
+                "1/2",
+                "--out",
+                str(shard),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["results", "merge", str(shard), "--out", str(tmp_path / "m.jsonl")]) == 0
     assert "missing shards: [2]" in capsys.readouterr().out

@@ -38,19 +38,44 @@ def test_this_repository_maps_its_plugin_packages_by_setuptools_package_dir():
     assert ("sequence", "harness_plugins.sequence") in layout.entry_points
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"pyproject.toml": '[project]\nname = "a"\n', "src/mypkg/__init__.py": "",
-      "tests/__init__.py": ""}, {"mypkg": "src/mypkg"}),
-    ({"setup.py": "", "mypkg/__init__.py": "", "docs/__init__.py": ""}, {"mypkg": "mypkg"}),
-    ({"pyproject.toml": '[tool.hatch.build.targets.wheel]\npackages = ["lib/hpkg"]\n',
-      "lib/hpkg/__init__.py": ""}, {"hpkg": "lib/hpkg"}),
-    ({"pyproject.toml": '[tool.poetry]\nname = "p"\n'
-                        'packages = [{include = "ppkg", from = "code"}]\n',
-      "code/ppkg/__init__.py": ""}, {"ppkg": "code/ppkg"}),
-    ({"setup.cfg": "[metadata]\nname = c\n[options]\npackage_dir =\n    =lib\npackages = cpkg\n"
-                   "[options.entry_points]\nharness.plugins =\n    c = cplugin\n",
-      "lib/cpkg/__init__.py": "", "cplugin.py": ""}, {"cplugin": "cplugin.py"}),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        (
+            {
+                "pyproject.toml": '[project]\nname = "a"\n',
+                "src/mypkg/__init__.py": "",
+                "tests/__init__.py": "",
+            },
+            {"mypkg": "src/mypkg"},
+        ),
+        ({"setup.py": "", "mypkg/__init__.py": "", "docs/__init__.py": ""}, {"mypkg": "mypkg"}),
+        (
+            {
+                "pyproject.toml": '[tool.hatch.build.targets.wheel]\npackages = ["lib/hpkg"]\n',
+                "lib/hpkg/__init__.py": "",
+            },
+            {"hpkg": "lib/hpkg"},
+        ),
+        (
+            {
+                "pyproject.toml": '[tool.poetry]\nname = "p"\n'
+                'packages = [{include = "ppkg", from = "code"}]\n',
+                "code/ppkg/__init__.py": "",
+            },
+            {"ppkg": "code/ppkg"},
+        ),
+        (
+            {
+                "setup.cfg": "[metadata]\nname = c\n[options]\npackage_dir =\n    =lib\n"
+                "packages = cpkg\n[options.entry_points]\nharness.plugins =\n    c = cplugin\n",
+                "lib/cpkg/__init__.py": "",
+                "cplugin.py": "",
+            },
+            {"cplugin": "cplugin.py"},
+        ),
+    ],
+)
 def test_layouts_of_plugin_packages(tmp_path, files, expected):
     layout = _layout(_tree(tmp_path, files))
     assert {k: v for k, v in layout.modules.items() if k in expected} == expected
@@ -58,23 +83,39 @@ def test_layouts_of_plugin_packages(tmp_path, files, expected):
 
 
 def test_entry_points_and_distribution_come_from_the_build_configuration(tmp_path):
-    layout = _layout(_tree(tmp_path, {
-        "pyproject.toml": '[project]\nname = "My_Pkg"\n'
-                          '[project.entry-points."harness.plugins"]\nmine = "mypkg.plugin"\n',
-        "src/mypkg/__init__.py": "", "src/mypkg/plugin.py": ""}))
+    layout = _layout(
+        _tree(
+            tmp_path,
+            {
+                "pyproject.toml": '[project]\nname = "My_Pkg"\n'
+                '[project.entry-points."harness.plugins"]\nmine = "mypkg.plugin"\n',
+                "src/mypkg/__init__.py": "",
+                "src/mypkg/plugin.py": "",
+            },
+        )
+    )
     assert layout.entry_points == (("mine", "mypkg.plugin"),)
     assert layout.distribution == "My_Pkg"
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def _repo(tmp_path: Path) -> Path:
-    repo = _tree(tmp_path / "repo", {
-        "pyproject.toml": '[project]\nname = "mypkg"\n',
-        "src/mypkg/__init__.py": "VALUE = 1\n", "data/big.bin": "x" * 1000})
+    repo = _tree(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": '[project]\nname = "mypkg"\n',
+            "src/mypkg/__init__.py": "VALUE = 1\n",
+            "data/big.bin": "x" * 1000,
+        },
+    )
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "one")
@@ -124,13 +165,16 @@ def test_activation_puts_the_tree_first_and_restores_what_was_imported(tmp_path)
 
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(ROOT / "plugins"), str(copy)], check=True)
-    (copy / "calibration.py").write_text((copy / "calibration.py").read_text()
-                                         .replace('name="calibration_matmul"',
-                                                  'name="calibration_from_tree"'))
+    (copy / "calibration.py").write_text(
+        (copy / "calibration.py")
+        .read_text()
+        .replace('name="calibration_matmul"', 'name="calibration_from_tree"')
+    )
     source = sources.folder(copy, _layout(ROOT))
     with sources.activated(source):
-        registry = load_registry([], [], from_env=False, local=source.entry_points,
-                                 distribution=source.distribution)
+        registry = load_registry(
+            [], [], from_env=False, local=source.entry_points, distribution=source.distribution
+        )
         assert "calibration_from_tree" in registry.models
         assert "calibration_matmul" not in registry.models  # the installed copy is replaced
         assert source.defines(registry.model("calibration_from_tree").file)

@@ -14,8 +14,13 @@ def _linear(width: int = 4) -> nn.Module:
 
 
 def make(**overrides) -> ModelSpec:
-    fields = dict(name="toy", constructor=_linear, inputs=[Input("x", "(B, N)")],
-                  outputs=["(B, 2)"], dims={"N": Dim(4, kwarg="width")})
+    fields = dict(
+        name="toy",
+        constructor=_linear,
+        inputs=[Input("x", "(B, N)")],
+        outputs=["(B, 2)"],
+        dims={"N": Dim(4, kwarg="width")},
+    )
     fields.update(overrides)
     return ModelSpec(**fields)
 
@@ -61,9 +66,13 @@ def test_batch_name_is_reserved():
 def test_index_inputs_need_an_upper_bound_and_stay_within_it():
     with pytest.raises(SpecError, match="high"):
         Input("tokens", "(B, T)", dtype="index")
-    spec = ModelSpec(name="emb", constructor=lambda vocab: nn.Embedding(vocab, 3),
-                     inputs=[Input("tokens", "(B, T)", dtype="index", high="V")],
-                     outputs=["(B, T, 3)"], dims={"V": Dim(11, kwarg="vocab"), "T": 5})
+    spec = ModelSpec(
+        name="emb",
+        constructor=lambda vocab: nn.Embedding(vocab, 3),
+        inputs=[Input("tokens", "(B, T)", dtype="index", high="V")],
+        outputs=["(B, T, 3)"],
+        dims={"V": Dim(11, kwarg="vocab"), "T": 5},
+    )
     (tokens,) = spec.example_inputs(4)
     assert tokens.dtype == torch.int64 and tokens.shape == (4, 5)
     assert 0 <= int(tokens.min()) and int(tokens.max()) < 11
@@ -78,17 +87,20 @@ def test_constraint_violation_names_model_values_and_constraint():
     spec = make(dims={"N": Dim(4, kwarg="width")}, constraints=["N % 2 == 0"])
     with pytest.raises(ShapeError) as info:
         spec.resolve_dims({"N": 5})
-    assert str(info.value) == ("model 'toy': N=5 breaks its constraint 'N % 2 == 0'; "
-                               "choose values that satisfy it")
+    assert str(info.value) == (
+        "model 'toy': N=5 breaks its constraint 'N % 2 == 0'; choose values that satisfy it"
+    )
 
 
 def test_a_constraint_that_cannot_be_evaluated_names_its_model():
     spec = make(dims={"N": Dim(4, kwarg="width")}, constraints=["N // 0 == 1"])
     with pytest.raises(ShapeError) as info:
         spec.resolve_dims()
-    assert str(info.value) == ("model 'toy': expression 'N // 0 == 1': division by zero; fix "
-                               "the model's constraints (or skip its plugin with "
-                               "--disable-plugin)")
+    assert str(info.value) == (
+        "model 'toy': expression 'N // 0 == 1': division by zero; fix "
+        "the model's constraints (or skip its plugin with "
+        "--disable-plugin)"
+    )
 
 
 def test_unknown_dimension_override_lists_the_real_ones():

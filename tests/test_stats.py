@@ -5,14 +5,28 @@ import random
 
 import pytest
 
-from harness.stats import (LatencyStats, format_seconds, median_ci_ranks, per_label, quantile,
-                           t_quantile, t_tail, z_quantile)
+from harness.stats import (
+    LatencyStats,
+    format_seconds,
+    median_ci_ranks,
+    per_label,
+    quantile,
+    t_quantile,
+    t_tail,
+    z_quantile,
+)
 
 
-@pytest.mark.parametrize(("n", "ranks"), [
-    # Textbook distribution-free 95 % CIs for the median (1-based x_(l)..x_(u)).
-    (6, (0, 5)), (10, (1, 8)), (20, (5, 14)), (100, (39, 60)),
-])
+@pytest.mark.parametrize(
+    ("n", "ranks"),
+    [
+        # Textbook distribution-free 95 % CIs for the median (1-based x_(l)..x_(u)).
+        (6, (0, 5)),
+        (10, (1, 8)),
+        (20, (5, 14)),
+        (100, (39, 60)),
+    ],
+)
 def test_median_ci_ranks_match_binomial_tables(n, ranks):
     assert median_ci_ranks(n) == ranks
 
@@ -61,11 +75,19 @@ def test_format_seconds_picks_a_readable_unit():
     assert format_seconds(8.12e-7) == "812 ns"
 
 
-@pytest.mark.parametrize(("level", "df", "expected"), [
-    # printed tables of Student's t (two-sided), and the normal's 1.96
-    (0.95, 1, 12.7062), (0.95, 2, 4.3027), (0.95, 10, 2.2281), (0.95, 30, 2.0423),
-    (0.99, 5, 4.0321), (0.6, 5, 0.9195), (0.95, math.inf, 1.9600),
-])
+@pytest.mark.parametrize(
+    ("level", "df", "expected"),
+    [
+        # printed tables of Student's t (two-sided), and the normal's 1.96
+        (0.95, 1, 12.7062),
+        (0.95, 2, 4.3027),
+        (0.95, 10, 2.2281),
+        (0.95, 30, 2.0423),
+        (0.99, 5, 4.0321),
+        (0.6, 5, 0.9195),
+        (0.95, math.inf, 1.9600),
+    ],
+)
 def test_t_quantiles_match_the_tables(level, df, expected):
     assert t_quantile(level, df) == pytest.approx(expected, abs=1e-4)
     assert t_tail(expected, df) == pytest.approx(1 - level, rel=1e-3)
@@ -82,14 +104,17 @@ def test_t_tails_fall_between_whole_degrees_of_freedom_and_tend_to_the_normal():
     assert t_quantile(0.95, 1e7) == pytest.approx(z_quantile(0.95), abs=1e-5)
 
 
-@pytest.mark.parametrize(("units", "label"), [
-    ([("call", 1)], "per call"),
-    ([(None, 1)], "per call"),  # a record from before "per": its block size says it
-    ([(float("nan"), 16.0)], "per block of 16"),  # a loaded column with gaps holds floats
-    ([("block", 12), (None, 16)], "per block of 12-16"),  # repeats sized their own blocks
-    ([("call", 1), ("block", 16)], "per call or block"),
-    ([("block", "16")], "per block"),  # a size that is not a number is unknown
-    ([(None, None)], "per call or block"),
-])
+@pytest.mark.parametrize(
+    ("units", "label"),
+    [
+        ([("call", 1)], "per call"),
+        ([(None, 1)], "per call"),  # a record from before "per": its block size says it
+        ([(float("nan"), 16.0)], "per block of 16"),  # a loaded column with gaps holds floats
+        ([("block", 12), (None, 16)], "per block of 12-16"),  # repeats sized their own blocks
+        ([("call", 1), ("block", 16)], "per call or block"),
+        ([("block", "16")], "per block"),  # a size that is not a number is unknown
+        ([(None, None)], "per call or block"),
+    ],
+)
 def test_percentiles_are_named_per_call_or_per_block_also_for_old_records(units, label):
     assert per_label(units) == label

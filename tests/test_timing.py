@@ -25,22 +25,26 @@ def test_samples_are_per_iteration_times_and_never_undercut_a_known_sleep():
 
 
 def test_sampling_stops_at_the_budget_with_at_least_min_samples():
-    result = measure(lambda: time.sleep(0.02),
-                     config=MeasureConfig(max_time=0.01, warmup_time=0, min_samples=4))
+    result = measure(
+        lambda: time.sleep(0.02), config=MeasureConfig(max_time=0.01, warmup_time=0, min_samples=4)
+    )
     assert len(result.samples) == 4
 
 
-def test_warm_up_runs_at_least_the_configured_iterations():
+@pytest.mark.parametrize("iters", [1, 5, 40])
+def test_warm_up_runs_at_least_the_configured_iterations(iters):
     calls = []
-    measure(lambda: calls.append(1), config=MeasureConfig(warmup_iters=5, warmup_time=0,
-                                                          max_time=0.01))
-    result = measure(lambda: None, config=MeasureConfig(warmup_iters=5, warmup_time=0,
-                                                        max_time=0.01))
-    assert result.warmup_iters >= 5
+    result = measure(
+        lambda: calls.append(1),
+        config=MeasureConfig(warmup_iters=iters, warmup_time=0, max_time=0.01),
+    )
+    timed = result.block_size * len(result.samples)
+    assert len(calls) - timed == result.warmup_iters >= iters  # every call is counted once
 
 
-@pytest.mark.parametrize("bad", [dict(max_time=0), dict(min_samples=0), dict(target_precision=1.5),
-                                 dict(warmup_time=-1)])
+@pytest.mark.parametrize(
+    "bad", [dict(max_time=0), dict(min_samples=0), dict(target_precision=1.5), dict(warmup_time=-1)]
+)
 def test_measure_config_rejects_nonsense(bad):
     with pytest.raises(ValueError):
         MeasureConfig(**bad)
@@ -54,8 +58,9 @@ def test_cuda_timing_uses_events_and_returns_positive_samples():
 
 
 def test_a_call_long_enough_to_time_alone_gets_per_call_percentiles():
-    result = measure(lambda: time.sleep(0.005),
-                     config=MeasureConfig(max_time=0.1, warmup_time=0, min_time=0.05))
+    result = measure(
+        lambda: time.sleep(0.005), config=MeasureConfig(max_time=0.1, warmup_time=0, min_time=0.05)
+    )
     assert (result.per, result.block_size) == ("call", 1)
     assert per_label([(result.per, result.block_size)]) == "per call"
 

@@ -25,8 +25,8 @@ def test_tracked_cases_are_every_model_of_the_suites_on_the_cpu_once(registry):
     assert {(t.case.device, t.config.max_time) for t in smoke} == {("cpu", 0.05)}
     assert tracked_cases(registry, ["smoke", "smoke"]) == smoke
     both = tracked_cases(registry, ["smoke", "gan"])
-    assert both[:len(smoke)] == smoke
-    assert {t.case.suite for t in both[len(smoke):]} == {"gan"}
+    assert both[: len(smoke)] == smoke
+    assert {t.case.suite for t in both[len(smoke) :]} == {"gan"}
 
 
 def test_a_tracked_suite_needs_fixed_batch_sizes(registry):

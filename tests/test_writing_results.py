@@ -7,9 +7,23 @@ import resource
 import subprocess
 import sys
 
-
-RUN = [sys.executable, "-m", "harness.cli", "run", "-m", "perceptron", "-b", "1,2,4",
-       "--isolation", "none", "--max-time", "0.01", "--warmup-time", "0.01", "-q"]
+RUN = [
+    sys.executable,
+    "-m",
+    "harness.cli",
+    "run",
+    "-m",
+    "perceptron",
+    "-b",
+    "1,2,4",
+    "--isolation",
+    "none",
+    "--max-time",
+    "0.01",
+    "--warmup-time",
+    "0.01",
+    "-q",
+]
 
 
 def test_a_full_disk_is_one_line_and_no_traceback(tmp_path):
@@ -17,7 +31,8 @@ def test_a_full_disk_is_one_line_and_no_traceback(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "harness: error: cannot write results to /dev/full: No space left on device; "
-        "no case was written"]
+        "no case was written"
+    ]
 
 
 def test_a_disk_filling_mid_run_keeps_the_cases_written_before(tmp_path):
@@ -30,13 +45,14 @@ def test_a_disk_filling_mid_run_keeps_the_cases_written_before(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (room, room))
 
     out = tmp_path / "cut.jsonl"
-    done = subprocess.run([*RUN, "--out", str(out)], capture_output=True, text=True,
-                          preexec_fn=small_disk)
+    done = subprocess.run(
+        [*RUN, "--out", str(out)], capture_output=True, text=True, preexec_fn=small_disk
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"harness: error: cannot write results to {out}: File too large; what was written "
-        f"before it (1 case) is kept; make room and finish the run with --resume {out}"]
+        f"before it (1 case) is kept; make room and finish the run with --resume {out}"
+    ]
     lines = out.read_bytes().splitlines()
     assert json.loads(lines[1])["batch_size"] == 1 and json.loads(lines[1])["status"] == "ok"
-

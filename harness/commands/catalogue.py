@@ -24,14 +24,30 @@ class _NoRandomFills(TorchFunctionMode):
     torch runs some of them there through decompositions that import ``torch._dynamo``
     (about 3 s), which would be most of ``harness list``'s time."""
 
-    FILLS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_",
-                       "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_",
-                       "sparse_", "random_", "bernoulli_", "exponential_", "geometric_",
-                       "cauchy_", "log_normal_"})
+    FILLS = frozenset(
+        {
+            "normal_",
+            "uniform_",
+            "trunc_normal_",
+            "kaiming_uniform_",
+            "kaiming_normal_",
+            "xavier_uniform_",
+            "xavier_normal_",
+            "orthogonal_",
+            "sparse_",
+            "random_",
+            "bernoulli_",
+            "exponential_",
+            "geometric_",
+            "cauchy_",
+            "log_normal_",
+        }
+    )
     FACTORIES = frozenset({"randn", "rand"})
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
-                           kwargs: dict | None = None) -> Any:
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         if name in self.FILLS:
@@ -67,17 +83,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in names:
         registered = registry.model(name)
         spec = registered.spec
-        rows.append({
-            "name": name, "plugin": registered.plugin, "family": spec.family,
-            "tags": list(spec.tags), "description": spec.description, "source": spec.source,
-            "params": _count_params(registry, name),
-            "inputs": [{"name": i.name, "shape": str(i.shape), "dtype": i.dtype,
-                        "high": None if i.high is None else str(i.high)} for i in spec.inputs],
-            "outputs": [str(s) for s in spec.outputs],
-            "dims": spec.default_dims, "constraints": [str(c) for c in spec.constraints],
-            "kwargs": spec.default_kwargs, "batch_sizes": list(spec.batch_sizes),
-            "trainable": spec.trainable, "suites": registry.suites_of(name),
-        })
+        rows.append(
+            {
+                "name": name,
+                "plugin": registered.plugin,
+                "family": spec.family,
+                "tags": list(spec.tags),
+                "description": spec.description,
+                "source": spec.source,
+                "params": _count_params(registry, name),
+                "inputs": [
+                    {
+                        "name": i.name,
+                        "shape": str(i.shape),
+                        "dtype": i.dtype,
+                        "high": None if i.high is None else str(i.high),
+                    }
+                    for i in spec.inputs
+                ],
+                "outputs": [str(s) for s in spec.outputs],
+                "dims": spec.default_dims,
+                "constraints": [str(c) for c in spec.constraints],
+                "kwargs": spec.default_kwargs,
+                "batch_sizes": list(spec.batch_sizes),
+                "trainable": spec.trainable,
+                "suites": registry.suites_of(name),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
     else:
@@ -89,18 +121,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     registry = registry_of(args)
     if args.suite or args.model:
-        plan = build_plan(registry, Request(suite=args.suite, models=tuple(args.model),
-                                            dims=dict(args.dim), devices=("cpu",)))
+        plan = build_plan(
+            registry,
+            Request(
+                suite=args.suite, models=tuple(args.model), dims=dict(args.dim), devices=("cpu",)
+            ),
+        )
         targets = list({(c.model, tuple(c.dims.items())): c for c in plan.cases}.values())
         pairs = [(c.model, dict(c.dims)) for c in targets]
     else:
         pairs = [(name, registry.model(name).spec.default_dims) for name in registry.models]
     if args.isolation == "none" and args.timeout:
-        raise UsageError("--timeout needs --isolation process: a check in this process "
-                         "cannot be ended")
-    executor = make_executor(args.isolation, registry,
-                             *plugin_selection(args.plugin, args.disable_plugin),
-                             timeout=args.timeout or DEFAULT_TIMEOUT, memory_limit=None)
+        raise UsageError(
+            "--timeout needs --isolation process: a check in this process cannot be ended"
+        )
+    executor = make_executor(
+        args.isolation,
+        registry,
+        *plugin_selection(args.plugin, args.disable_plugin),
+        timeout=args.timeout or DEFAULT_TIMEOUT,
+        memory_limit=None,
+    )
     results = []
     with console.Progress(len(pairs)) as progress:
         for index, (name, dims) in enumerate(pairs):
@@ -111,6 +152,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         console.stdout.print(console.check_table(results))
-        console.print_lines(Text.assemble((r.name, "red"), f": {problem}")
-                            for r in results for problem in r.problems)
+        console.print_lines(
+            Text.assemble((r.name, "red"), f": {problem}")
+            for r in results
+            for problem in r.problems
+        )
     return 1 if any(not r.ok for r in results) else 0
