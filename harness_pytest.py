@@ -42,17 +42,8 @@ class HarnessCase:
 
     @property
     def extra_info(self) -> dict[str, Any]:
-        case = self.case
-        return {
-            "harness_case": case.label,
-            "model": case.model,
-            "batch_size": case.batch_size,
-            "dtype": case.dtype,
-            "device": case.device,
-            "compile_mode": case.compile_mode,
-            "mode": case.mode,
-            "dims": dict(case.dims),
-        }
+        # the case's own label: a suite's repeats are separate tests, "#2" tells them apart
+        return {**self.case.key().benchmark_info(), "harness_case": self.case.label}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -32,24 +32,15 @@ def _stats(samples: list[float], iterations: int) -> dict[str, Any]:
 
 
 def _benchmark(row: dict[str, Any]) -> dict[str, Any]:
-    label = CaseKey.of_record(row, measured=True).label
+    key = CaseKey.of_record(row, measured=True)
+    label = key.label
     return {
         "group": row["model"],
         "name": label,
         "fullname": f"harness::{label}",
         "params": None,
         "param": None,
-        "extra_info": {
-            "harness_case": label,
-            "model": row["model"],
-            "batch_size": int(row["batch_size"]),
-            "dtype": row["dtype"],
-            "device": row["device"],
-            "compile_mode": row["compile_mode"],
-            "mode": row["mode"],
-            "dims": dict(row.get("dims") or {}),
-            "run_id": row.get("run_id"),
-        },
+        "extra_info": {**key.benchmark_info(), "run_id": row.get("run_id")},
         "options": {"timer": "perf_counter", "source": "harness"},
         "stats": _stats(row["latency.samples"], _block_size(row)),
     }

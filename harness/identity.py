@@ -100,6 +100,20 @@ class CaseKey(NamedTuple):
         """The case as JSON outputs give it: its label, then each field by name."""
         return {"case": self.label, **self._asdict(), "dims": dict(self.dims)}
 
+    def benchmark_info(self) -> dict[str, Any]:
+        """pytest-benchmark's ``extra_info`` for the case, as the pytest plugin and
+        ``harness export`` both write it."""
+        return {
+            "harness_case": self.label,
+            "model": self.model,
+            "batch_size": self.batch_size,
+            "dtype": self.dtype,
+            "device": self.device,
+            "compile_mode": self.compile_mode,
+            "mode": self.mode,
+            "dims": dict(self.dims),
+        }
+
     def eager(self) -> CaseKey:
         """The uncompiled twin of this case, whose speed a compiled one is measured against."""
         return self._replace(compile_mode="none", backend=None)
