@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from harness.record import CaseRecord
 from harness.worker import measure_case
 
 from ._generate import REGISTRY, ModelBenchmark, generate
@@ -16,20 +17,20 @@ class _Metrics(ModelBenchmark):
     def setup(self, *params: Any) -> None:
         self.measured = self.tracked(params)
 
-    def _record(self) -> dict[str, Any]:
+    def _record(self) -> CaseRecord:
         spec = REGISTRY.model(self.model).spec
         record = measure_case(spec, self.measured.case, self.measured.config)
-        if record["status"] != "ok":
-            raise RuntimeError(f"{self.measured.case.label}: {record['status']}: {record['error']}")
+        if not record.ok:
+            raise RuntimeError(f"{self.measured.case.label}: {record.status}: {record.error}")
         return record
 
     def track_throughput(self, *params: Any) -> float:
-        return self._record()["throughput"]
+        return self._record().throughput
 
     track_throughput.unit = "samples/s"
 
     def track_peak_memory(self, *params: Any) -> int:
-        return self._record()["memory"]["cpu_peak_rss_bytes"]
+        return self._record().memory["cpu_peak_rss_bytes"]
 
     track_peak_memory.unit = "bytes"
 
@@ -38,7 +39,7 @@ class _CompiledMetrics(_Metrics):
     def track_compile_time(self, *params: Any) -> float:
         if self.measured.case.compile_mode == "none":
             return math.nan  # asv: n/a for the eager cases of a compiled model
-        return self._record()["compile"]["time_s"]
+        return self._record().compile["time_s"]
 
     track_compile_time.unit = "seconds"
 

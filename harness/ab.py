@@ -18,18 +18,19 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness import interleave, sequential, significance
 from harness.interleave import InterleaveError, PairSettings, Side, Spawner
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.timing import MeasureConfig
 
 PAIR_TIME = 1.0  # timed seconds a side in each pair: see docs/harness-benchmarks.md
 MAX_TIME = 120.0  # seconds a case may take, both sides and all pairs included
 
-Write = Callable[[dict, dict], None]  # a pair's baseline and candidate records
+Write = Callable[[CaseRecord, CaseRecord], None]  # a pair's baseline and candidate records
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,14 @@ class Outcome:
         )
 
 
-def pair_log_ratio(base: dict, cand: dict) -> float:
+def pair_log_ratio(base: CaseRecord, cand: CaseRecord) -> float:
     """The pair's candidate/baseline log-ratio: the Hodges-Lehmann estimate over turns."""
     turns = [_turns(record) for record in (base, cand)]
     return math.log(significance.shift_of_turns(*turns).ratio)
 
 
-def _turns(record: dict) -> list[list[float]]:
-    samples, counts = record["latency"]["samples"], record["interleaved"]["turns"]
+def _turns(record: CaseRecord) -> list[list[float]]:
+    samples, counts = record.latency["samples"], record.interleaved["turns"]
     cuts = [0]
     for count in counts:
         cuts.append(cuts[-1] + count)
@@ -147,8 +148,10 @@ def measure_case(
                 exc.output_tail,
             )
         now = time.monotonic()
-        for record in (base, cand):
-            record["interleaved"]["case_elapsed_s"] = now - started
+        base, cand = (
+            replace(r, interleaved={**r.interleaved, "case_elapsed_s": now - started})
+            for r in (base, cand)
+        )
         write(base, cand)
         logs.append(pair_log_ratio(base, cand))
         current = sequential.look(logs, settings.alpha)

@@ -14,16 +14,17 @@ import ast
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ResultsError, UsageError
+from harness.identity import CaseKey
+from harness.record import CaseRecord, RunHeader
 from harness.registry import Registry
 from harness.stats import LatencyStats
 from harness.tracking import ModelParameters, asv_parameters, tracked_cases
-from harness.worker import base_record
 
 MODULES = ("latency", "metrics")
 
@@ -32,8 +33,8 @@ MODULES = ("latency", "metrics")
 class AsvRun:
     """One asv results file as a harness run header and its case records."""
 
-    header: dict[str, Any]
-    cases: list[dict[str, Any]]
+    header: RunHeader
+    cases: list[CaseRecord]
 
 
 def _results(directory: Path) -> Iterator[Any]:
@@ -67,16 +68,16 @@ def load_asv_runs(
     if not runs:
         which = " and ".join(f"{k} {v}" for k, v in (("commit", commit), ("machine", machine)) if v)
         raise ResultsError(f"no asv results in {directory}{' for ' + which if which else ''}")
-    return sorted(runs, key=lambda run: run.header["environment"]["time"])
+    return sorted(runs, key=lambda run: run.header.environment["time"])
 
 
-def _header(result: Any) -> dict[str, Any]:
+def _header(result: Any) -> RunHeader:
     params = result.params
     when = datetime.fromtimestamp(result.date / 1000, timezone.utc)
-    return {
-        "command": ["asv", "run"],
-        "source": "asv",
-        "environment": {
+    return RunHeader(
+        command=("asv", "run"),
+        extra={"source": "asv"},
+        environment={
             "hostname": params.get("machine"),
             "cpu_model": params.get("cpu"),
             "machine": params.get("arch"),
@@ -88,11 +89,11 @@ def _header(result: Any) -> dict[str, Any]:
             "time": when.isoformat(timespec="seconds"),
             "git": {"commit": result.commit_hash, "dirty": False},
         },
-    }
+    )
 
 
-def _cases(result: Any, models: dict[str, ModelParameters]) -> dict[tuple, dict[str, Any]]:
-    records: dict[tuple, dict[str, Any]] = {}
+def _cases(result: Any, models: dict[str, ModelParameters]) -> dict[CaseKey, CaseRecord]:
+    records: dict[CaseKey, CaseRecord] = {}
     for key in result.get_all_result_keys():
         module, model, method = (key.split(".") + ["", ""])[:3]
         if module not in MODULES or model not in models:
@@ -105,26 +106,30 @@ def _cases(result: Any, models: dict[str, ModelParameters]) -> dict[tuple, dict[
             tracked = models[model].cases.get(tuple(combo))
             if tracked is None or value is None or math.isnan(value):
                 continue  # no longer tracked, skipped or failed
-            record = records.setdefault(
-                tracked.case.key(),
-                {**base_record(tracked.case), "source": "asv", "asv_env": result.env_name},
+            key = tracked.case.key()
+            record = records.get(key) or CaseRecord.of_case(
+                tracked.case, extra={"source": "asv", "asv_env": result.env_name}
             )
-            _set(record, method, value, sampled)
+            records[key] = _with(record, method, value, sampled)
     return records
 
 
-def _set(record: dict[str, Any], method: str, value: float, samples: list | None) -> None:
+def _with(record: CaseRecord, method: str, value: float, samples: list | None) -> CaseRecord:
+    """``record`` with what one of asv's benchmark methods measured."""
     if method == "time_step":
         stats = (
             LatencyStats.from_samples(samples).to_dict()
             if samples and len(samples) > 1
             else {"median": value}
         )
-        record["latency"] = {"unit": "s", **stats, "samples": list(samples or [])}
-        record["throughput"] = record["batch_size"] / value
-    elif method == "track_throughput":
-        record["harness_throughput"] = value  # the harness's own, beside asv's timing
-    elif method == "track_peak_memory":
-        record["memory"] = {"cpu_peak_rss_bytes": int(value)}
-    elif method == "track_compile_time":
-        record["compile"] = {"time_s": value}
+        latency = {"unit": "s", **stats, "samples": list(samples or [])}
+        return replace(
+            record, latency=latency, throughput=record.batch_size and record.batch_size / value
+        )
+    if method == "track_throughput":  # the harness's own, beside asv's timing
+        return replace(record, extra={**record.extra, "harness_throughput": value})
+    if method == "track_peak_memory":
+        return replace(record, memory={"cpu_peak_rss_bytes": int(value)})
+    if method == "track_compile_time":
+        return replace(record, compile={"time_s": value})
+    return record

@@ -236,7 +236,6 @@ def compare(
     """One row per case in both runs: values, ratio, its CI, p and q, MDE and verdict."""
     if metric not in METRICS:
         raise CompareError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    _check_schemas(baseline, candidate)
     noise = {**machine_noise(baseline), **machine_noise(candidate)}
     worse_above = metric != "throughput"
     rows = []
@@ -352,18 +351,6 @@ def geomean_speedups(
     groups = frame.groupby(list(by), dropna=False)["speedup"]
     result = groups.apply(lambda s: float(np.exp(np.log(s).mean()))).rename("geomean_speedup")
     return pd.concat([result, groups.size().rename("cases")], axis=1).reset_index()
-
-
-def _check_schemas(*frames: pd.DataFrame) -> None:
-    versions = set()
-    for frame in frames:
-        if "schema" in frame:
-            versions.update(int(v) for v in frame["schema"].dropna().unique())
-    if len(versions) > 1:
-        raise CompareError(
-            f"the runs mix results schema versions {sorted(versions)}; "
-            "compare runs written by the same harness schema"
-        )
 
 
 def _nothing_in_common(base: Mapping[CaseKey, Any], cand: Mapping[CaseKey, Any]) -> str:

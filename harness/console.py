@@ -28,6 +28,7 @@ from harness.check import CheckResult
 from harness.memory import format_bytes
 from harness.plan import Case
 from harness.profile import ProfileResult
+from harness.record import CaseRecord
 from harness.sequential import ALPHA as SEQUENTIAL_ALPHA
 from harness.stats import format_seconds, per_label
 
@@ -108,18 +109,18 @@ def check_table(results: Sequence[CheckResult]) -> Table:
 MEMORY_COLUMN = "mem added: tensors / RSS"
 
 
-def _memory(record: dict[str, Any]) -> str:
+def _memory(record: CaseRecord) -> str:
     """What a case added at its peak: its tensors' bytes (on CUDA, the allocator's) and
     the rise of the process's resident set, both above the case's baseline."""
-    memory = record.get("memory") or {}
+    memory = record.memory or {}
     tensors = memory.get("cuda_max_allocated_bytes", memory.get("tensor_peak_bytes"))
     return f"{format_bytes(tensors)} / {format_bytes(memory.get('cpu_peak_rss_bytes'))}"
 
 
-def _compute(record: dict[str, Any]) -> str:
+def _compute(record: CaseRecord) -> str:
     """FLOP/s and the fraction of the calibrated peak; "-" when the FLOPs are unknown,
     "> peak?" for a case above the peak (a calibration problem, not a number)."""
-    flops = record.get("flops") or {}
+    flops = record.flops or {}
     if not flops.get("per_step"):
         return "-"
     text = format_rate(flops["achieved_per_s"]).replace("/s", "FLOP/s")
@@ -131,16 +132,17 @@ def _compute(record: dict[str, Any]) -> str:
     return text
 
 
-def _per(record: dict[str, Any]) -> str:
+def _per(record: CaseRecord) -> str:
     """What an ok record's quartiles are of: "per call" or "per block of 16"."""
-    return per_label([(record["latency"].get("per"), record["latency"].get("block_size"))])
+    latency = record.latency or {}
+    return per_label([(latency.get("per"), latency.get("block_size"))])
 
 
-def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Table:
+def results_table(rows: Sequence[tuple[Case, CaseRecord]], title: str) -> Table:
     """Median and CI per call; the IQR's header (or, when the cases differ, each cell)
     says whether it is the spread of calls or of block means."""
     table = Table(title=title, title_justify="left")
-    pers = {_per(rec) for _, rec in rows if rec["status"] == "ok"}
+    pers = {_per(rec) for _, rec in rows if rec.ok}
     common = pers.pop() if len(pers) == 1 else None
     for column in (
         "case",
@@ -162,17 +164,15 @@ def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Ta
     for case, rec in rows:
         label = (
             case.label
-            if rec.get("batch_size") in (None, case.batch_size)
-            else (f"{case.label} -> B={rec['batch_size']}")
+            if rec.batch_size in (None, case.batch_size)
+            else (f"{case.label} -> B={rec.batch_size}")
         )
-        if rec["status"] != "ok":
-            colour = "yellow" if rec["status"] == "skipped" else "red"
-            table.add_row(
-                label, Text(rec["status"], style=colour), rec.get("error") or "", *[""] * 7
-            )
+        if not rec.ok or rec.latency is None:
+            colour = "yellow" if rec.status == "skipped" else "red"
+            table.add_row(label, Text(rec.status, style=colour), rec.error or "", *[""] * 7)
             continue
-        lat = rec["latency"]
-        speedup = rec.get("speedup_vs_eager")
+        lat = rec.latency
+        speedup = rec.speedup_vs_eager
         spread = format_seconds(lat["iqr"]) + ("" if common else f" ({_per(rec)})")
         table.add_row(
             label,
@@ -180,7 +180,7 @@ def results_table(rows: Sequence[tuple[Case, dict[str, Any]]], title: str) -> Ta
             format_seconds(lat["median"]),
             spread,
             f"{format_seconds(lat['ci_low'])} - {format_seconds(lat['ci_high'])}",
-            f"{rec['throughput']:,.1f}/s",
+            f"{rec.throughput:,.1f}/s" if rec.throughput is not None else "-",
             _memory(rec),
             _compute(rec),
             f"{speedup:.2f}x" if speedup else "",
@@ -619,12 +619,12 @@ class Progress:
             self._bar.__exit__(*exc)
 
 
-def outcome(record: dict[str, Any]) -> str:
+def outcome(record: CaseRecord) -> str:
     """One word and a number for a finished case: 'ok 3.75 ms' or 'error: ...'."""
-    if record["status"] != "ok":
-        return f"{record['status']}: {record['error']}"
-    batch = f" at B={record['batch_size']}" if record.get("batch_search") else ""
-    return f"ok {format_seconds(record['latency']['median'])}{batch}"
+    if not record.ok or record.median is None:
+        return f"{record.status}: {record.error}"
+    batch = f" at B={record.batch_size}" if record.batch_search else ""
+    return f"ok {format_seconds(record.median)}{batch}"
 
 
 def print_failures(failures: Sequence[dict[str, Any]]) -> None:

@@ -58,8 +58,9 @@ class CaseKey(NamedTuple):
 
     @classmethod
     def of_record(cls, record: Mapping[str, Any], measured: bool = False) -> CaseKey:
-        """The key of a written record: as planned (a searched batch size is ``None``), or
-        with ``measured`` at the batch size it was measured at, as runs are compared."""
+        """The key of a record's fields (``CaseRecord.key``) or of a row of the results
+        frame: as planned (a searched batch size is ``None``), or with ``measured`` at the
+        batch size it was measured at, as runs are compared."""
         if measured:  # a DataFrame may hold batch sizes as floats
             batch = int(record["batch_size"])
         else:
@@ -70,9 +71,9 @@ class CaseKey(NamedTuple):
             record["dims"],
             device=record["device"],
             dtype=record["dtype"],
-            precision=record.get("precision") or "cast",
+            precision=record["precision"],
             compile_mode=record["compile_mode"],
-            backend=record.get("backend"),
+            backend=record["backend"],
             mode=record["mode"],
         )
 

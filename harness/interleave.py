@@ -36,6 +36,7 @@ from harness.devices import default_threads
 from harness.errors import HarnessError, UsageError
 from harness.isolation import CaseOutput, describe_exit, end_when_unread, kill_group
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.sources import CodeSource
 from harness.timing import MeasureConfig, Measurement
 
@@ -349,7 +350,7 @@ def measure_pair(
     session: str,
     pair: int,
     rng: random.Random,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[CaseRecord, CaseRecord]:
     """One pair: both sides' processes given ``case`` (with each side's options), warmed
     up one at a time in random order, then timed turn about until each has
     ``config.max_time`` seconds of samples and at least :data:`MIN_TURNS` turns; one
@@ -430,31 +431,37 @@ def _record(
     turns: list[int],
     session: str,
     pair: int,
-) -> dict[str, Any]:
+) -> CaseRecord:
     from harness import worker
 
     case = dataclasses.replace(case, dims=ready["dims"])  # as the side's own spec resolved them
     measured = Measurement(
         tuple(samples), ready["block_size"], ready["warmup_iters"], ready["first_call"]
     )
-    return {
-        **worker.base_record(case),
-        "plugin": ready["plugin"],
-        "threads": ready["threads"],
+    return CaseRecord.of_case(
+        case,
+        plugin=ready["plugin"],
+        threads=ready["threads"],
+        isolation="interleaved",
         **worker.latency_fields(case, measured),
-        "interleaved": {
-            "session": session,
-            "pair": pair,
-            "side": side.role,
-            "source": side.source,
-            "turns": turns,
-        },
+        interleaved=_interleaved(side, session, pair, turns),
+    )
+
+
+def _interleaved(side: Side, session: str, pair: int, turns: list[int]) -> dict[str, Any]:
+    """A record's account of the interleaved session and pair that measured it."""
+    return {
+        "session": session,
+        "pair": pair,
+        "side": side.role,
+        "source": side.source,
+        "turns": turns,
     }
 
 
 def failed_records(
     baseline: Side, candidate: Side, case: Case, error: InterleaveError, session: str, pair: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[CaseRecord, CaseRecord]:
     """What a pair that failed leaves: the failing side's status and message, and the
     other side ``skipped`` for it."""
     from harness import worker
@@ -462,27 +469,17 @@ def failed_records(
     records = []
     for side in (baseline, candidate):
         failed = side.role == error.role
-        record = worker.unmeasured(
-            side.case(case),
-            error.status if failed else "skipped",
-            str(error) if failed else f"the {error.role} failed",
-        )
-        record["interleaved"] = {
-            "session": session,
-            "pair": pair,
-            "side": side.role,
-            "source": side.source,
-            "turns": [],
-        }
-        if failed:
-            record.update(
-                {
-                    k: v
-                    for k, v in (("traceback", error.traceback), ("output_tail", error.output_tail))
-                    if v
-                }
+        records.append(
+            worker.unmeasured(
+                side.case(case),
+                error.status if failed else "skipped",
+                str(error) if failed else f"the {error.role} failed",
+                isolation="interleaved",
+                interleaved=_interleaved(side, session, pair, []),
+                traceback=error.traceback if failed else None,
+                output_tail=error.output_tail if failed else None,
             )
-        records.append(record)
+        )
     return records[0], records[1]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import io
 import json
 import multiprocessing
@@ -32,6 +33,7 @@ from harness.check import CheckResult, check_model, unchecked
 from harness.devices import DTYPES
 from harness.flops import calibrate_peak
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.registry import ENTRY_POINT_GROUP, RegisteredModel, Registry, load_registry
 from harness.timing import MeasureConfig
 
@@ -103,11 +105,11 @@ class CaseOutput(io.TextIOBase):
         return self._tail.decode("utf-8", "replace") or None
 
 
-def with_output(record: dict[str, Any], output: CaseOutput) -> dict[str, Any]:
+def with_output(record: CaseRecord, output: CaseOutput) -> CaseRecord:
     """``record`` with the case's last output when it did not end ``ok``: often the only
     account of a crash (an abort's message) or of what the model complained about."""
     tail = output.tail()
-    return {**record, "output_tail": tail} if tail and record["status"] != "ok" else record
+    return dataclasses.replace(record, output_tail=tail) if tail and not record.ok else record
 
 
 class InlineExecutor:
@@ -118,9 +120,7 @@ class InlineExecutor:
     def __init__(self, registry: Registry):
         self.registry = registry
 
-    def measure(
-        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
-    ) -> dict[str, Any]:
+    def measure(self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]) -> CaseRecord:
         # stdout only: stderr is the progress display's, which rich writes through sys.stderr
         output = CaseOutput()
         with contextlib.redirect_stdout(output):
@@ -221,7 +221,7 @@ def _child(conn: Any, output: Any, job_text: str) -> None:
             else:
                 answer = worker.measure_case(
                     spec, case, MeasureConfig(**job["config"]), job["peaks"]
-                )
+                ).to_json()
         message = json.dumps({"answer": answer})
     except BaseException as exc:  # report anything, even SystemExit, to the parent
         message = json.dumps(
@@ -320,9 +320,7 @@ class ProcessExecutor:
             raise CaseError(message["exception"], message.get("traceback"))
         return message["answer"]
 
-    def measure(
-        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
-    ) -> dict[str, Any]:
+    def measure(self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]) -> CaseRecord:
         job = {
             "kind": "measure",
             "case": case.to_dict(),
@@ -331,11 +329,11 @@ class ProcessExecutor:
         }
         output = CaseOutput()
         try:
-            record = self._run(job, self.timeout, output)
+            record = CaseRecord.from_json(self._run(job, self.timeout, output))
         except _Abnormal as exc:
             record = worker.unmeasured(case, exc.status, str(exc))
         except CaseError as exc:
-            record = {**worker.unmeasured(case, "error", str(exc)), "traceback": exc.traceback}
+            record = worker.unmeasured(case, "error", str(exc), traceback=exc.traceback)
         return with_output(record, output)
 
     def probe(self, case: Case, batch_size: int) -> str:

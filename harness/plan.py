@@ -95,11 +95,6 @@ class Case:
         return cls(**{**data, "chosen": tuple(data["chosen"])})
 
 
-def run_key_of_record(record: Mapping[str, Any]) -> tuple[CaseKey, int]:
-    """The :meth:`Case.run_key` of a written record (a searched batch size is ``None``)."""
-    return CaseKey.of_record(record), record.get("repeat", 0)
-
-
 @dataclass(frozen=True)
 class Request:
     """What the user asked for; stored in the run header so ``--resume`` can redo it."""

@@ -30,6 +30,7 @@ from harness import worker
 from harness.errors import HarnessError, UsageError
 from harness.isolation import ProcessExecutor
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.timing import MeasureConfig
 
 SLOT = "harness_slot"
@@ -239,9 +240,7 @@ class RayExecutor:
             for ref in self._in_flight:
                 self._ray.cancel(ref)
 
-    def measure(
-        self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
-    ) -> dict[str, Any]:
+    def measure(self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]) -> CaseRecord:
         try:
             record, node, environment = self._call(
                 case.device, "measure", case, config, dict(peaks)
@@ -250,7 +249,7 @@ class RayExecutor:
             return worker.unmeasured(case, "crashed", str(exc))
         except RuntimeError as exc:
             return worker.unmeasured(case, "error", str(exc))
-        return {**record, "node": node, "environment": environment}
+        return CaseRecord.from_json({**record, "node": node, "environment": environment})
 
     def probe(self, case: Case, batch_size: int) -> str:
         try:
@@ -287,6 +286,7 @@ def _on_node(settings: tuple, threads_env: str | None, method: str, *args: Any) 
     answer = getattr(executor, method)(*args)
     if method != "measure":
         return answer
+    answer = answer.to_json()  # plain data across the cluster, whatever its versions
     context = ray.get_runtime_context()
     node = {
         "id": context.get_node_id(),

@@ -4,44 +4,22 @@ Each case is appended and flushed as soon as it finishes, so an interrupted run
 keeps every case it completed. A file may hold several runs (``--out`` on an
 existing file appends a new run rather than overwriting the old one).
 
-Line kinds, told apart by ``"record"``:
-
-* ``{"record": "run", "schema": 1, "run_id", "command", "environment", "settings"}``
-* ``{"record": "case", "schema": 1, "run_id", "model", "plugin", "suite", "batch_size",
-  "device", "dtype", "compile_mode", "mode", "dims", "status", "error", "params",
-  "latency": {"median", "mean", ..., "per", "block_size", "samples", "unit": "s"},
-  "throughput",
-  "heartbeat": {"unit": "s", "before", "after"}}``; a case measured on a Ray cluster
-  adds ``"node"`` and ``"environment"`` (the node's), and a case merged from a shard
-  the shard's ``"environment"``. ``heartbeat`` is the per-product time of a fixed
-  reference workload (``timing.heartbeat``) in the case's process just before the
-  model was built and just after it was measured; its spread over a run is that
-  run's machine noise (``noise.machine_noise``). Older files and imports have none.
-
-``latency.per`` says what the quartiles, ``p90``, ``p99``, ``min`` and ``max`` are of:
-``"call"`` (each sample one call) or ``"block"`` (block means, ``block_size`` calls each);
-the median and mean are per call either way. Older files lack it; their ``block_size``
-says the same (``stats.per_label``).
-
-A case that did not end ``ok`` may add ``"traceback"`` (where it raised: the innermost
-frames and the one-line ``error``, at most about 4 KB; ``run --debug`` prints it) and
-``"output_tail"`` (the last 4 KiB its process wrote to stdout and stderr, file
-descriptors included; with ``--isolation none`` only Python's ``sys.stdout``). Both are
-absent when there is nothing to tell; a model's output never reaches the harness's stdout.
-
-Readers ignore keys they do not know, so later versions add fields without a
-schema bump; the version only changes when a field changes meaning. Every file is read
-through :func:`iter_records`, which checks each line against ``harness.schema`` and
-skips a damaged one with a warning naming file, line and why.
+What a line holds is ``harness.record``: a :class:`~harness.record.RunHeader` (``"record":
+"run"``) or a :class:`~harness.record.CaseRecord` (``"record": "case"``), with the
+schema version of the harness that wrote it. :class:`ResultsWriter` writes them and
+:func:`iter_records` is the only reader: it checks each line against ``harness.schema``,
+skips a damaged one with a warning naming file, line and why, and returns typed
+records, a version-1 line upgraded. :func:`load` gives a run's cases as the
+DataFrame ``harness.frame`` documents.
 """
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -50,12 +28,11 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
-from harness import schema
+from harness import frame, schema
 from harness.errors import HarnessWarning, ResultsError
-from harness.plan import run_key_of_record
+from harness.record import SCHEMA_VERSION, CaseRecord, RunHeader
 from harness.schema import InvalidRecord
 
-SCHEMA_VERSION = 1
 SUFFIX = ".jsonl"
 
 
@@ -65,10 +42,6 @@ SHOWN_SKIPS = 10  # damaged lines of a file named one by one; the rest are count
 class CorruptLineWarning(HarnessWarning):
     """A line of a results file that is not a valid record (``schema.check``); it is
     skipped and the rest of the file read."""
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def default_path(label: str, directory: Path = Path("results")) -> Path:
@@ -98,10 +71,10 @@ def _finite(value: Any) -> Any:
 class ResultsWriter:
     """Appends one run to a JSON Lines file, durably, one case at a time."""
 
-    def __init__(self, path: Path, header: Mapping[str, Any], run_id: str | None = None):
-        """``run_id`` continues an earlier run (``--resume``); by default a new one starts."""
+    def __init__(self, path: Path, header: RunHeader):
+        """The header's ``run_id`` may continue an earlier run (``--resume``)."""
         self.path = Path(path)
-        self.run_id = run_id or new_run_id()
+        self.run_id = header.run_id
         self.cases = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +88,7 @@ class ResultsWriter:
                 f"cannot write results to {self.path}: {exc.strerror}; "
                 "choose a writable path with --out"
             ) from None
-        self._write({"record": "run", "schema": SCHEMA_VERSION, "run_id": self.run_id, **header})
+        self._write(header.to_json())
 
     def _write(self, record: Mapping[str, Any]) -> None:
         try:
@@ -139,8 +112,8 @@ class ResultsWriter:
                 f"cannot write results to {self.path}: {exc.strerror or exc}; {kept}"
             ) from None
 
-    def write_case(self, record: Mapping[str, Any]) -> None:
-        self._write({"record": "case", "schema": SCHEMA_VERSION, "run_id": self.run_id, **record})
+    def write_case(self, record: CaseRecord) -> None:
+        self._write(dataclasses.replace(record, run_id=self.run_id).to_json())
         self.cases += 1
 
     def close(self) -> None:
@@ -202,8 +175,9 @@ def _report_skipped(path: Path, skipped: Sequence[tuple[int, str]]) -> None:
         )
 
 
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The valid records of one file, the only way results files are read.
+def iter_records(path: Path) -> Iterator[RunHeader | CaseRecord]:
+    """The valid records of one file, the only way results files are read; lines of a
+    kind this version does not know are passed over.
 
     A line that is not a record ``schema.check`` accepts is skipped and reported once
     the file is read, as a :class:`CorruptLineWarning` naming file, line and why; a file
@@ -221,6 +195,11 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 record = _parse(raw, lineno == 1)
                 version = record.get("schema") if isinstance(record, dict) else None
+                if type(version) is int and version < 1:
+                    raise InvalidRecord(
+                        f"results schema {version} is not one this harness reads "
+                        f"(1 to {SCHEMA_VERSION})"
+                    )
                 if type(version) is int and version > SCHEMA_VERSION:
                     raise ResultsError(
                         f"{path}:{lineno}: results schema {version} is newer "
@@ -231,8 +210,11 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
             except InvalidRecord as exc:
                 skipped.append((lineno, str(exc)))
                 continue
-            seen_run = seen_run or record["record"] == "run"
-            yield record
+            if record["record"] == "run":
+                seen_run = True
+                yield RunHeader.from_json(record)
+            elif record["record"] == "case":
+                yield CaseRecord.from_json(record)
     if not seen_run:
         why = (
             f"; {len(skipped)} damaged line{'s' if len(skipped) > 1 else ''} skipped, "
@@ -247,31 +229,19 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
     _report_skipped(path, skipped)
 
 
-def last_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def last_run(path: str | Path) -> tuple[RunHeader, list[CaseRecord]]:
     """The last run header of a file and that run's case records: what a resume needs."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"cannot resume {path}: no such results file")
     records = list(iter_records(path))
-    header = [r for r in records if r["record"] == "run"][-1]
-    if "request" not in header:
+    header = [r for r in records if isinstance(r, RunHeader)][-1]
+    if header.request is None:
         raise ResultsError(
             f"cannot resume {path}: its run header has no request (written by an older harness)"
         )
-    cases = [r for r in records if r["record"] == "case" and r.get("run_id") == header["run_id"]]
+    cases = [r for r in records if isinstance(r, CaseRecord) and r.run_id == header.run_id]
     return header, cases
-
-
-# Mappings kept whole in a column: a variable left unset is then told from one unrecorded.
-_WHOLE = ("dims", "environment_variables")
-
-
-def _flatten(prefix: str, value: Mapping[str, Any], out: dict[str, Any]) -> None:
-    for key, item in value.items():
-        if isinstance(item, Mapping) and key not in _WHOLE:
-            _flatten(f"{prefix}{key}.", item, out)
-        else:
-            out[f"{prefix}{key}"] = item
 
 
 def environment_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -284,47 +254,35 @@ def environment_of(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """A tidy DataFrame, one row per case, from result files or directories of them.
-
-    Nested fields become dotted columns (``latency.median``); the run's environment
-    and settings are joined onto its cases as ``env.*`` and ``settings.*`` columns. Raw
-    samples stay a list per row.
-    """
-    rows: list[dict[str, Any]] = []
+    """The cases of result files or directories of them, one row each, with their runs'
+    environment and settings: the frame ``harness.frame`` documents."""
+    cases: list[tuple[str, Mapping[str, Any], CaseRecord]] = []
     for path in _files(source):
-        runs: dict[str, dict[str, Any]] = {}
+        runs: dict[str | None, dict[str, Any]] = {}
         for record in iter_records(path):
-            if record["record"] == "run":
-                env: dict[str, Any] = {}
-                _flatten("env.", record.get("environment", {}), env)
-                if isinstance(record.get("settings"), Mapping):
-                    _flatten("settings.", record["settings"], env)
-                runs[record.get("run_id")] = env
-            elif record["record"] == "case":
-                row: dict[str, Any] = {"file": str(path)}
-                _flatten("", record, row)
-                row.update(runs.get(record.get("run_id"), {}))
-                rows.append(row)
-    frame = pd.DataFrame(rows)
-    return frame.drop(columns=["record"], errors="ignore")
+            if isinstance(record, RunHeader):
+                runs[record.run_id] = frame.run_columns(record)
+            else:
+                cases.append((str(path), runs.get(record.run_id, {}), record))
+    return frame.frame(cases)
 
 
 def load_selection(selection: str | Path) -> pd.DataFrame:
     """``PATH`` or ``PATH#RUN``: a file or directory, optionally one run (an id prefix)."""
     path, _, run = str(selection).partition("#")
-    frame = load(path)
+    cases = load(path)
     if run:
-        ids = sorted({i for i in frame.get("run_id", []) if str(i).startswith(run)})
+        ids = sorted({i for i in cases.get("run_id", []) if str(i).startswith(run)})
         if len(ids) != 1:
             found = "no run" if not ids else f"{len(ids)} runs ({', '.join(ids)})"
             raise ResultsError(
                 f"{found} in {path} has an id starting with {run!r}; "
                 "'harness results' lists the run ids"
             )
-        frame = frame[frame["run_id"] == ids[0]]
-    if frame.empty:
+        cases = cases[cases["run_id"] == ids[0]]
+    if cases.empty:
         raise ResultsError(f"{selection} holds no case records")
-    return frame.reset_index(drop=True)
+    return cases.reset_index(drop=True)
 
 
 def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -332,33 +290,30 @@ def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]
     runs: dict[tuple[str, Any], dict[str, Any]] = {}
     for path in _files(source):
         for record in iter_records(path):
-            key = (str(path), record.get("run_id"))
-            if record["record"] == "run":
-                env = record.get("environment", {})
+            key = (str(path), record.run_id)
+            if isinstance(record, RunHeader):
+                env = record.environment
                 summary = runs.setdefault(
                     key,
                     {
-                        "run_id": record.get("run_id"),
+                        "run_id": record.run_id,
                         "file": str(path),
                         "time": env.get("time"),
                         "hostname": env.get("hostname"),
-                        "commit": (env.get("git") or {}).get("commit"),
+                        "commit": record.commit,
                         "torch": env.get("torch_version"),
-                        "command": record.get("command"),
+                        "command": list(record.command) if record.command else None,
                         "cases": 0,
                         "statuses": {},
                     },
                 )
                 summary["resumed"] = summary.get("resumed", -1) + 1
-            elif record["record"] == "case" and key in runs:
+            elif key in runs:
                 summary = runs[key]
                 summary["cases"] += 1
-                status = record.get("status", "ok")
+                status = record.status
                 summary["statuses"][status] = summary["statuses"].get(status, 0) + 1
     return sorted(runs.values(), key=lambda r: (r["time"] or "", r["file"]))
-
-
-_NOT_MERGED = {"record", "schema", "run_id"}
 
 
 def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
@@ -373,12 +328,12 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
         raise ResultsError(f"the merged file {out} is one of the inputs; choose another --out")
     runs = [(Path(p), *last_run(p)) for p in paths]
     first_path, first, _ = runs[0]
-    request = {**first["request"], "shard": None}
+    request = {**(first.request or {}), "shard": None}
     shards: dict[tuple[int, int] | None, Path] = {}
     for path, header, _ in runs[1:]:
         for part, plural in (("settings", "settings"), ("request", "requests")):
-            mine = {**header.get(part, {}), **({"shard": None} if part == "request" else {})}
-            theirs = request if part == "request" else first.get("settings", {})
+            mine = {**getattr(header, part), **({"shard": None} if part == "request" else {})}
+            theirs = request if part == "request" else first.settings
             differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             if differing:
                 raise ResultsError(
@@ -386,7 +341,7 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
                     f"differ in {', '.join(differing)}"
                 )
     for path, header, _ in runs:
-        shard = header["request"].get("shard")
+        shard = (header.request or {}).get("shard")
         shard = tuple(shard) if shard else None
         if shard in shards:
             raise ResultsError(
@@ -400,39 +355,34 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     merged_from = []
     for path, header, cases in runs:
         for case in cases:
-            key = run_key_of_record(case)
+            key = case.run_key()
             if key in seen:
-                raise ResultsError(
-                    f"case {case['model']} (batch {case['batch_size']}) is in both "
-                    f"{seen[key]} and {path}"
-                )
+                raise ResultsError(f"case {case.label} is in both {seen[key]} and {path}")
             seen[key] = path
-        env = header.get("environment", {})
         merged_from.append(
             {
                 "file": str(path),
-                "run_id": header["run_id"],
-                "shard": header["request"].get("shard"),
-                "hostname": env.get("hostname"),
+                "run_id": header.run_id,
+                "shard": (header.request or {}).get("shard"),
+                "hostname": header.environment.get("hostname"),
                 "cases": len(cases),
             }
         )
-    header = {
-        "command": first.get("command"),
-        "request": request,
-        "environment": first.get("environment", {}),
-        "settings": first.get("settings", {}),
-        "merged_from": merged_from,
-        "missing_shards": missing,
-    }
+    header = RunHeader(
+        command=first.command,
+        request=request,
+        environment=first.environment,
+        settings=first.settings,
+        merged_from=tuple(merged_from),
+        missing_shards=tuple(missing),
+    )
     with ResultsWriter(out, header) as writer:
         for _path, shard_header, cases in runs:
-            for case in cases:
+            for case in cases:  # each case keeps the environment that measured it
                 writer.write_case(
-                    {
-                        "environment": shard_header.get("environment", {}),
-                        **{k: v for k, v in case.items() if k not in _NOT_MERGED},
-                    }
+                    dataclasses.replace(
+                        case, environment=case.environment or shard_header.environment
+                    )
                 )
     return {"out": str(out), "runs": len(runs), "cases": len(seen), "missing_shards": missing}
 

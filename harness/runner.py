@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from harness import worker
 from harness.identity import CaseKey
 from harness.plan import Case, Plan
+from harness.record import CaseRecord
 from harness.registry import Registry
 from harness.results import ResultsWriter
 from harness.timing import MeasureConfig
@@ -32,7 +33,7 @@ class Executor(Protocol):
 
     def measure(
         self, case: Case, config: MeasureConfig, peaks: Mapping[str, float]
-    ) -> dict[str, Any]: ...
+    ) -> CaseRecord: ...
 
     def probe(self, case: Case, batch_size: int) -> str: ...
 
@@ -142,7 +143,7 @@ class Runner:
         best = search["max_batch_size"]
         return (replace(case, batch_size=best) if best else None), search
 
-    def _run_one(self, case: Case) -> dict[str, Any]:
+    def _run_one(self, case: Case) -> CaseRecord:
         reason = self._skip_reason(case)
         if reason:
             return worker.unmeasured(case, "skipped", reason)
@@ -152,37 +153,37 @@ class Runner:
             if sized is None:
                 outcome = search["probes"][-1][1] if search["probes"] else "error"
                 status = "oom" if outcome == "oom" else "error"
-                return {
-                    **worker.unmeasured(
-                        case, status, f"no batch size fits (last probe: {outcome})"
-                    ),
-                    "batch_search": search,
-                }
+                return worker.unmeasured(
+                    case,
+                    status,
+                    f"no batch size fits (last probe: {outcome})",
+                    batch_search=search,
+                )
             case = sized
-        record = self.executor.measure(case, self.plan.measure, self.peaks)
-        if search:
-            record["batch_search"] = search
-        if record["status"] == "oom" and case.batch_size:
+        record = replace(
+            self.executor.measure(case, self.plan.measure, self.peaks), batch_search=search
+        )
+        if record.status == "oom" and case.batch_size:
             key = case.key().any_batch()
             self._oom_at[key] = min(self._oom_at.get(key, case.batch_size), case.batch_size)
-        if record["status"] == "ok":
-            median = record["latency"]["median"]
+        if record.ok and record.median:
             if case.compile_mode == "none":
-                self._eager_median[case.key()] = median
+                self._eager_median[case.key()] = record.median
             elif case.key().eager() in self._eager_median:
-                record["speedup_vs_eager"] = self._eager_median[case.key().eager()] / median
+                speedup = self._eager_median[case.key().eager()] / record.median
+                record = replace(record, speedup_vs_eager=speedup)
         return record
 
-    def _record(self, case: Case) -> dict[str, Any]:
-        return {
-            "plugin": self.registry.model(case.model).plugin,
-            **self._run_one(case),
-            "isolation": self.executor.isolation,
-        }
+    def _record(self, case: Case) -> CaseRecord:
+        return replace(
+            self._run_one(case),
+            plugin=self.registry.model(case.model).plugin,
+            isolation=self.executor.isolation,
+        )
 
     def run(
         self, cases: Iterable[Case] | None = None
-    ) -> Generator[tuple[Case, dict[str, Any]], None, None]:
+    ) -> Generator[tuple[Case, CaseRecord], None, None]:
         cases = list(self.plan.cases if cases is None else cases)
         if isinstance(self.executor, ClusterExecutor):
             yield from self._run_concurrently(cases, self.executor)
@@ -195,13 +196,13 @@ class Runner:
 
     def _run_concurrently(
         self, cases: Sequence[Case], executor: ClusterExecutor
-    ) -> Iterator[tuple[Case, dict[str, Any]]]:
+    ) -> Iterator[tuple[Case, CaseRecord]]:
         """Each group of linked cases in its own thread, ``slots`` at once; records are
         written here, in one thread, as they arrive. Ctrl-C cancels what is in flight."""
         groups: dict[CaseKey, list[Case]] = {}
         for case in cases:
             groups.setdefault(case.key().sequence(), []).append(case)
-        finished: queue.Queue[tuple[Case, dict[str, Any]] | BaseException] = queue.Queue()
+        finished: queue.Queue[tuple[Case, CaseRecord] | BaseException] = queue.Queue()
 
         def run_group(group: list[Case]) -> None:
             try:

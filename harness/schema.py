@@ -5,7 +5,8 @@ them ``results``, ``compare``, ``history``, ``report``, ``export`` and ``--resum
 its records from ``results.iter_records``, which hands each parsed line to :func:`check`
 and skips one that fails with the file, the line and the reason given here. It is a
 module of its own because it is the file format's contract, the page to read when a
-field is added; ``results.py`` is about files: writing, finding, reading, merging.
+field is added; ``record.py`` holds the typed records a checked line becomes (and the
+schema versions), ``results.py`` is about files: writing, finding, reading, merging.
 
 It checks what readers rely on, not all a writer writes: a case's identity has its
 types, a run's header what ``results`` and ``history`` show of its environment, and
@@ -118,16 +119,21 @@ _CASE: dict[str, tuple[Field, bool]] = {
     "compile_mode": (_TEXT, True),
     "mode": (_TEXT, True),
     "status": (_TEXT, True),
-    "precision": (_TEXT, False),
+    "precision": (_TEXT, False),  # these three required from version 2 (_IDENTITY_V2)
     "backend": (_TEXT_OR_NULL, False),
     "suite": (_TEXT_OR_NULL, False),
     "plugin": (_TEXT_OR_NULL, False),
     "error": (_TEXT_OR_NULL, False),
+    "traceback": (_TEXT_OR_NULL, False),
+    "output_tail": (_TEXT_OR_NULL, False),
+    "isolation": (_TEXT_OR_NULL, False),
     "repeat": (_COUNT_OR_NULL, False),
     "threads": (_COUNT_OR_NULL, False),
     "params": (_COUNT_OR_NULL, False),
     "throughput": (_AMOUNT_OR_NULL, False),
+    "speedup_vs_eager": (_AMOUNT_OR_NULL, False),
     "batch_search": (_MAPPING_OR_NULL, False),
+    "node": (_MAPPING_OR_NULL, False),
     "interleaved": (_MAPPING_OR_NULL, False),
     "environment": (_MAPPING_OR_NULL, False),
     **{section: (_MAPPING_OR_NULL, False) for section in _MEASURED},
@@ -135,9 +141,16 @@ _CASE: dict[str, tuple[Field, bool]] = {
 _RUN: dict[str, tuple[Field, bool]] = {
     "run_id": (_TEXT, True),
     "command": (_TEXTS_OR_NULL, False),
-    "environment": (_MAPPING, False),
-    "settings": (_MAPPING, False),
-    "request": (_MAPPING, False),
+    "environment": (_MAPPING_OR_NULL, False),
+    "settings": (_MAPPING_OR_NULL, False),
+    "request": (_MAPPING_OR_NULL, False),
+    "plugins": (_TEXTS_OR_NULL, False),
+    "disabled_plugins": (_TEXTS_OR_NULL, False),
+    "executor": (_MAPPING_OR_NULL, False),
+    "side": (_MAPPING_OR_NULL, False),
+    "resumed": (_BOOL_OR_NULL, False),
+    "merged_from": (_OBJECTS_OR_NULL, False),
+    "missing_shards": (_COUNTS_OR_NULL, False),
 }
 # what readers show or compute from an environment (a run's, or a case's own)
 _ENVIRONMENT: dict[str, tuple[Field, bool]] = {
@@ -235,8 +248,18 @@ def _environment(environment: Mapping[str, Any], prefix: str) -> None:
         _fields(environment["git"], _GIT, f"{prefix}git.")
 
 
+# a case's identity, whole in every record from version 2 (``harness.record``)
+_IDENTITY_V2: dict[str, tuple[Field, bool]] = {
+    "precision": (_TEXT, True),
+    "backend": (_TEXT_OR_NULL, True),
+    "repeat": ((lambda v: type(v) is int and 0 <= v <= SIZE_LIMIT, "a non-negative integer"), True),
+}
+
+
 def _case(record: Mapping[str, Any]) -> None:
     _fields(record, _CASE)
+    if record["schema"] >= 2:
+        _fields(record, _IDENTITY_V2)
     batch = record.get("batch_size")
     if not (_SIZE[0](batch) or batch is None and record["status"] != "ok"):
         raise _wrong(

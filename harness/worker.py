@@ -12,7 +12,7 @@ import contextlib
 import functools
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from harness.devices import DTYPES, default_threads, is_out_of_memory, synchroni
 from harness.flops import count_flops, flops_fields
 from harness.memory import LiveTensorBytes, PeakMemory, tensor_bytes, warm_runtime
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.shapes import OutputShapeMismatch, shape_problems
 from harness.spec import ModelSpec, flatten_outputs
 from harness.timing import MeasureConfig, Measurement, heartbeat, measure, time_call
@@ -214,27 +215,9 @@ def initialise_runtime() -> None:
     count_flops(lambda: torch.ones(2, 2) @ torch.ones(2, 2))
 
 
-def base_record(case: Case) -> dict[str, Any]:
-    return {
-        "model": case.model,
-        "suite": case.suite,
-        "batch_size": case.batch_size,
-        "device": case.device,
-        "dtype": case.dtype,
-        "precision": case.precision,
-        "compile_mode": case.compile_mode,
-        "backend": case.backend if case.compile_mode != "none" else None,
-        "mode": case.mode,
-        "dims": dict(case.dims),
-        "repeat": case.repeat,
-        "status": "ok",
-        "error": None,
-    }
-
-
-def unmeasured(case: Case, status: str, error: str) -> dict[str, Any]:
+def unmeasured(case: Case, status: str, error: str, **known: Any) -> CaseRecord:
     """The record of a case that yielded no measurement: skipped, crashed, timed out."""
-    return {**base_record(case), "status": status, "error": error}
+    return CaseRecord.of_case(case, status=status, error=error, **known)
 
 
 def failure_status(exc: BaseException) -> str:
@@ -242,15 +225,6 @@ def failure_status(exc: BaseException) -> str:
     if isinstance(exc, OutputShapeMismatch):
         return "shape_mismatch"
     return "oom" if is_out_of_memory(exc) else "error"
-
-
-def failure(record: dict[str, Any], exc: BaseException) -> dict[str, Any]:
-    return {
-        **record,
-        "status": failure_status(exc),
-        "error": error_message(exc),
-        "traceback": error_traceback(exc),
-    }
 
 
 def latency_fields(case: Case, result: Measurement) -> dict[str, Any]:
@@ -273,11 +247,10 @@ def latency_fields(case: Case, result: Measurement) -> dict[str, Any]:
 
 def measure_case(
     spec: ModelSpec, case: Case, config: MeasureConfig, peaks: Mapping[str, float] | None = None
-) -> dict[str, Any]:
+) -> CaseRecord:
     """Measure ``case`` (whose batch size is set); exceptions become the record's status."""
-    record = base_record(case)
     torch.set_num_threads(case.threads or default_threads())
-    record["threads"] = torch.get_num_threads()
+    record = CaseRecord.of_case(case, threads=torch.get_num_threads())
     batch_size = case.batch_size
     device = torch.device(case.device)
     initialise_runtime()
@@ -286,7 +259,7 @@ def measure_case(
         before = heartbeat(device)
         with PeakMemory(device, DTYPES[case.dtype]) as memory:
             workload = prepare_workload(spec, case, batch_size)
-            record["params"] = count_params(workload.model)
+            record = replace(record, params=count_params(workload.model))
             with workload.context:
                 with LiveTensorBytes(device, _held(workload)) as tensors:  # not when timed
                     if case.compile_mode == "none":
@@ -298,21 +271,26 @@ def measure_case(
                     first_call = time_call(checked_step(compiled, workload, spec, case), device)
                     frames = _frames_compiled()
                 result = measure(workload.step, device, config)
-        record["heartbeat"] = {"unit": "s", "before": before, "after": heartbeat(device)}
-        stats = result.stats
-        record.update(latency_fields(case, result))
-        record["memory"] = {
-            **memory.result,
-            "tensor_peak_bytes": tensors.peak,
-            **_state_bytes(workload),
-        }
+        after = heartbeat(device)
+        median = result.stats.median
         peak = (peaks or {}).get(peak_key(case.device, case.dtype))
-        record["flops"] = flops_fields(flops, stats.median, peak)
-        if case.compile_mode != "none":
-            record["compile"] = _compile_stats(first_call, stats.median, frames)
+        return replace(
+            record,
+            heartbeat={"unit": "s", "before": before, "after": after},
+            **latency_fields(case, result),
+            memory={**memory.result, "tensor_peak_bytes": tensors.peak, **_state_bytes(workload)},
+            flops=flops_fields(flops, median, peak),
+            compile=(
+                _compile_stats(first_call, median, frames) if case.compile_mode != "none" else None
+            ),
+        )
     except Exception as exc:  # a model's failure is data, not a crash of the sweep
-        return failure(record, exc)
-    return record
+        return replace(
+            record,
+            status=failure_status(exc),
+            error=error_message(exc),
+            traceback=error_traceback(exc),
+        )
 
 
 def probe_case(spec: ModelSpec, case: Case, batch_size: int) -> str:

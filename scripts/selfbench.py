@@ -30,6 +30,7 @@ from torch.utils import benchmark
 from harness import Input, ModelSpec
 from harness.devices import default_threads
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.registry import load_registry
 from harness.results import iter_records
 from harness.timing import MeasureConfig
@@ -62,12 +63,11 @@ def overhead() -> dict:
     with workload.context:
         for _ in range(ROUNDS):
             record = measure_case(spec, case, config)
-            harness_s.append(record["latency"]["median"])
-            iterations = record["latency"]["block_size"]
+            harness_s.append(record.latency["median"])
+            iterations = record.latency["block_size"]
             bare_s.append(
                 statistics.median(
-                    _bare_loop(workload.step, iterations)
-                    for _ in range(record["latency"]["blocks"])
+                    _bare_loop(workload.step, iterations) for _ in range(record.latency["blocks"])
                 )
             )
     diffs = [h - b for h, b in zip(harness_s, bare_s)]
@@ -102,7 +102,7 @@ def agreement() -> list[dict]:
             for i in range(ROUNDS):
                 # the same sampling time each, and each goes first in turn
                 def ours_now(spec=spec, case=case) -> float:
-                    return measure_case(spec, case, SAME_TIME)["latency"]["median"]
+                    return measure_case(spec, case, SAME_TIME).latency["median"]
 
                 def theirs_now(timer=timer) -> float:
                     return timer.blocked_autorange(min_run_time=SAME_TIME.max_time).median
@@ -170,8 +170,8 @@ def repeatability() -> dict:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            (record,) = [r for r in iter_records(out) if r["record"] == "case"]
-            ours.append(record["latency"]["median"])
+            (record,) = [r for r in iter_records(out) if isinstance(r, CaseRecord)]
+            ours.append(record.latency["median"])
             theirs.append(
                 float(
                     subprocess.run(

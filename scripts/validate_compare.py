@@ -45,6 +45,7 @@ from harness import compare, significance
 from harness.isolation import ProcessExecutor
 from harness.noise import MachineNoise, machine_noise
 from harness.plan import Case
+from harness.record import RunHeader
 from harness.registry import load_registry
 from harness.results import ResultsWriter, load
 from harness.timing import MeasureConfig
@@ -74,7 +75,9 @@ def measure_runs(rounds: int, repeats: int, sample_time: float, writer: ResultsW
         for repeat in range(repeats):
             for role in order:
                 record = executor.measure(replace(cases[role], repeat=repeat), config, {})
-                writer.write_case({**record, "round": index, "role": role})
+                writer.write_case(
+                    replace(record, extra={**record.extra, "round": index, "role": role})
+                )
         print(f"round {index + 1}/{rounds} done", flush=True)
 
 
@@ -161,10 +164,10 @@ def main() -> None:
     source = args.analyse
     if source is None:
         source = args.out
-        header = {
-            "command": ["scripts/validate_compare.py", *sys.argv[1:]],
-            "settings": {"sample_time": args.sample_time, "repeats": args.repeats},
-        }
+        header = RunHeader(
+            command=("scripts/validate_compare.py", *sys.argv[1:]),
+            settings={"sample_time": args.sample_time, "repeats": args.repeats},
+        )
         started = time.monotonic()
         with ResultsWriter(source, header) as writer:
             measure_runs(args.rounds, args.repeats, args.sample_time, writer)

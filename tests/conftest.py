@@ -135,6 +135,7 @@ def write_series(
 
     import numpy as np
 
+    from harness.record import CaseRecord, RunHeader
     from harness.results import ResultsWriter
 
     rng = np.random.default_rng(seed)
@@ -153,7 +154,8 @@ def write_series(
             "git": {"commit": commits[i] if commits else f"{i:02d}" + "ab" * 19, "dirty": False},
         }
         path = directory / f"run-{i:02d}.jsonl"
-        with ResultsWriter(path, {"command": ["harness", "run"], "environment": env}) as writer:
+        header = RunHeader(command=("harness", "run"), environment=env)
+        with ResultsWriter(path, header) as writer:
             for case in SERIES_CASES:
                 model, batch, dtype, compile_mode = case
                 level = (
@@ -167,15 +169,9 @@ def write_series(
                 level *= 1.4 if (case, i) in outliers else 1
                 samples = level * rng.lognormal(0, 0.03, 30)
                 beats = 1e-5 * rng.lognormal(0, noise, 2)
+                beat = (float(beats[0]), float(beats[1]))
                 writer.write_case(
-                    series_record(
-                        model,
-                        batch,
-                        dtype,
-                        compile_mode,
-                        samples,
-                        (float(beats[0]), float(beats[1])),
-                    )
+                    CaseRecord(**series_record(model, batch, dtype, compile_mode, samples, beat))
                 )
         paths.append(path)
     return paths

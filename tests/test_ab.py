@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.record import CaseRecord, RunHeader
 from harness.results import iter_records
 from tests.conftest import ROOT, plugin_pyproject
 from tests.conftest import git as _git
@@ -94,8 +95,8 @@ def _cases(printed: dict) -> dict[str, dict]:
     return {case["model"]: case for case in printed["cases"]}
 
 
-def _header(session: Path, role: str) -> dict:
-    return next(r for r in iter_records(session / f"{role}.jsonl") if r["record"] == "run")
+def _header(session: Path, role: str) -> RunHeader:
+    return next(r for r in iter_records(session / f"{role}.jsonl") if isinstance(r, RunHeader))
 
 
 def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_recorded(
@@ -127,8 +128,8 @@ def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_
     (session,) = tmp_path.iterdir()
     for role, commit in (("baseline", package["base"]), ("candidate", package["doubled"])):
         header = _header(session, role)
-        assert header["environment"]["git"]["commit"] == commit
-        assert header["side"]["code"]["distribution"] == "toyperf"
+        assert header.environment["git"]["commit"] == commit
+        assert header.side["code"]["distribution"] == "toyperf"
     assert not (package["repo"] / "results").exists()
     assert _git(package["repo"], "status", "--porcelain") == ""  # the checkout is untouched
 
@@ -202,14 +203,14 @@ def test_per_side_options_and_environment_reach_the_candidate(package, tmp_path)
     assert case["verdict"] == "slower" and case["ratio"] > 2  # four times the products
     assert case["case"].endswith(",bfloat16] vs dtype=float32")  # one session, two cases
     (session,) = tmp_path.iterdir()
-    side = _header(session, "candidate")["side"]
+    side = _header(session, "candidate").side
     assert side["env"] == {"TOYPERF_SCALE": "4"}
     assert side["options"] == {"dtype": "bfloat16", "threads": 1}
-    assert _header(session, "baseline")["side"]["env"] == {}
-    records = [r for r in iter_records(session / "candidate.jsonl") if r["record"] == "case"]
-    assert {(r["dtype"], r["threads"]) for r in records} == {("bfloat16", 1)}
+    assert _header(session, "baseline").side["env"] == {}
+    records = [r for r in iter_records(session / "candidate.jsonl") if isinstance(r, CaseRecord)]
+    assert {(r.dtype, r.threads) for r in records} == {("bfloat16", 1)}
     assert "float32" in {
-        r["dtype"] for r in iter_records(session / "baseline.jsonl") if r["record"] == "case"
+        r.dtype for r in iter_records(session / "baseline.jsonl") if isinstance(r, CaseRecord)
     }
 
 
@@ -285,7 +286,7 @@ def test_a_side_in_another_environment_runs_its_interpreter_and_records_it(tmp_p
     assert code == 0, err
     assert _cases(printed)["calibration_matmul"]["verdict"] == "no change"
     (session,) = (tmp_path / "ab").iterdir()
-    candidate, baseline = (_header(session, r)["side"] for r in ("candidate", "baseline"))
+    candidate, baseline = (_header(session, r).side for r in ("candidate", "baseline"))
     assert candidate["python"] == python and baseline["python"] == sys.executable
     assert candidate["torch"] and candidate["harness"] and candidate["protocol"] == 2
     assert candidate["code"] is None  # the code installed in that environment

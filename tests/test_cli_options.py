@@ -185,7 +185,14 @@ def test_resume_loads_the_plugins_the_run_was_made_with(capsys, tmp_path, monkey
     assert json.loads(out.read_text().splitlines()[-2])["disabled_plugins"] == ["calibration"]
 
 
-def test_resume_refuses_a_header_whose_plugins_are_not_names(capsys, tmp_path):
+@pytest.mark.parametrize(
+    "plugins, error",
+    [
+        (["ok", "../evil"], "its run header's 'plugins' is not a list of plugin names"),
+        (["ok", {"evil": 1}], "plugins is ['ok', {'evil': 1}], expected a list of strings"),
+    ],
+)
+def test_resume_refuses_a_header_whose_plugins_are_not_names(capsys, tmp_path, plugins, error):
     out = tmp_path / "run.jsonl"
     out.write_text(
         json.dumps(
@@ -193,7 +200,7 @@ def test_resume_refuses_a_header_whose_plugins_are_not_names(capsys, tmp_path):
                 "record": "run",
                 "schema": 1,
                 "run_id": "r1",
-                "plugins": ["ok", {"evil": 1}],
+                "plugins": plugins,
                 "request": {"models": ["mlp"]},
             }
         )
@@ -201,9 +208,7 @@ def test_resume_refuses_a_header_whose_plugins_are_not_names(capsys, tmp_path):
     )
     code, _, err = run_cli(capsys, "run", "--resume", str(out))
     assert code == 1
-    assert_one_line_error(
-        err, f"cannot resume {out}: its run header's 'plugins' is not a list of plugin names"
-    )
+    assert_one_line_error(err, error)
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

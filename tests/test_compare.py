@@ -11,6 +11,7 @@ import pytest
 
 from harness import compare, significance
 from harness.cli import main
+from harness.record import CaseRecord, RunHeader
 from harness.results import ResultsWriter, iter_records, list_runs, load
 from harness.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 
@@ -45,9 +46,9 @@ def _record(model: str, samples, batch: int = 4, **extra) -> dict:
 
 def _write(path: Path, records, host: str = "box-a") -> Path:
     env = {"hostname": host, "cpu_model": f"cpu of {host}", "gpus": [], "time": "2026-11-23"}
-    with ResultsWriter(path, {"command": ["test"], "environment": env}) as writer:
+    with ResultsWriter(path, RunHeader(command=("test",), environment=env)) as writer:
         for record in records:
-            writer.write_case(record)
+            writer.write_case(CaseRecord(**record))
     return path
 
 
@@ -227,7 +228,7 @@ def test_a_run_id_prefix_picks_one_run_of_a_file(tmp_path, capsys):
     path = tmp_path / "two.jsonl"
     _write(path, _run(rng, {"m": 1.0, **FILLERS}))
     _write(path, _run(rng, {"m": 1.6, **FILLERS}))
-    first, second = [r["run_id"] for r in iter_records(path) if r["record"] == "run"]
+    first, second = [r.run_id for r in iter_records(path) if isinstance(r, RunHeader)]
     assert main(["compare", f"{path}#{first[:6]}", f"{path}#{second}", "--fail-on-regression"]) == 1
     assert main(["compare", f"{path}#zzz", str(path)]) == 1
     assert "no run in" in capsys.readouterr().err
@@ -259,7 +260,7 @@ def test_a_run_id_prefix_picks_one_run_of_a_file(tmp_path, capsys):
                 _write(d / "a.jsonl", [_record("a", [1e-3, 2e-3])]),
                 _old_schema(d / "old.jsonl"),
             ),
-            "mix results schema versions",
+            "results schema 0 is not one this harness reads",
         ),
     ],
 )
@@ -316,8 +317,8 @@ def test_target_mde_sets_the_matching_target_precision(tmp_path, capsys):
         )
         == 0
     )
-    (header,) = [r for r in iter_records(out) if r["record"] == "run"]
-    assert header["settings"]["target_precision"] == pytest.approx(
+    (header,) = [r for r in iter_records(out) if isinstance(r, RunHeader)]
+    assert header.settings["target_precision"] == pytest.approx(
         0.03 / significance.MDE_PER_PRECISION
     )
     assert main(["run", "-m", "perceptron", "--target-mde", "3%", "--target-precision", "1%"]) == 2
@@ -398,8 +399,8 @@ def test_repeats_run_round_robin_in_fresh_processes_and_compare_as_one_case(tmp_
         )
         == 0
     )
-    cases = [r for r in iter_records(out) if r["record"] == "case"]
-    assert [(r["model"], r["repeat"]) for r in cases] == [
+    cases = [r for r in iter_records(out) if isinstance(r, CaseRecord)]
+    assert [(r.model, r.repeat) for r in cases] == [
         (m, i) for i in range(3) for m in ("perceptron", "softmax_classifier")
     ]
     capsys.readouterr()

@@ -15,6 +15,7 @@ import torch
 from harness.cli import main
 from harness.memory import PeakMemory
 from harness.plan import Case
+from harness.record import CaseRecord, RunHeader
 from harness.registry import load_registry
 from harness.results import CorruptLineWarning, iter_records, load
 from harness.timing import MeasureConfig
@@ -49,30 +50,28 @@ def test_flops_count_the_matmul_forward_and_the_weight_gradient_in_training(toy)
     forward = 2 * 2 * 8 * 3  # 2 * B * in * out
     infer = measure_case(spec, _case(), QUICK)
     train = measure_case(spec, _case(mode="train"), QUICK)
-    assert infer["flops"]["per_step"] == forward
+    assert infer.flops["per_step"] == forward
     # the input needs no gradient, so backward adds one matmul: the weight's gradient
-    assert train["flops"]["per_step"] == 2 * forward
-    assert train["flops"]["achieved_per_s"] == pytest.approx(
-        2 * forward / train["latency"]["median"]
-    )
+    assert train.flops["per_step"] == 2 * forward
+    assert train.flops["achieved_per_s"] == pytest.approx(2 * forward / train.latency["median"])
 
 
 def test_training_records_gradient_and_momentum_bytes(toy):
     _, spec = toy
     record = measure_case(spec, _case(mode="train"), QUICK)
     params = (8 * 3 + 3) * 4
-    assert record["memory"]["param_bytes"] == params
-    assert record["memory"]["grad_bytes"] == params
-    assert record["memory"]["optimizer_state_bytes"] == params  # SGD momentum buffers
+    assert record.memory["param_bytes"] == params
+    assert record.memory["grad_bytes"] == params
+    assert record.memory["optimizer_state_bytes"] == params  # SGD momentum buffers
 
 
 def test_cast_stores_weights_in_the_dtype_while_amp_keeps_float32(toy):
     _, spec = toy
     cast = measure_case(spec, _case(dtype="bfloat16", precision="cast"), QUICK)
     amp = measure_case(spec, _case(dtype="bfloat16", precision="amp"), QUICK)
-    assert cast["status"] == amp["status"] == "ok"
-    assert cast["memory"]["param_bytes"] == (8 * 3 + 3) * 2
-    assert amp["memory"]["param_bytes"] == (8 * 3 + 3) * 4
+    assert cast.status == amp.status == "ok"
+    assert cast.memory["param_bytes"] == (8 * 3 + 3) * 2
+    assert amp.memory["param_bytes"] == (8 * 3 + 3) * 4
 
 
 def test_compiled_case_records_compile_stats_and_speedup_over_its_eager_twin(toy, tmp_path):
@@ -99,15 +98,15 @@ def test_compiled_case_records_compile_stats_and_speedup_over_its_eager_twin(toy
         ]
     )
     assert code == 0
-    eager, compiled = [r for r in iter_records(out) if r["record"] == "case"]
-    assert (eager["compile_mode"], compiled["compile_mode"]) == ("none", "default")
-    stats = compiled["compile"]
+    eager, compiled = [r for r in iter_records(out) if isinstance(r, CaseRecord)]
+    assert (eager.compile_mode, compiled.compile_mode) == ("none", "default")
+    stats = compiled.compile
     assert stats["graphs"] == 1 and stats["graph_breaks"] == 0 and stats["recompiles"] == 0
     assert stats["first_call_s"] >= stats["time_s"] >= 0
-    assert compiled["speedup_vs_eager"] == pytest.approx(
-        eager["latency"]["median"] / compiled["latency"]["median"]
+    assert compiled.speedup_vs_eager == pytest.approx(
+        eager.latency["median"] / compiled.latency["median"]
     )
-    assert "speedup_vs_eager" not in eager
+    assert eager.speedup_vs_eager is None
 
 
 def test_isolation_none_measures_in_process_and_records_failures(toy, tmp_path, capsys):
@@ -186,17 +185,17 @@ def test_auto_batch_search_under_a_memory_limit_finds_the_largest_fitting_batch(
         ]
     )
     capsys.readouterr()
-    (record,) = [r for r in iter_records(out) if r["record"] == "case"]
-    search = record["batch_search"]
+    (record,) = [r for r in iter_records(out) if isinstance(r, CaseRecord)]
+    search = record.batch_search
     best = search["max_batch_size"]
-    assert code == 0 and record["status"] == "ok" and record["batch_size"] == best
+    assert code == 0 and record.status == "ok" and record.batch_size == best
     # 512 MiB of head-room holds at most 16 samples of 32 MiB
     assert 2 <= best < 16
     assert [best, "ok"] in search["probes"] and [best + 1, "oom"] in search["probes"]
 
 
-def _case_lines(path: Path) -> list[dict]:
-    return [r for r in iter_records(path) if r["record"] == "case"]
+def _case_lines(path: Path) -> list[CaseRecord]:
+    return [r for r in iter_records(path) if isinstance(r, CaseRecord)]
 
 
 @pytest.mark.slow
@@ -236,12 +235,12 @@ def test_a_run_killed_with_sigkill_resumes_each_remaining_case_exactly_once(tmp_
         assert main(["run", "--resume", str(out), "-q"]) == 0
     assert "already recorded" in capsys.readouterr().out
     cases = _case_lines(out)
-    keys = [(r["model"], r["batch_size"]) for r in cases]
+    keys = [(r.model, r.batch_size) for r in cases]
     assert sorted(keys) == sorted(
         (m, b) for m in ("perceptron", "softmax_classifier") for b in (1, 2, 4, 8)
     )
-    assert len({r["run_id"] for r in cases}) == 1
-    assert {r["status"] for r in cases} == {"ok"}
-    headers = [r for r in iter_records(out) if r["record"] == "run"]
-    assert [h.get("resumed", False) for h in headers] == [False, True]
+    assert len({r.run_id for r in cases}) == 1
+    assert {r.status for r in cases} == {"ok"}
+    headers = [r for r in iter_records(out) if isinstance(r, RunHeader)]
+    assert [h.resumed for h in headers] == [False, True]
     assert json.loads(out.read_text().splitlines()[-1])["record"] == "case"

@@ -15,6 +15,7 @@ from harness import environment
 from harness.cli import main
 from harness.console import results_table
 from harness.plan import Case
+from harness.record import CaseRecord, RunHeader
 from harness.results import ResultsWriter
 from tests.conftest import series_record, write_series
 from tests.test_cli import run_cli
@@ -26,7 +27,7 @@ def _table_text(rows) -> str:
     return console.export_text()
 
 
-def _ok(batch: int, per: str | None, block_size: int) -> tuple[Case, dict]:
+def _ok(batch: int, per: str | None, block_size: int) -> tuple[Case, CaseRecord]:
     latency = {
         "median": 1e-3,
         "iqr": 1e-4,
@@ -36,12 +37,9 @@ def _ok(batch: int, per: str | None, block_size: int) -> tuple[Case, dict]:
         "block_size": block_size,
         **({"per": per} if per else {}),
     }
-    return Case("mlp", batch), {
-        "status": "ok",
-        "batch_size": batch,
-        "latency": latency,
-        "throughput": batch / 1e-3,
-    }
+    return Case("mlp", batch), CaseRecord(
+        "mlp", batch, {}, latency=latency, throughput=batch / 1e-3
+    )
 
 
 def test_the_results_table_names_its_spread_per_call_or_per_block():
@@ -96,12 +94,12 @@ def test_a_run_records_its_settings_and_names_its_percentiles(tmp_path, capsys, 
 
 def _write(path: Path, header: dict, threads: int) -> Path:
     rng = np.random.default_rng(0)
-    with ResultsWriter(path, header) as writer:
+    with ResultsWriter(path, RunHeader(**header)) as writer:
         for batch in (1, 8):
             record = series_record(
                 "mlp", batch, "float32", "none", rng.lognormal(np.log(1e-3), 0.02, 30)
             )
-            writer.write_case({**record, "threads": threads})
+            writer.write_case(CaseRecord(**{**record, "threads": threads}))
     return path
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
-from harness.identity import CaseKey
 from harness.plan import Case
-from harness.worker import base_record
+from harness.record import CaseRecord
 
 pytest_plugins = ["pytester"]
 
@@ -55,15 +55,16 @@ def test_a_record_has_the_key_of_its_case_and_a_searched_one_its_measured_batch(
         mode="train",
         repeat=2,
     )
-    record = base_record(case)
-    assert CaseKey.of_record(record) == case.key()
-    searched = {
-        **base_record(Case("mlp", None, {"NIN": 100})),
-        "batch_size": 64,
-        "batch_search": {"max_batch_size": 64},
-    }
-    assert CaseKey.of_record(searched).batch_size is None
-    assert CaseKey.of_record(searched, measured=True).label == "mlp[B=64,NIN=100]"
+    record = CaseRecord.of_case(case)
+    assert record.key() == case.key() and record.run_key() == case.run_key()
+    assert record.label == case.label
+    searched = replace(
+        CaseRecord.of_case(Case("mlp", None, {"NIN": 100})),
+        batch_size=64,
+        batch_search={"max_batch_size": 64},
+    )
+    assert searched.key().batch_size is None
+    assert searched.key(measured=True).label == searched.label == "mlp[B=64,NIN=100]"
 
 
 def test_linked_cases_share_their_sequence_key_and_not_their_own():

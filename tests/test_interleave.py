@@ -18,6 +18,7 @@ import harness_plugins
 from harness import compare, sequential, significance
 from harness.cli import main
 from harness.interleave import MIN_TURNS, InterleaveError, shared_cores
+from harness.record import CaseRecord, RunHeader
 from harness.results import iter_records
 from tests.conftest import TOY_PLUGIN
 
@@ -135,8 +136,8 @@ def _slow_copy(tmp_path: Path, extra_work: str) -> Path:
     return folder
 
 
-def _records(path: Path) -> list[dict]:
-    return [r for r in iter_records(path) if r["record"] == "case"]
+def _records(path: Path) -> list[CaseRecord]:
+    return [r for r in iter_records(path) if isinstance(r, CaseRecord)]
 
 
 def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(tmp_path, capsys):
@@ -166,16 +167,16 @@ def test_ab_writes_each_pair_of_both_sides_and_compare_judges_the_session_again(
     base, cand = (_records(session / f"{side}.jsonl") for side in ("baseline", "candidate"))
     assert len(base) == len(cand) == printed["pairs"] >= sequential.MIN_PAIRS
     for pair, (b, c) in enumerate(zip(base, cand)):
-        assert b["interleaved"]["session"] == c["interleaved"]["session"]
-        assert (b["interleaved"]["pair"], c["interleaved"]["pair"]) == (pair, pair)
-        assert (b["interleaved"]["side"], c["interleaved"]["side"]) == ("baseline", "candidate")
-        assert len(b["interleaved"]["turns"]) == len(c["interleaved"]["turns"]) >= MIN_TURNS
-        assert sum(c["interleaved"]["turns"]) == len(c["latency"]["samples"])
-        assert sum(s * b["latency"]["block_size"] for s in b["latency"]["samples"]) >= 0.05
-    assert cand[0]["interleaved"]["source"] == f"working tree of {ROOT}"
-    assert base[0]["interleaved"]["source"] == f"folder {ROOT}"
+        assert b.interleaved["session"] == c.interleaved["session"]
+        assert (b.interleaved["pair"], c.interleaved["pair"]) == (pair, pair)
+        assert (b.interleaved["side"], c.interleaved["side"]) == ("baseline", "candidate")
+        assert len(b.interleaved["turns"]) == len(c.interleaved["turns"]) >= MIN_TURNS
+        assert sum(c.interleaved["turns"]) == len(c.latency["samples"])
+        assert sum(s * b.latency["block_size"] for s in b.latency["samples"]) >= 0.05
+    assert cand[0].interleaved["source"] == f"working tree of {ROOT}"
+    assert base[0].interleaved["source"] == f"folder {ROOT}"
     assert printed["verdict"] == "no change" and printed["method"] == "pairs", printed
-    assert printed["time_s"] == max(c["interleaved"]["case_elapsed_s"] for c in cand)
+    assert printed["time_s"] == max(c.interleaved["case_elapsed_s"] for c in cand)
     assert (
         main(
             [
@@ -232,11 +233,11 @@ def test_ab_takes_the_baseline_from_a_git_revision_and_records_its_commit(tmp_pa
     (session,) = tmp_path.iterdir()
     sha = found.stdout.strip()
     (record, *_) = _records(session / "baseline.jsonl")
-    assert record["interleaved"]["source"] == f"{revision} ({sha[:10]})"
-    header = next(r for r in iter_records(session / "baseline.jsonl") if r["record"] == "run")
-    assert header["environment"]["git"] == {"commit": sha, "dirty": False}
-    assert header["side"]["code"]["revision"] == revision
-    assert header["side"]["code"]["git"]["commit"] == sha
+    assert record.interleaved["source"] == f"{revision} ({sha[:10]})"
+    header = next(r for r in iter_records(session / "baseline.jsonl") if isinstance(r, RunHeader))
+    assert header.environment["git"] == {"commit": sha, "dirty": False}
+    assert header.side["code"]["revision"] == revision
+    assert header.side["code"]["git"]["commit"] == sha
 
 
 @pytest.mark.parametrize(
@@ -317,8 +318,8 @@ def test_a_side_that_crashes_hangs_or_raises_is_recorded_and_the_exit_status_is_
         assert fragment in failed
     (session,) = (tmp_path / "ab").iterdir()
     (base,), (cand,) = (_records(session / f"{s}.jsonl") for s in ("baseline", "candidate"))
-    assert (base["status"], cand["status"]) == ("skipped", status)
-    assert fragments[-1] in cand["error"]
+    assert (base.status, cand.status) == ("skipped", status)
+    assert fragments[-1] in cand.error
 
 
 def test_ab_measures_models_of_plugins_named_in_the_environment(

@@ -14,6 +14,7 @@ import pytest
 from harness import compare, significance
 from harness.cli import main
 from harness.noise import DRIFT_EXPONENT, MachineNoise, machine_noise, machine_shift
+from harness.record import CaseRecord
 from harness.results import iter_records, load
 from tests.test_compare import _beats, _lognormal, _record, _run, _write
 
@@ -247,12 +248,12 @@ def test_a_run_records_heartbeats_and_prints_its_machine_noise(tmp_path, capsys)
         )
         == 0
     )
-    cases = [r for r in iter_records(out) if r["record"] == "case"]
+    cases = [r for r in iter_records(out) if isinstance(r, CaseRecord)]
     assert len(cases) == 3
     for case in cases:
-        beat = case["heartbeat"]
+        beat = case.heartbeat
         assert beat["unit"] == "s"
         assert all(0 < beat[k] < 1 and math.isfinite(beat[k]) for k in ("before", "after"))
-    noise = machine_noise(load(out))[cases[0]["run_id"]]
+    noise = machine_noise(load(out))[cases[0].run_id]
     assert noise.count == 6 and noise.sd is not None and noise.sd >= 0
     assert f"machine noise: {noise.sd:.1%} (sd of 6 heartbeats)" in capsys.readouterr().out

@@ -17,6 +17,7 @@ from harness.console import results_table
 from harness.flops import calibrate_peak, count_flops
 from harness.isolation import ProcessExecutor
 from harness.plan import Case
+from harness.record import CaseRecord
 from harness.registry import load_registry
 from harness.results import iter_records
 from harness.timing import MeasureConfig
@@ -79,8 +80,8 @@ def known(plugin_module):
 
 
 def _assert_known_memory(record: dict) -> None:
-    assert record["status"] == "ok", record.get("error")
-    memory = record["memory"]
+    assert record.status == "ok", record.error
+    memory = record.memory
     assert memory["tensor_peak_bytes"] == KNOWN_BYTES
     assert memory["param_bytes"] == 64 * MIB
     # the process: the same bytes, within the runtime's noise; the baseline is recorded
@@ -122,7 +123,7 @@ def test_memory_is_what_a_known_model_allocates_with_isolation_none_also_when_re
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
-    records = [r for r in iter_records(out) if r["record"] == "case"]
+    records = [r for r in iter_records(out) if isinstance(r, CaseRecord)]
     assert len(records) == 2
     for record in records:
         _assert_known_memory(record)
@@ -141,9 +142,9 @@ def test_a_tiny_model_adds_under_two_mebibytes_in_its_own_process(known):
     name, _ = known
     executor = ProcessExecutor([name], [], timeout=120)
     record = executor.measure(Case("perceptron", 1), QUICK, {})
-    assert record["status"] == "ok", record.get("error")
-    assert record["memory"]["tensor_peak_bytes"] < 4096
-    assert record["memory"]["cpu_peak_rss_bytes"] < 2 * MIB
+    assert record.status == "ok", record.error
+    assert record.memory["tensor_peak_bytes"] < 4096
+    assert record.memory["cpu_peak_rss_bytes"] < 2 * MIB
 
 
 def test_training_counts_momentum_and_activations_in_the_tensor_peak(known):
@@ -151,13 +152,13 @@ def test_training_counts_momentum_and_activations_in_the_tensor_peak(known):
     record = measure_case(
         registry.model("known_memory").spec, Case("known_memory", 1, mode="train"), QUICK
     )
-    assert record["status"] == "ok", record.get("error")
+    assert record.status == "ok", record.error
     # the second step's forward (its gradients were set to None at its start): the
     # parameters, SGD's momentum from the first step, the input, the sums and their
     # concatenation; a few scalars (the loss) on top
     expected = PIECES * PIECE * 2 + PIECE + 2 * PIECES * PIECE
-    assert expected <= record["memory"]["tensor_peak_bytes"] <= expected + 1024
-    assert record["memory"]["grad_bytes"] == record["memory"]["optimizer_state_bytes"]
+    assert expected <= record.memory["tensor_peak_bytes"] <= expected + 1024
+    assert record.memory["grad_bytes"] == record.memory["optimizer_state_bytes"]
 
 
 def test_flops_the_counter_cannot_see_are_unknown_not_zero(known):
@@ -168,10 +169,10 @@ def test_flops_the_counter_cannot_see_are_unknown_not_zero(known):
     record = measure_case(
         registry.model("encoder_layer").spec, case, QUICK, {peak_key("cpu", "float32"): 1e12}
     )
-    assert record["status"] == "ok", record.get("error")
-    assert record["flops"]["per_step"] is None
-    assert record["flops"]["achieved_per_s"] is None
-    assert record["flops"]["utilisation"] is None
+    assert record.status == "ok", record.error
+    assert record.flops["per_step"] is None
+    assert record.flops["achieved_per_s"] is None
+    assert record.flops["utilisation"] is None
     console = Console(width=250, record=True)
     console.print(results_table([(case, record)], "t"))
     assert "0FLOP/s" not in console.export_text()
@@ -188,9 +189,9 @@ def test_a_rate_above_the_calibrated_peak_is_flagged_not_a_utilisation(known):
     record = measure_case(
         registry.model("mlp").spec, case, QUICK, {peak_key("cpu", "float32"): 1.0}
     )  # far below any real rate
-    assert record["flops"]["achieved_per_s"] > 1.0
-    assert record["flops"]["utilisation"] is None
-    assert record["flops"]["peak_exceeded"] is True
+    assert record.flops["achieved_per_s"] > 1.0
+    assert record.flops["utilisation"] is None
+    assert record.flops["peak_exceeded"] is True
     console = Console(width=250, record=True)
     console.print(results_table([(case, record)], "t"))
     assert "> peak?" in console.export_text()

@@ -111,6 +111,7 @@ def test_a_bad_selection_is_a_one_line_usage_error(user_tests):
 
 def test_harness_export_writes_runs_that_pytest_benchmark_compare_reads(tmp_path, capsys):
     from harness.cli import main
+    from harness.record import CaseRecord, RunHeader
     from harness.results import ResultsWriter
 
     samples = [2e-4, 2.2e-4, 2.1e-4, 2.05e-4, 3e-4]
@@ -130,9 +131,10 @@ def test_harness_export_writes_runs_that_pytest_benchmark_compare_reads(tmp_path
         "latency": {"unit": "s", "median": 2.1e-4, "samples": samples, "block_size": 16},
     }
     env = {"hostname": "box", "cpu_model": "cpu", "git": {"commit": "ab" * 20, "dirty": False}}
-    with ResultsWriter(tmp_path / "run.jsonl", {"command": ["t"], "environment": env}) as out:
-        out.write_case(case)
-        out.write_case({**case, "model": "vae", "status": "error", "latency": None})
+    header = RunHeader(command=("t",), environment=env)
+    with ResultsWriter(tmp_path / "run.jsonl", header) as out:
+        out.write_case(CaseRecord(**case))
+        out.write_case(CaseRecord(**{**case, "model": "vae", "status": "error", "latency": None}))
 
     assert main(["export", str(tmp_path / "run.jsonl"), "--out", str(tmp_path / "b.json")]) == 0
     assert "1 cases" in capsys.readouterr().out

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.plan import run_key_of_record
 from harness.ray_executor import MISSING_RAY, SLOT
+from harness.record import CaseRecord, RunHeader
 from harness.results import iter_records
 from tests.conftest import wait_for_cases
 from tests.test_engine import QUICK_ARGS, _case_lines
@@ -111,8 +111,13 @@ def _harness(
     )
 
 
-def _by_model(path: Path) -> dict[str, dict]:
-    return {r["model"]: r for r in _case_lines(path)}
+def _known(record: CaseRecord) -> set[str]:
+    """The fields of a record that hold a value."""
+    return {name for name, value in vars(record).items() if value is not None and name != "extra"}
+
+
+def _by_model(path: Path) -> dict[str, CaseRecord]:
+    return {r.model: r for r in _case_lines(path)}
 
 
 @pytest.mark.slow
@@ -127,16 +132,14 @@ def test_the_smoke_suite_through_ray_has_the_cases_and_records_of_the_local_exec
     )
     assert done.returncode == 0, done.stderr
     here, there = _by_model(local), _by_model(remote)
-    assert sorted(map(run_key_of_record, here.values())) == sorted(
-        map(run_key_of_record, there.values())
-    )
+    assert sorted(r.run_key() for r in here.values()) == sorted(r.run_key() for r in there.values())
     for model, record in there.items():
-        assert set(record) == set(here[model]) | {"node", "environment"}
+        assert _known(record) == _known(here[model]) | {"node", "environment"}
         for part in ("latency", "memory", "flops"):
-            assert set(record[part]) == set(here[model][part]), (model, part)
-        assert record["environment"]["hostname"] and record["node"]["id"]
-    header = next(r for r in iter_records(remote) if r["record"] == "run")
-    assert header["executor"]["name"] == "ray" and header["executor"]["address"] == "local"
+            assert set(getattr(record, part)) == set(getattr(here[model], part)), (model, part)
+        assert record.environment["hostname"] and record.node["id"]
+    header = next(r for r in iter_records(remote) if isinstance(r, RunHeader))
+    assert header.executor["name"] == "ray" and header.executor["address"] == "local"
 
 
 @pytest.mark.slow
@@ -160,12 +163,12 @@ def test_a_killed_worker_is_retried_once_then_recorded_crashed(cluster, tmp_path
     assert done.returncode == 1, done.stderr
     records = _by_model(out)
     crashed = records["ray_kills_worker"]
-    assert crashed["status"] == "crashed"
-    assert "WorkerCrashedError" in crashed["error"] and "again on the retry" in crashed["error"]
+    assert crashed.status == "crashed"
+    assert "WorkerCrashedError" in crashed.error and "again on the retry" in crashed.error
     # two workers killed: the first try's and the retry's (a case may run on for a moment
     # after killing its worker, until its parent-death signal ends it)
     assert len(set(cluster["kills"].read_text().split())) == 2
-    assert records["perceptron"]["status"] == "ok"
+    assert records["perceptron"].status == "ok"
 
 
 @pytest.mark.slow
@@ -192,9 +195,9 @@ def test_nodes_runs_each_kind_then_prints_and_reports_their_comparison(cluster, 
     for kind, name in (("kind=test", "hw-kind_test.jsonl"), ("cpu-only", "hw-cpu-only.jsonl")):
         path = tmp_path / name
         records = _case_lines(path)
-        assert [r["status"] for r in records] == ["ok", "ok"]
-        header = next(r for r in iter_records(path) if r["record"] == "run")
-        assert header["executor"]["nodes"] == kind
+        assert [r.status for r in records] == ["ok", "ok"]
+        header = next(r for r in iter_records(path) if isinstance(r, RunHeader))
+        assert header.executor["nodes"] == kind
     assert (
         f"latency: {tmp_path / 'hw-kind_test.jsonl'} -> {tmp_path / 'hw-cpu-only.jsonl'}"
         in " ".join(done.stdout.split())
@@ -223,14 +226,14 @@ def test_two_slots_run_two_streams_at_once_and_record_every_case_once(two_nodes,
     )
     assert done.returncode == 0, done.stderr
     records = _case_lines(out)
-    assert sorted((r["model"], r["batch_size"]) for r in records) == sorted(
+    assert sorted((r.model, r.batch_size) for r in records) == sorted(
         (m, b) for m in ("perceptron", "mlp", "softmax_classifier") for b in (1, 2)
     )
-    assert {r["status"] for r in records} == {"ok"}
+    assert {r.status for r in records} == {"ok"}
     # two streams at once need both slots, and so both nodes
-    assert len({r["node"]["id"] for r in records}) == 2
-    header = next(r for r in iter_records(out) if r["record"] == "run")
-    assert header["executor"]["slots"] == 2
+    assert len({r.node["id"] for r in records}) == 2
+    header = next(r for r in iter_records(out) if isinstance(r, RunHeader))
+    assert header.executor["slots"] == 2
 
 
 @pytest.mark.parametrize("selector", ["accelerator=H100", "no-such-resource"])
@@ -312,7 +315,7 @@ def test_ctrl_c_cancels_what_is_pending_keeps_what_finished_and_resume_completes
         cluster["address"],
     )
     assert done.returncode == 0, done.stderr
-    keys = [(r["model"], r["batch_size"]) for r in _case_lines(out)]
+    keys = [(r.model, r.batch_size) for r in _case_lines(out)]
     assert sorted(keys) == sorted(
         (m, b) for m in ("perceptron", "softmax_classifier") for b in (1, 2, 4, 8)
     )

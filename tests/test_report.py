@@ -13,6 +13,7 @@ import pytest
 
 from harness import report
 from harness.cli import main
+from harness.record import CaseRecord, RunHeader
 from harness.results import ResultsWriter, load_runs
 from tests.conftest import series_record, write_series
 
@@ -150,8 +151,9 @@ def test_report_of_real_runs_renders(tmp_path):
 def test_text_from_results_files_is_escaped(tmp_path):
     hostile = '<img src=x onerror="alert(1)">'
     env = {"hostname": hostile, "time": "2026-11-23T00:00:00+00:00", "git": {"commit": None}}
-    with ResultsWriter(tmp_path / "r.jsonl", {"command": [], "environment": env}) as writer:
-        writer.write_case(series_record(hostile, 2, "float32", "none", [1e-3, 1.1e-3, 0.9e-3]))
+    with ResultsWriter(tmp_path / "r.jsonl", RunHeader(environment=env)) as writer:
+        record = series_record(hostile, 2, "float32", "none", [1e-3, 1.1e-3, 0.9e-3])
+        writer.write_case(CaseRecord(**record))
     html = report.render(load_runs([tmp_path]), title=hostile)
     assert hostile not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
 

@@ -7,29 +7,25 @@ import json
 import pytest
 
 from harness.errors import ResultsError
+from harness.record import CaseRecord, RunHeader
 from harness.results import SCHEMA_VERSION, CorruptLineWarning, ResultsWriter, load
 
-ENV = {"environment": {"torch_version": "2.13.0", "threads": 2, "git": {"commit": "abc"}}}
+ENV = {"torch_version": "2.13.0", "threads": 2, "git": {"commit": "abc"}}
 
 
-def _case(model: str, median: float, **extra) -> dict:
-    return {
-        "model": model,
-        "batch_size": 2,
-        "device": "cpu",
-        "dtype": "float32",
-        "compile_mode": "none",
-        "mode": "infer",
-        "dims": {"H": 64},
-        "status": "ok",
-        "latency": {"median": median, "samples": [median, median * 1.1]},
-        "throughput": 2 / median,
-        **extra,
-    }
+def _case(model: str, median: float, **measured) -> CaseRecord:
+    return CaseRecord(
+        model=model,
+        batch_size=2,
+        dims={"H": 64},
+        latency={"median": median, "samples": [median, median * 1.1]},
+        throughput=2 / median,
+        **measured,
+    )
 
 
 def _write(path, *cases) -> str:
-    with ResultsWriter(path, ENV) as writer:
+    with ResultsWriter(path, RunHeader(environment=ENV)) as writer:
         for case in cases:
             writer.write_case(case)
     return writer.run_id
@@ -86,7 +82,8 @@ def test_a_corrupt_line_is_reported_with_file_and_line_and_the_rest_kept(tmp_pat
 def test_a_newer_schema_is_refused_with_an_upgrade_hint(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"record": "run", "schema": SCHEMA_VERSION + 1}) + "\n")
-    with pytest.raises(ResultsError, match=r"r.jsonl:1: results schema 2 is newer.*upgrade"):
+    newer = SCHEMA_VERSION + 1
+    with pytest.raises(ResultsError, match=rf"r.jsonl:1: results schema {newer} is newer.*upgrade"):
         load(path)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from harness.cli import main
 from harness.plan import Request, build_plan, shard_cases
+from harness.record import CaseRecord, RunHeader
 from harness.results import iter_records
 
 BASE = ["--warmup-time", "0.01", "--isolation", "none", "-q"]
@@ -41,9 +42,7 @@ def test_a_shard_outside_its_count_is_a_usage_error(capsys):
 
 
 def _cases(path):
-    return sorted(
-        (r["model"], r["batch_size"]) for r in iter_records(path) if r["record"] == "case"
-    )
+    return sorted((r.model, r.batch_size) for r in iter_records(path) if isinstance(r, CaseRecord))
 
 
 def test_merged_shards_hold_exactly_the_cases_of_one_unsharded_run(tmp_path, capsys):
@@ -57,10 +56,10 @@ def test_merged_shards_hold_exactly_the_cases_of_one_unsharded_run(tmp_path, cap
     assert main(["results", "merge", *map(str, shards), "--out", str(merged)]) == 0
     assert "merged 6 cases from 2 runs" in capsys.readouterr().out
     assert _cases(merged) == _cases(whole)
-    (header,) = [r for r in iter_records(merged) if r["record"] == "run"]
-    assert header["request"]["shard"] is None and header["missing_shards"] == []
-    assert [m["shard"] for m in header["merged_from"]] == [[1, 2], [2, 2]]
-    assert len({r["run_id"] for r in iter_records(merged)}) == 1
+    (header,) = [r for r in iter_records(merged) if isinstance(r, RunHeader)]
+    assert header.request["shard"] is None and header.missing_shards == ()
+    assert [m["shard"] for m in header.merged_from] == [[1, 2], [2, 2]]
+    assert len({r.run_id for r in iter_records(merged)}) == 1
 
 
 @pytest.mark.parametrize(

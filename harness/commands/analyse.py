@@ -171,10 +171,11 @@ def _make_folder(out: Path) -> None:
 def cmd_import_asv(args: argparse.Namespace) -> int:
     runs = load_asv_runs(args.directory, registry_of(args), args.commit, args.machine)
     for run in runs:
-        with ResultsWriter(args.out, {**run.header, "command": ["harness", *sys.argv[1:]]}) as out:
+        header = dataclasses.replace(run.header, command=("harness", *sys.argv[1:]))
+        with ResultsWriter(args.out, header) as out:
             for case in run.cases:
                 out.write_case(case)
-        env = run.header["environment"]
+        env = run.header.environment
         console.stdout.print(
             f"{env['git']['commit'][:12]} on {env['hostname']} "
             f"({env['asv_env']}): {len(run.cases)} cases, run {out.run_id}",

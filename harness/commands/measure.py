@@ -36,8 +36,9 @@ from harness.commands.analyse import print_comparison
 from harness.errors import HarnessError, ResultsError, UsageError
 from harness.isolation import make_executor
 from harness.noise import NO_HEARTBEATS, machine_noise
-from harness.plan import Case, Plan, Request, build_plan, run_key_of_record
+from harness.plan import Case, Plan, Request, build_plan
 from harness.ray_executor import NodeKind
+from harness.record import CaseRecord, RunHeader
 from harness.registry import Registry, load_registry, plugin_selection
 from harness.results import (
     SUFFIX,
@@ -137,10 +138,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         plugins, disabled = _recorded_plugins(header, args.resume)
         args.plugin = list(dict.fromkeys([*plugins, *args.plugin]))
         args.disable_plugin = list(dict.fromkeys([*disabled, *args.disable_plugin]))
-        request = Request.from_dict(header["request"])
-        run_id = header["run_id"]
-        done = {run_key_of_record(r) for r in recorded}
-        peaks = header.get("environment", {}).get("peak_flops")
+        request = Request.from_dict(header.request)
+        run_id = header.run_id
+        done = {r.run_key() for r in recorded}
+        peaks = header.environment.get("peak_flops")
     else:
         request = _request(args)
     registry = registry_of(args)
@@ -161,11 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = _sweep(args, registry, plan, executor, out, resumed)
     failures: list[str] = []
     if args.profile:
-        ran = [
-            dataclasses.replace(c, batch_size=r["batch_size"])
-            for c, r in rows
-            if r["status"] == "ok"
-        ]
+        ran = [dataclasses.replace(c, batch_size=r.batch_size) for c, r in rows if r.ok]
         results, failures = _profile(
             registry, ran, profiles, profile.DEFAULT_STEPS, False, args.quiet
         )
@@ -178,16 +175,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 _PLUGIN_NAME = re.compile(r"[\w.-]{1,200}")
 
 
-def _recorded_plugins(header: dict[str, Any], path: Path) -> tuple[list[str], list[str]]:
+def _recorded_plugins(header: RunHeader, path: Path) -> tuple[list[str], list[str]]:
     """The modules a run loaded as plugins and the plugins it left out, as its header
     recorded them: ``--resume`` loads the same, without ``--plugin`` given again."""
     found = []
     for key in ("plugins", "disabled_plugins"):
-        names = header.get(key, [])
-        if not (
-            isinstance(names, list)
-            and all(isinstance(n, str) and _PLUGIN_NAME.fullmatch(n) for n in names)
-        ):
+        names = list(getattr(header, key))
+        if not all(_PLUGIN_NAME.fullmatch(n) for n in names):
             raise ResultsError(
                 f"cannot resume {path}: its run header's {key!r} is not a list of plugin names"
             )
@@ -204,8 +198,8 @@ class _Resumed:
     peaks: dict[str, float | None] | None
 
 
-def _failed(rows: Sequence[tuple[Case, dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [r for _, r in rows if r["status"] not in ("ok", "skipped")]
+def _failed(rows: Sequence[tuple[Case, CaseRecord]]) -> list[CaseRecord]:
+    return [r for _, r in rows if r.status not in ("ok", "skipped")]
 
 
 def _sweep(
@@ -216,7 +210,7 @@ def _sweep(
     out: Path,
     resumed: _Resumed,
     executor_header: dict[str, Any] | None = None,
-) -> list[tuple[Case, dict[str, Any]]]:
+) -> list[tuple[Case, CaseRecord]]:
     """Calibrate, then measure the plan's unrecorded cases into ``out``, showing progress
     and ending with the results table; the (case, record) pairs of this sweep."""
     cases = [c for c in plan.cases if c.run_key() not in resumed.done]
@@ -227,23 +221,21 @@ def _sweep(
             progress.status("calibrating peak FLOP/s")
             peaks = calibrate_peaks(executor, cases)
         plugins, disabled = plugin_selection(args.plugin, args.disable_plugin)
-        header = {
-            "command": ["harness", *sys.argv[1:]],
-            "request": plan.request.to_dict(),
-            "plugins": plugins,
-            "disabled_plugins": disabled,
-            "environment": {**environment.collect(), "peak_flops": peaks},
-            "settings": {
+        header = RunHeader(
+            command=("harness", *sys.argv[1:]),
+            request=plan.request.to_dict(),
+            plugins=tuple(plugins),
+            disabled_plugins=tuple(disabled),
+            environment={**environment.collect(), "peak_flops": peaks},
+            settings={
                 **dataclasses.asdict(plan.measure),
                 "timeout": plan.timeout,
                 "isolation": args.isolation,
             },
-        }
-        if executor_header:
-            header["executor"] = executor_header
-        if resumed.run_id:
-            header["resumed"] = True
-        with ResultsWriter(out, header, run_id=resumed.run_id) as writer:
+            executor=executor_header,
+            **({"run_id": resumed.run_id, "resumed": True} if resumed.run_id else {}),
+        )
+        with ResultsWriter(out, header) as writer:
             runner = Runner(
                 plan,
                 registry,
@@ -260,14 +252,14 @@ def _sweep(
                 for case, record in records:
                     progress.finish(console.outcome(record))
                     if args.debug:
-                        _show_details(case.label, record)
+                        _show_details(case.label, record.traceback, record.output_tail)
                     rows.append((case, record))
     failed = _failed(rows)
-    skipped = sum(r["status"] == "skipped" for _, r in rows)
+    skipped = sum(r.status == "skipped" for _, r in rows)
     done = resumed.done
     noise = (
         machine_noise(load(out)).get(writer.run_id, NO_HEARTBEATS)
-        if any(r["status"] == "ok" for _, r in rows)
+        if any(r.ok for _, r in rows)
         else None
     )
     if args.json:
@@ -302,27 +294,27 @@ def _sweep(
     return rows
 
 
-def _case_summary(case: Case, record: dict[str, Any]) -> dict[str, Any]:
+def _case_summary(case: Case, record: CaseRecord) -> dict[str, Any]:
     """A case of ``run --json``: what it is, how it ended, its latency (seconds; null
     where it did not run); the record in the results file has every figure."""
-    latency = record.get("latency") or {}
+    latency = record.latency or {}
     return {
         **case.key().describe(),
         "case": case.label,  # with the repeat
-        "batch_size": record.get("batch_size"),  # as measured: a searched one is known now
-        "repeat": record.get("repeat"),
-        "status": record["status"],
-        "error": record.get("error"),
+        "batch_size": record.batch_size,  # as measured: a searched one is known now
+        "repeat": record.repeat,
+        "status": record.status,
+        "error": record.error,
         **{f"{key}_s": latency.get(key) for key in ("median", "ci_low", "ci_high", "iqr")},
         "samples": latency.get("n"),
     }
 
 
-def _show_details(label: str, record: dict[str, Any]) -> None:
+def _show_details(label: str, traceback: str | None, output_tail: str | None) -> None:
     """``--debug``: where a case failed and what it printed last, for the plugin's author."""
-    for field, what in (("traceback", "traceback"), ("output_tail", "last output")):
-        if record.get(field):
-            console.stderr.print(f"{label} {what}:\n{record[field]}", soft_wrap=True)
+    for told, what in ((traceback, "traceback"), (output_tail, "last output")):
+        if told:
+            console.stderr.print(f"{label} {what}:\n{told}", soft_wrap=True)
 
 
 def _run_on_ray(
@@ -585,7 +577,7 @@ def _ab_header(
     settings: ab.Settings,
     side: interleave.Side,
     hello: dict[str, Any],
-) -> dict[str, Any]:
+) -> RunHeader:
     """A side's run header: exactly what the side was, as its own process reported it."""
     env = {**hello.get("environment", {}), "peak_flops": {}}
     if side.code and side.code.git:
@@ -593,12 +585,12 @@ def _ab_header(
     code = side.code.to_dict() if side.code else None
     if code:
         del code["modules"], code["root"]  # temporary paths, gone after the command
-    return {
-        "command": ["harness", *sys.argv[1:]],
-        "request": plan.request.to_dict(),
-        "environment": env,
-        "settings": {**settings.to_dict(), "timeout": args.timeout, "isolation": "interleaved"},
-        "side": {
+    return RunHeader(
+        command=("harness", *sys.argv[1:]),
+        request=plan.request.to_dict(),
+        environment=env,
+        settings={**settings.to_dict(), "timeout": args.timeout, "isolation": "interleaved"},
+        side={
             "role": side.role,
             "source": side.source,
             "code": code,
@@ -610,7 +602,7 @@ def _ab_header(
             "options": dict(side.options),
             "env": dict(side.env),
         },
-    }
+    )
 
 
 def _ab_cases(
@@ -623,7 +615,7 @@ def _ab_cases(
 ) -> list[ab.Outcome]:
     """Each case of the plan to its verdict, with progress and an estimate of the time left."""
 
-    def write(base: dict[str, Any], cand: dict[str, Any]) -> None:
+    def write(base: CaseRecord, cand: CaseRecord) -> None:
         writers[0].write_case(base)
         writers[1].write_case(cand)
 
@@ -660,9 +652,7 @@ def _ab_cases(
             outcomes.append(outcome)
             progress.finish(_outcome_text(outcome))
             if args.debug and outcome.status != "ok":
-                _show_details(
-                    case.label, {"traceback": outcome.traceback, "output_tail": outcome.output_tail}
-                )
+                _show_details(case.label, outcome.traceback, outcome.output_tail)
     return outcomes
 
 
