@@ -24,7 +24,7 @@ import pytest
 from harness.axes import AXES, Axis, Flag
 
 if TYPE_CHECKING:
-    from harness.plan import Case
+    from harness.sweep.plan import Case
 
 _REGISTRY = pytest.StashKey["Registry"]()
 _CASES = pytest.StashKey["list[Case]"]()
@@ -79,8 +79,8 @@ def _option(config: pytest.Config, axis: Axis, flag: Flag) -> tuple[Any, ...] | 
 
 def _selected(config: pytest.Config) -> list[Case]:
     from harness.errors import HarnessError
-    from harness.plan import Request, build_plan
-    from harness.registry import load_registry
+    from harness.models.registry import load_registry
+    from harness.sweep.plan import Request, build_plan
 
     asked = {axis.request_field: _option(config, axis, flag) for axis, flag in _AXES}
     try:
@@ -128,7 +128,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def harness_case(request: pytest.FixtureRequest) -> Iterator[HarnessCase]:
     """The case this test is parameterised with, its step built and called once."""
-    from harness.worker import prepared
+    from harness.execute.worker import prepared
 
     case: Case = request.param
     spec = request.config.stash[_REGISTRY].model(case.model).spec

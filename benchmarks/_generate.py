@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
-from harness.registry import load_registry
-from harness.tracking import TrackedCase, asv_parameters, tracked_cases
+from harness.bridges.tracking import TrackedCase, asv_parameters, tracked_cases
+from harness.models.registry import load_registry
 
 REGISTRY = load_registry()
 MODELS = asv_parameters(tracked_cases(REGISTRY))

@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from harness.identity import CaseKey
-from harness.worker import prepared
+from harness.execute.worker import prepared
+from harness.sweep.identity import CaseKey
 
 from ._generate import REGISTRY, ModelBenchmark, generate
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.record import CaseRecord
-from harness.worker import measure_case
+from harness.execute.worker import measure_case
+from harness.store.record import CaseRecord
 
 from ._generate import REGISTRY, ModelBenchmark, generate
 

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from harness.hookspecs import PROJECT
-from harness.shapes import Constraint, Expr, Shape
+from harness.models.hookspecs import PROJECT
+from harness.models.shapes import Constraint, Expr, Shape
+from harness.models.suites import Suite
 
 if TYPE_CHECKING:
-    from harness.spec import Dim, Input, ModelSpec
+    from harness.models.spec import Dim, Input, ModelSpec
 
 try:
     __version__ = version("harness")
@@ -21,7 +22,17 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 hookimpl = pluggy.HookimplMarker(PROJECT)
 """Marks a plugin's hook implementations: ``@harness.hookimpl def harness_models(): ...``."""
 
-__all__ = ["Constraint", "Dim", "Expr", "Input", "ModelSpec", "Shape", "hookimpl", "__version__"]
+__all__ = [
+    "Constraint",
+    "Dim",
+    "Expr",
+    "Input",
+    "ModelSpec",
+    "Shape",
+    "Suite",
+    "hookimpl",
+    "__version__",
+]
 _NEED_TORCH = ("Dim", "Input", "ModelSpec")
 
 
@@ -29,7 +40,7 @@ def __getattr__(name: str) -> Any:
     """The spec classes on first use: importing them imports torch (2 s), which
     ``harness --help`` and ``--version`` do without."""
     if name in _NEED_TORCH:
-        from harness import spec
+        from harness.models import spec
 
         return getattr(spec, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

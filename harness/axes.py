@@ -50,8 +50,8 @@ class Axis:
 
     name: str  # as messages say it: "unknown compile mode ..."
     suite_key: str | None  # in a suite's [sweep] table; None: a suite cannot set it
-    request_field: str  # of harness.plan.Request; run headers store it, for --resume
-    case_field: str  # of harness.plan.Case
+    request_field: str  # of harness.sweep.plan.Request; run headers store it, for --resume
+    case_field: str  # of harness.sweep.plan.Case
     sweeps: bool
     option: Flag  # harness run, ab and bisect: the sweep
     one: Flag  # harness profile: one case

@@ -125,7 +125,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _node_kinds(text: str) -> tuple[Any, ...]:
-    from harness.ray_executor import NodeKind
+    from harness.execute.ray_executor import NodeKind
 
     try:
         kinds = tuple(dict.fromkeys(NodeKind.parse(t.strip()) for t in text.split(",")))
@@ -382,8 +382,8 @@ def _side_options(p: argparse.ArgumentParser) -> None:
 
 def _interleaving(p: argparse.ArgumentParser, unit: str) -> None:
     """How interleaved sessions are judged and timed (ab, bisect)."""
-    from harness import ab
-    from harness.commands.measure import AB_THRESHOLD, AB_TIMEOUT
+    from harness.ab import session
+    from harness.commands.ab import AB_THRESHOLD, AB_TIMEOUT
 
     p.add_argument(
         "--threshold",
@@ -395,16 +395,16 @@ def _interleaving(p: argparse.ArgumentParser, unit: str) -> None:
     p.add_argument(
         "--time",
         type=_seconds(),
-        default=ab.MAX_TIME,
+        default=session.MAX_TIME,
         metavar="SECONDS",
-        help=f"most time {unit} may take, both sides (default {ab.MAX_TIME:g})",
+        help=f"most time {unit} may take, both sides (default {session.MAX_TIME:g})",
     )
     p.add_argument(
         "--pair-time",
         type=_seconds(),
-        default=ab.PAIR_TIME,
+        default=session.PAIR_TIME,
         metavar="SECONDS",
-        help=f"timed seconds a side in each pair of processes (default {ab.PAIR_TIME:g})",
+        help=f"timed seconds a side in each pair of processes (default {session.PAIR_TIME:g})",
     )
     p.add_argument(
         "--timeout",
@@ -516,8 +516,8 @@ def _list_options(p: argparse.ArgumentParser) -> None:
 
 def _check_options(p: argparse.ArgumentParser) -> None:
     from harness.commands.catalogue import cmd_check
-    from harness.isolation import ISOLATION_MODES
-    from harness.plan import DEFAULT_TIMEOUT
+    from harness.execute.isolation import ISOLATION_MODES
+    from harness.sweep.plan import DEFAULT_TIMEOUT
 
     _selection(p, dims=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -540,9 +540,9 @@ def _check_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    from harness.commands.measure import cmd_run
-    from harness.isolation import ISOLATION_MODES
-    from harness.runner import DEFAULT_MAX_BATCH
+    from harness.commands.run import cmd_run
+    from harness.execute.isolation import ISOLATION_MODES
+    from harness.execute.runner import DEFAULT_MAX_BATCH
 
     _selection(p, dims=True)
     _sweep(p)
@@ -663,7 +663,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _results_options(p: argparse.ArgumentParser) -> None:
-    from harness.commands.analyse import cmd_results
+    from harness.commands.compare import cmd_results
 
     p.add_argument(
         "paths",
@@ -680,8 +680,8 @@ def _results_options(p: argparse.ArgumentParser) -> None:
 
 
 def _compare_options(p: argparse.ArgumentParser) -> None:
-    from harness import compare
-    from harness.commands.analyse import cmd_compare
+    from harness.analysis import compare
+    from harness.commands.compare import cmd_compare
 
     p.add_argument(
         "baseline",
@@ -708,8 +708,8 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
 
 
 def _profile_options(p: argparse.ArgumentParser) -> None:
-    from harness import profile
-    from harness.commands.measure import cmd_profile
+    from harness.commands.profile import cmd_profile
+    from harness.execute import profile
 
     _one_case_options(p)
     p.add_argument(
@@ -747,7 +747,7 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
 
 
 def _ab_options(p: argparse.ArgumentParser) -> None:
-    from harness.commands.measure import cmd_ab
+    from harness.commands.ab import cmd_ab
 
     _selection(p, dims=True)
     _sweep(p)
@@ -798,7 +798,7 @@ def _bisect_options(p: argparse.ArgumentParser) -> None:
 
 def _runs_and_order(p: argparse.ArgumentParser) -> None:
     """What ``history`` and ``report`` share: both read a series of runs."""
-    from harness import compare, history
+    from harness.analysis import compare, history
 
     p.add_argument(
         "runs",
@@ -825,8 +825,8 @@ def _runs_and_order(p: argparse.ArgumentParser) -> None:
 
 
 def _history_options(p: argparse.ArgumentParser) -> None:
-    from harness import history
-    from harness.commands.analyse import cmd_history
+    from harness.analysis import history
+    from harness.commands.history import cmd_history
 
     _runs_and_order(p)
     p.add_argument("--metric", choices=history.METRICS, default="latency")
@@ -840,7 +840,7 @@ def _history_options(p: argparse.ArgumentParser) -> None:
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:
-    from harness.commands.analyse import cmd_report
+    from harness.commands.history import cmd_report
 
     _runs_and_order(p)
     _out(
@@ -862,7 +862,7 @@ def _report_options(p: argparse.ArgumentParser) -> None:
 
 
 def _import_asv_options(p: argparse.ArgumentParser) -> None:
-    from harness.commands.analyse import cmd_import_asv
+    from harness.commands.files import cmd_import_asv
 
     p.add_argument(
         "directory",
@@ -885,7 +885,7 @@ def _import_asv_options(p: argparse.ArgumentParser) -> None:
 
 
 def _export_options(p: argparse.ArgumentParser) -> None:
-    from harness.commands.analyse import cmd_export
+    from harness.commands.files import cmd_export
 
     p.add_argument("run", metavar="RUN", help="results file or directory, or FILE#RUN")
     _out(p, "the JSON file, for 'pytest-benchmark compare'", required=True, metavar="PATH")

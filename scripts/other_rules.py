@@ -14,7 +14,7 @@ from asv.commands.compare import _is_result_better
 from asv_runner.statistics import compute_stats
 from pytest_benchmark.utils import parse_compare_fail
 
-from harness.stats import LatencyStats
+from harness.measure.stats import LatencyStats
 
 Records = Sequence[Mapping[str, Any]]  # one side's records, as rows of results.load
 Rule = Callable[[Records, Records], bool]  # (baseline, candidate) -> "slower"?

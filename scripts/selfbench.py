@@ -28,13 +28,13 @@ from torch import nn
 from torch.utils import benchmark
 
 from harness import Input, ModelSpec
-from harness.devices import default_threads
-from harness.plan import Case
-from harness.record import CaseRecord
-from harness.registry import load_registry
-from harness.results import iter_records
-from harness.timing import MeasureConfig
-from harness.worker import measure_case, prepare_workload
+from harness.execute.worker import measure_case, prepare_workload
+from harness.measure.devices import default_threads
+from harness.measure.timing import MeasureConfig
+from harness.models.registry import load_registry
+from harness.store.record import CaseRecord
+from harness.store.results import iter_records
+from harness.sweep.plan import Case
 
 ROUNDS = 7
 AGREEMENT_CASES = [("mlp", 8), ("dcgan_generator", 2), ("lstm", 4), ("alexnet", 1)]

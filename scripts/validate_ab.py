@@ -44,7 +44,7 @@ from typing import Any
 
 from other_rules import Rule, asv_rule, pytest_benchmark_rule
 
-from harness.results import load
+from harness.store.results import load
 
 MODELS = ("abval_lstm", "abval_conv", "abval_mlp")
 KINDS = {"2pct": "slower-2pct", "aa": "base", "1pct": "slower-1pct"}  # candidate commit

@@ -41,14 +41,14 @@ from typing import Any
 
 from other_rules import Records, Rule, asv_rule, pytest_benchmark_rule
 
-from harness import compare, significance
-from harness.isolation import ProcessExecutor
-from harness.noise import MachineNoise, machine_noise
-from harness.plan import Case
-from harness.record import RunHeader
-from harness.registry import load_registry
-from harness.results import ResultsWriter, load
-from harness.timing import MeasureConfig
+from harness.analysis import compare, significance
+from harness.analysis.noise import MachineNoise, machine_noise
+from harness.execute.isolation import ProcessExecutor
+from harness.measure.timing import MeasureConfig
+from harness.models.registry import load_registry
+from harness.store.record import RunHeader
+from harness.store.results import ResultsWriter, load
+from harness.sweep.plan import Case
 
 MODEL = "calibration_matmul"
 BASE_WORK, SLOW_WORK = 20, 21  # 5 % more matrix products

@@ -59,8 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import history
-from harness.compare import DEFAULT_THRESHOLD
+from harness.analysis import history
+from harness.analysis.compare import DEFAULT_THRESHOLD
 
 SAMPLE_NOISE = 0.03
 OUTLIER_SLOWDOWN = (1.2, 1.6)

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.registry import load_registry
-from harness.results import load
+from harness.models.registry import load_registry
+from harness.store.results import load
 
 ROOT = Path(__file__).resolve().parents[1]
 BURN = """

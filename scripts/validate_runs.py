@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.significance import VERDICTS
+from harness.analysis.significance import VERDICTS
 
 SCRIPTS = Path(__file__).resolve().parent
 DOUBLED = ["--disable-plugin", "gan", "--plugin", "gan_twice"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import Registry, load_registry
+from harness.models.registry import Registry, load_registry
 
 _counter = itertools.count()
 
@@ -135,8 +135,8 @@ def write_series(
 
     import numpy as np
 
-    from harness.record import CaseRecord, RunHeader
-    from harness.results import ResultsWriter
+    from harness.store.record import CaseRecord, RunHeader
+    from harness.store.results import ResultsWriter
 
     rng = np.random.default_rng(seed)
     steps = steps or {}
@@ -183,7 +183,7 @@ WORK_PLUGIN = """
     from torch import nn
     import harness
     from harness import Input, ModelSpec
-    from harness.suites import Suite
+    from harness import Suite
 
     class Work(nn.Module):
         '''HARNESS_TEST_WORK products with one matrix: a regression is an env var away.'''
@@ -274,7 +274,7 @@ CHAIN_PLUGIN = """
     from torch import nn
     import harness
     from harness import Dim, Input, ModelSpec
-    from harness.suites import Suite
+    from harness import Suite
 
     REPEAT = {repeat}
     {broken}

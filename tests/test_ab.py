@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import CaseRecord, RunHeader
-from harness.results import iter_records
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import iter_records
 from tests.conftest import ROOT, plugin_pyproject
 from tests.conftest import git as _git
 

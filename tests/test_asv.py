@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from asv.util import load_json
 
-from harness.suites import ModelOverride, Suite
-from harness.tracking import SUITES_ENV
+from harness.bridges.tracking import SUITES_ENV
+from harness.models.suites import ModelOverride, Suite
 from tests.conftest import ASV_OUTPUTS, ROOT, asv_config
 
 
@@ -91,7 +91,7 @@ def generated(monkeypatch, registry):
         sweep=sweep,
         overrides={"unet2": ModelOverride(dims={"H": (32, 64)})},
     )
-    monkeypatch.setattr("harness.registry.load_registry", lambda: registry)
+    monkeypatch.setattr("harness.models.registry.load_registry", lambda: registry)
     monkeypatch.setenv(SUITES_ENV, "sweep")
     monkeypatch.syspath_prepend(str(ROOT))
     _forget_benchmarks()

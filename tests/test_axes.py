@@ -10,9 +10,9 @@ import pytest
 from harness import axes
 from harness.cli import build_parser
 from harness.errors import SuiteError
-from harness.plan import Request, build_plan
-from harness.registry import Registry
-from harness.suites import SETTINGS, load_suite_file
+from harness.models.registry import Registry
+from harness.models.suites import SETTINGS, load_suite_file
+from harness.sweep.plan import Request, build_plan
 
 SWEEP_COMMANDS = ("run", "ab", "bisect")
 # for every axis with a suite key: options, and the same values as a suite's [sweep] says them

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from harness import worker
 from harness.cli import main
-from harness.plan import Case
-from harness.registry import load_registry
-from harness.results import load
-from harness.shapes import OutputShapeMismatch
+from harness.execute import worker
+from harness.models.registry import load_registry
+from harness.models.shapes import OutputShapeMismatch
+from harness.store.results import load
+from harness.sweep.plan import Case
 
 HOSTILE = """
     import ctypes, time

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import load
+from harness.store.results import load
 
 RUN = ["--timeout", "60", "--max-time", "0.01", "--warmup-time", "0.01", "-b", "1", "-q"]
 

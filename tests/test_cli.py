@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import load
+from harness.store.results import load
 from tests.conftest import TOY_PLUGIN
 
 FAST = ["--max-time", "0.01", "--warmup-time", "0.01"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import load
+from harness.store.results import load
 from tests.test_cli import FAST, assert_one_line_error, run_cli
 
 PLUGIN = """

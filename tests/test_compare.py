@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import compare, significance
+from harness.analysis import compare, significance
 from harness.cli import main
-from harness.record import CaseRecord, RunHeader
-from harness.results import ResultsWriter, iter_records, list_runs, load
-from harness.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
+from harness.measure.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import ResultsWriter, iter_records, list_runs, load
 
 
 def _record(model: str, samples, batch: int = 4, **extra) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.check import check_model
-from harness.registry import load_registry
-from harness.spec import flatten_outputs
+from harness.execute.check import check_model
+from harness.models.registry import load_registry
+from harness.models.spec import flatten_outputs
 
 REGISTRY = load_registry()
 NAMES = sorted(REGISTRY.models)

@@ -14,7 +14,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ResultsError
-from harness.results import SHOWN_SKIPS, CorruptLineWarning, load
+from harness.store.results import SHOWN_SKIPS, CorruptLineWarning, load
 from tests.conftest import SERIES_CASES, write_series
 
 CASES = len(SERIES_CASES)

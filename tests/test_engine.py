@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.memory import PeakMemory
-from harness.plan import Case
-from harness.record import CaseRecord, RunHeader
-from harness.registry import load_registry
-from harness.results import CorruptLineWarning, iter_records, load
-from harness.timing import MeasureConfig
-from harness.worker import measure_case
+from harness.execute.worker import measure_case
+from harness.measure.memory import PeakMemory
+from harness.measure.timing import MeasureConfig
+from harness.models.registry import load_registry
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import CorruptLineWarning, iter_records, load
+from harness.sweep.plan import Case
 from tests.conftest import TOY_PLUGIN, wait_for_cases
 
 QUICK = MeasureConfig(warmup_time=0.01, max_time=0.02)
@@ -199,7 +199,9 @@ def _case_lines(path: Path) -> list[CaseRecord]:
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::harness.results.CorruptLineWarning")  # the torn line stays
+@pytest.mark.filterwarnings(
+    "ignore::harness.store.results.CorruptLineWarning"
+)  # the torn line stays
 def test_a_run_killed_with_sigkill_resumes_each_remaining_case_exactly_once(tmp_path, capsys):
     out = tmp_path / "killed.jsonl"
     command = [

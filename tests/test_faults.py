@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.results import load
-from harness.runner import search_batch_size
+from harness.execute.runner import search_batch_size
+from harness.store.results import load
 
 FAULTY = """
     import os, time

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from harness import environment
 from harness.cli import main
-from harness.console import results_table
-from harness.plan import Case
-from harness.record import CaseRecord, RunHeader
-from harness.results import ResultsWriter
+from harness.commands.run import results_table
+from harness.measure import environment
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import ResultsWriter
+from harness.sweep.plan import Case
 from tests.conftest import series_record, write_series
 from tests.test_cli import run_cli
 

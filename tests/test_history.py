@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import history, significance
+from harness.analysis import history, significance
 from harness.cli import main
-from harness.results import load_runs
+from harness.store.results import load_runs
 from tests.conftest import write_series
 
 REGRESSED = ("mlp", 8, "float32", "none")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.cli import main
-from harness.results import load
+from harness.store.results import load
 
 MESSAGE = "[enforce fail at alloc_cpu.cpp:127] boom [/red] [bold]:smile:"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.plan import Case
-from harness.record import CaseRecord
+from harness.store.record import CaseRecord
+from harness.sweep.plan import Case
 
 pytest_plugins = ["pytester"]
 

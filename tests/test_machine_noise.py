@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import compare, significance
+from harness.analysis import compare, significance
+from harness.analysis.noise import DRIFT_EXPONENT, MachineNoise, machine_noise, machine_shift
 from harness.cli import main
-from harness.noise import DRIFT_EXPONENT, MachineNoise, machine_noise, machine_shift
-from harness.record import CaseRecord
-from harness.results import iter_records, load
+from harness.store.record import CaseRecord
+from harness.store.results import iter_records, load
 from tests.test_compare import _beats, _lognormal, _record, _run, _write
 
 

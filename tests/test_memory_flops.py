@@ -13,15 +13,15 @@ import pytest
 import torch
 from rich.console import Console
 
-from harness.console import results_table
-from harness.flops import calibrate_peak, count_flops
-from harness.isolation import ProcessExecutor
-from harness.plan import Case
-from harness.record import CaseRecord
-from harness.registry import load_registry
-from harness.results import iter_records
-from harness.timing import MeasureConfig
-from harness.worker import measure_case, peak_key
+from harness.commands.run import results_table
+from harness.execute.isolation import ProcessExecutor
+from harness.execute.worker import measure_case, peak_key
+from harness.measure.flops import calibrate_peak, count_flops
+from harness.measure.timing import MeasureConfig
+from harness.models.registry import load_registry
+from harness.store.record import CaseRecord
+from harness.store.results import iter_records
+from harness.sweep.plan import Case
 
 QUICK = MeasureConfig(warmup_time=0.01, max_time=0.02)
 MIB = 2**20

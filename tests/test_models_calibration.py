@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.flops import count_flops
+from harness.measure.flops import count_flops
 from harness_plugins import calibration
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from harness.errors import ShapeError
-from harness.spec import ModelSpec, flatten_outputs
+from harness.models.spec import ModelSpec, flatten_outputs
 from harness_plugins import einops_models, gan, unet
 
 MODULES = {"gan": gan, "unet": unet, "einops": einops_models}

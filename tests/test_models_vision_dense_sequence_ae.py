@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness.errors import ShapeError
-from harness.spec import ModelSpec, flatten_outputs
+from harness.models.spec import ModelSpec, flatten_outputs
 from harness_plugins import autoencoders, dense, sequence, vision
 
 MODULES = (vision, dense, sequence, autoencoders)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.results import load
+from harness.store.results import load
 from tests.test_cli import FAST, _script, assert_one_line_error, run_cli
 
 TENSORBOARD_DEADLINE_S = 60  # the plugin finds runs every 10 s and parses them in the background

@@ -111,8 +111,8 @@ def test_a_bad_selection_is_a_one_line_usage_error(user_tests):
 
 def test_harness_export_writes_runs_that_pytest_benchmark_compare_reads(tmp_path, capsys):
     from harness.cli import main
-    from harness.record import CaseRecord, RunHeader
-    from harness.results import ResultsWriter
+    from harness.store.record import CaseRecord, RunHeader
+    from harness.store.results import ResultsWriter
 
     samples = [2e-4, 2.2e-4, 2.1e-4, 2.05e-4, 3e-4]
     case = {

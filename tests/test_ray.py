@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.ray_executor import MISSING_RAY, SLOT
-from harness.record import CaseRecord, RunHeader
-from harness.results import iter_records
+from harness.execute.ray_executor import MISSING_RAY, SLOT
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import iter_records
 from tests.conftest import wait_for_cases
 from tests.test_engine import QUICK_ARGS, _case_lines
 

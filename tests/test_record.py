@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import frame
 from harness.cli import main
-from harness.plan import Case
-from harness.record import SCHEMA_VERSION, CaseRecord, RunHeader
-from harness.results import CorruptLineWarning, ResultsWriter, iter_records, load, merge_runs
+from harness.store import frame
+from harness.store.record import SCHEMA_VERSION, CaseRecord, RunHeader
+from harness.store.results import CorruptLineWarning, ResultsWriter, iter_records, load, merge_runs
+from harness.sweep.plan import Case
 
 DATA = Path(__file__).parent / "data"
 V1_RUN, V1_AB = DATA / "results-v1.jsonl", DATA / "ab-candidate-v1.jsonl"

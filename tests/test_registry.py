@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.check import check_model
 from harness.errors import PluginError, SuiteError
-from harness.registry import load_registry
+from harness.execute.check import check_model
+from harness.models.registry import load_registry
 from tests.conftest import TOY_PLUGIN, plugin_pyproject
 
 BUILTIN_FAMILIES = {

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness.analysis import report
 from harness.cli import main
-from harness.record import CaseRecord, RunHeader
-from harness.results import ResultsWriter, load_runs
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import ResultsWriter, load_runs
 from tests.conftest import series_record, write_series
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harness.errors import ResultsError
-from harness.record import CaseRecord, RunHeader
-from harness.results import SCHEMA_VERSION, CorruptLineWarning, ResultsWriter, load
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import SCHEMA_VERSION, CorruptLineWarning, ResultsWriter, load
 
 ENV = {"torch_version": "2.13.0", "threads": 2, "git": {"commit": "abc"}}
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import sequential
+from harness.analysis import sequential
 
 
 def _first_verdict(log_ratios, threshold: float) -> tuple[str | None, int]:

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.errors import ShapeError
-from harness.shapes import Constraint, Expr, Shape
+from harness.models.shapes import Constraint, Expr, Shape
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.plan import Request, build_plan, shard_cases
-from harness.record import CaseRecord, RunHeader
-from harness.results import iter_records
+from harness.store.record import CaseRecord, RunHeader
+from harness.store.results import iter_records
+from harness.sweep.plan import Request, build_plan, shard_cases
 
 BASE = ["--warmup-time", "0.01", "--isolation", "none", "-q"]
 QUICK = ["--max-time", "0.01", *BASE]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import harness_plugins
-from harness import sources
+from harness.ab import sources
 from harness.errors import UsageError
-from harness.registry import load_registry
+from harness.models.registry import load_registry
 
 ROOT = Path(harness_plugins.__file__).resolve().parents[1]
 

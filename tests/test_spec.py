@@ -6,7 +6,7 @@ from torch import nn
 
 from harness import Dim, Input, ModelSpec
 from harness.errors import ShapeError
-from harness.spec import SpecError, flatten_outputs, mean_of_outputs
+from harness.models.spec import SpecError, flatten_outputs, mean_of_outputs
 
 
 def _linear(width: int = 4) -> nn.Module:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from harness.stats import (
+from harness.measure.stats import (
     LatencyStats,
     format_seconds,
     median_ci_ranks,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import SuiteError
-from harness.suites import load_suite_file
+from harness.models.suites import load_suite_file
 
 
 def _suite(tmp_path, text: str, name: str = "mine"):
@@ -63,7 +63,7 @@ def test_bad_suite_files_name_the_file_and_the_problem(tmp_path, text, complaint
 
 
 def test_suite_override_breaking_a_constraint_is_found_at_load(registry, tmp_path):
-    from harness.registry import _validate  # the registry-wide check on real specs
+    from harness.models.registry import _validate  # the registry-wide check on real specs
 
     suites = {
         "odd": load_suite_file(

@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from harness.stats import per_label
-from harness.timing import MeasureConfig, measure
+from harness.measure.stats import per_label
+from harness.measure.timing import MeasureConfig, measure
 
 
 def test_a_fast_call_is_timed_in_blocks_that_dwarf_the_clock_overhead():

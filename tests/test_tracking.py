@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.bridges.tracking import SUITES_ENV, tracked_cases, tracked_suites
 from harness.errors import UsageError
-from harness.plan import Case
-from harness.suites import Suite
-from harness.tracking import SUITES_ENV, tracked_cases, tracked_suites
-from harness.worker import prepared
+from harness.execute.worker import prepared
+from harness.models.suites import Suite
+from harness.sweep.plan import Case
 
 
 def test_tracked_suites_come_from_one_setting(monkeypatch):

@@ -1,12 +1,13 @@
-"""What each ``harness`` subcommand does, once :mod:`harness.cli` has parsed its options:
-``catalogue`` (list, check), ``measure`` (run, profile, ab) and ``analyse`` (results,
-compare, history, report, import-asv, export)."""
+"""What each ``harness`` subcommand does, once :mod:`harness.cli` has parsed its options,
+with the tables it prints: ``catalogue`` (list, check), ``run``, ``profile``, ``ab``,
+``bisect``, ``compare`` (results, compare), ``history`` (history, report) and ``files``
+(import-asv, export)."""
 
 from __future__ import annotations
 
 import argparse
 
-from harness.registry import Registry, load_registry
+from harness.models.registry import Registry, load_registry
 
 
 def registry_of(args: argparse.Namespace) -> Registry:

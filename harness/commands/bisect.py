@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import ab, compare, console, interleave, sources
-from harness.bisect import BAD, GOOD, Bisection, Bisector, Commit, first_parents
-from harness.commands.measure import ab_request, require_defined
+from harness import console
+from harness.ab import pair, session, sources
+from harness.ab.bisect import BAD, GOOD, Bisection, Bisector, Commit, first_parents
+from harness.analysis import compare
+from harness.commands.ab import ab_request, require_defined
 from harness.errors import UsageError
-from harness.plan import build_plan
-from harness.registry import load_registry, plugin_selection
+from harness.models.registry import load_registry, plugin_selection
+from harness.sweep.plan import build_plan
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         )
     history = first_parents(repo, args.good, args.bad)
     plugins, disabled = plugin_selection(args.plugin, args.disable_plugin)
-    settings = ab.Settings(
+    settings = session.Settings(
         args.threshold, args.time, args.pair_time, plugins=tuple(plugins), disabled=tuple(disabled)
     )
     say = _printer(args.quiet)
@@ -46,9 +48,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         )
         plan = build_plan(registry, ab_request(args))
         require_defined(registry, plan, bad_tree, "harness bisect", "")
-        spawner = stack.enter_context(
-            interleave.Spawner(interleave.cores_for(plan.cases), args.timeout)
-        )
+        spawner = stack.enter_context(pair.Spawner(pair.cores_for(plan.cases), args.timeout))
         bisector = Bisector(repo, scratch, settings, spawner, on_event=say)
         say(
             f"bisecting {len(plan.cases)} case(s) over {len(history) - 1} commits: good "
@@ -86,7 +86,7 @@ def _write(path: Path, document: dict[str, Any]) -> None:
         ) from None
 
 
-def _session(outcome: ab.Outcome | None) -> dict[str, Any] | None:
+def _session(outcome: session.Outcome | None) -> dict[str, Any] | None:
     if outcome is None:
         return None
     low, high = outcome.look.interval if outcome.look else (None, None)
@@ -134,7 +134,7 @@ def _case(result: Bisection) -> dict[str, Any]:
 
 
 def _document(
-    history: Sequence[Commit], settings: ab.Settings, found: Sequence[Bisection]
+    history: Sequence[Commit], settings: session.Settings, found: Sequence[Bisection]
 ) -> dict[str, Any]:
     """The --json document; with one case, that case's fields are also at the top."""
     cases = [_case(r) for r in found]
@@ -148,7 +148,7 @@ def _document(
     return {**cases[0], **document} if len(cases) == 1 else document
 
 
-def _ratio(outcome: ab.Outcome | None) -> str:
+def _ratio(outcome: session.Outcome | None) -> str:
     if outcome is None or outcome.look is None:
         return "-"
     low, high = outcome.look.interval

@@ -1,22 +1,29 @@
-"""`harness list` and `harness check`: what the plugins provide, and whether it is sound."""
+"""The commands that describe the registry: `list` and `check`, with their tables."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+from rich.table import Table
 from rich.text import Text
 from torch.overrides import TorchFunctionMode
 
 from harness import console
 from harness.commands import registry_of
 from harness.errors import UsageError
-from harness.isolation import make_executor
-from harness.plan import DEFAULT_TIMEOUT, Request, build_plan, select_models
-from harness.registry import Registry, plugin_selection
-from harness.worker import count_params
+from harness.execute.check import CheckResult
+from harness.execute.isolation import make_executor
+from harness.execute.worker import count_params
+from harness.measure.stats import format_count
+from harness.models.registry import Registry, plugin_selection
+from harness.sweep.plan import DEFAULT_TIMEOUT, Request, build_plan, select_models
+
+if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
+    pass
 
 
 class _NoRandomFills(TorchFunctionMode):
@@ -114,7 +121,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=repr))
     else:
         everywhere = sorted(s.name for s in registry.suites.values() if s.includes_all)
-        console.stdout.print(console.models_table(rows, everywhere))
+        console.stdout.print(models_table(rows, everywhere))
     return 0
 
 
@@ -151,10 +158,48 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        console.stdout.print(console.check_table(results))
+        console.stdout.print(check_table(results))
         console.print_lines(
             Text.assemble((r.name, "red"), f": {problem}")
             for r in results
             for problem in r.problems
         )
     return 1 if any(not r.ok for r in results) else 0
+
+
+def models_table(rows: Sequence[dict[str, Any]], everywhere: Sequence[str] = ()) -> Table:
+    """``everywhere`` names suites of every model, said once in the title, not per row."""
+    title = f"{len(rows)} models" + (
+        f" (all also in: {', '.join(everywhere)})" if everywhere else ""
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("name", "family", "params", "inputs", "outputs", "suites", "plugin"):
+        table.add_column(
+            column,
+            justify="right" if column == "params" else "left",
+            no_wrap=column in ("name", "params"),
+        )
+    for row in rows:
+        suites = [s for s in row["suites"] if s not in everywhere]
+        table.add_row(
+            row["name"],
+            row["family"],
+            format_count(row["params"]),
+            "\n".join(f"{i['name']} {i['shape']}" for i in row["inputs"]),
+            "\n".join(row["outputs"]),
+            ", ".join(suites),
+            row["plugin"],
+        )
+    return table
+
+
+def check_table(results: Sequence[CheckResult]) -> Table:
+    failed = sum(not r.ok for r in results)
+    table = Table(title=f"{len(results)} models checked, {failed} failed", title_justify="left")
+    for column in ("name", "params", "shapes (B=2)", "train", "result"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for r in results:
+        shapes = "\n".join(str(s) for s in (r.observed or r.expected or ()))
+        verdict = Text("ok", style="green") if r.ok else Text("FAIL", style="red")
+        table.add_row(r.name, format_count(r.params), shapes, r.training, verdict)
+    return table
