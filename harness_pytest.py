@@ -128,7 +128,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def harness_case(request: pytest.FixtureRequest) -> Iterator[HarnessCase]:
     """The case this test is parameterised with, its step built and called once."""
-    from harness.execute.worker import prepared
+    from harness.execute.workload import prepared
 
     case: Case = request.param
     spec = request.config.stash[_REGISTRY].model(case.model).spec

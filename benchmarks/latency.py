@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from harness.execute.worker import prepared
+from harness.execute.workload import prepared
 from harness.sweep.identity import CaseKey
 
 from ._generate import REGISTRY, ModelBenchmark, generate

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -22,10 +22,6 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.text import Text
-
-if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    pass
-
 
 # Redirected output (files, CI logs) gets wide rows instead of rich's 80 columns. Every
 # string is plain text: model names, error messages and file contents are not ours, and

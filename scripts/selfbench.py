@@ -28,7 +28,8 @@ from torch import nn
 from torch.utils import benchmark
 
 from harness import Input, ModelSpec
-from harness.execute.worker import measure_case, prepare_workload
+from harness.execute.worker import measure_case
+from harness.execute.workload import prepare_workload
 from harness.measure.devices import default_threads
 from harness.measure.timing import MeasureConfig
 from harness.models.registry import load_registry

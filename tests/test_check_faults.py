@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.execute import worker
+from harness.execute import failure, workload
 from harness.models.registry import load_registry
 from harness.models.shapes import OutputShapeMismatch
 from harness.store.results import load
@@ -154,7 +154,7 @@ def test_the_step_other_timers_use_refuses_a_wrong_output_shape(plugin_module):
     spec = load_registry([plugin_module(HOSTILE)]).model("hostile_wrong").spec
     case = Case(model="hostile_wrong", batch_size=2, dims={"N": 4})
     with pytest.raises(OutputShapeMismatch, match=r"expected \(B, N \+ 1\) = \(2, 5\)"):
-        with worker.prepared(spec, case):
+        with workload.prepared(spec, case):
             pass
-    assert worker.failure_status(OutputShapeMismatch("x")) == "shape_mismatch"
-    assert worker.failure_status(torch.OutOfMemoryError("x")) == "oom"
+    assert failure.failure_status(OutputShapeMismatch("x")) == "shape_mismatch"
+    assert failure.failure_status(torch.OutOfMemoryError("x")) == "oom"

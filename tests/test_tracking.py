@@ -7,7 +7,7 @@ import torch
 
 from harness.bridges.tracking import SUITES_ENV, tracked_cases, tracked_suites
 from harness.errors import UsageError
-from harness.execute.worker import prepared
+from harness.execute.workload import prepared
 from harness.models.suites import Suite
 from harness.sweep.plan import Case
 

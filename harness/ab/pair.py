@@ -496,7 +496,7 @@ def serve() -> None:
 
         import harness
         from harness.ab.sources import activate
-        from harness.execute import worker
+        from harness.execute.workload import prepared
         from harness.measure import environment
         from harness.measure.timing import time_blocks, warm_up
         from harness.models.registry import load_registry
@@ -541,7 +541,7 @@ def serve() -> None:
         case = dataclasses.replace(  # this side's own defaults for what was not chosen
             case, dims=spec.resolve_dims({k: case.dims[k] for k in case.chosen})
         )
-        with worker.prepared(spec, case) as step:
+        with prepared(spec, case) as step:
             warm = warm_up(step, case.device, MeasureConfig(**job["config"]))
             send(
                 block_size=warm.block_size,
@@ -560,6 +560,6 @@ def serve() -> None:
                     )
                 )
     except Exception as exc:  # noqa: BLE001 - whatever the model raised is the answer
-        from harness.execute.worker import error_message, error_traceback, failure_status
+        from harness.execute.failure import error_message, error_traceback, failure_status
 
         send(error=error_message(exc), status=failure_status(exc), traceback=error_traceback(exc))

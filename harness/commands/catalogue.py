@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from rich.table import Table
@@ -17,13 +17,10 @@ from harness.commands import registry_of
 from harness.errors import UsageError
 from harness.execute.check import CheckResult
 from harness.execute.isolation import make_executor
-from harness.execute.worker import count_params
+from harness.execute.workload import count_params
 from harness.measure.stats import format_count
 from harness.models.registry import Registry, plugin_selection
 from harness.sweep.plan import DEFAULT_TIMEOUT, Request, build_plan, select_models
-
-if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    pass
 
 
 class _NoRandomFills(TorchFunctionMode):

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from rich.table import Table
@@ -16,7 +16,8 @@ from rich.text import Text
 
 from harness import console
 from harness.analysis import compare, sequential, significance
-from harness.analysis.noise import different_machines
+from harness.analysis.compare import SettingDifference
+from harness.analysis.noise import MachineNoise, different_machines
 from harness.analysis.sequential import ALPHA as SEQUENTIAL_ALPHA
 from harness.errors import UsageError
 from harness.measure.memory import format_bytes
@@ -27,10 +28,6 @@ from harness.store.results import (
     load_selection,
     merge_runs,
 )
-
-if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    from harness.analysis.compare import SettingDifference
-    from harness.analysis.noise import MachineNoise
 
 
 def cmd_results(args: argparse.Namespace) -> int:

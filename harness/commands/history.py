@@ -6,22 +6,20 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from harness import console
 from harness.analysis import history, report
+from harness.analysis.history import History
 from harness.commands.compare import VERDICT_STYLE, metric_value
 from harness.commands.files import make_folder
 from harness.errors import UsageError
 from harness.store.results import (
     load_runs,
 )
-
-if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    from harness.analysis.history import History
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -21,9 +21,6 @@ from harness.measure.memory import format_bytes
 from harness.measure.stats import format_seconds
 from harness.models.registry import Registry
 from harness.sweep.plan import Case, Request, build_plan
-
-if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    pass
 
 
 def profile_cases(

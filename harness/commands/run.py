@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -41,10 +41,6 @@ from harness.store.results import (
     load_selection,
 )
 from harness.sweep.plan import Case, Plan, Request, build_plan
-
-if TYPE_CHECKING:  # pandas, which compare and history need, is not needed to list models
-    pass
-
 
 # run options that --resume refuses: the resumed run's own request decides them
 _SELECTION_OPTIONS = (

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from harness.execute.worker import count_params, error_message
+from harness.execute.failure import error_message
+from harness.execute.workload import count_params
 from harness.models.shapes import shape_problems
 from harness.models.spec import ModelSpec, flatten_outputs
 

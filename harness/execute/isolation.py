@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from harness.execute import child, worker
+from harness.execute import child, failure, worker
 from harness.execute.check import CheckResult, check_model, unchecked
 from harness.execute.child import CaseOutput, describe_exit, kill_group
 from harness.measure import environment
@@ -123,7 +123,7 @@ def _child(conn: Any, output: Any, job_text: str) -> None:
         message = json.dumps({"answer": answer})
     except BaseException as exc:  # report anything, even SystemExit, to the parent
         message = json.dumps(
-            {"exception": worker.error_message(exc), "traceback": worker.error_traceback(exc)}
+            {"exception": failure.error_message(exc), "traceback": failure.error_traceback(exc)}
         )
     with contextlib.suppress(OSError, ValueError):  # the output's tail, complete
         sys.stdout.flush()

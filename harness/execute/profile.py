@@ -1,7 +1,7 @@
 """One case under ``torch.profiler``: where the time and the memory of a step go.
 
-The profiled step is the one the benchmark times (:func:`harness.execute.worker.prepare_workload`
-and :func:`~harness.execute.worker.compile_workload`), run in this process: a profile is a
+The profiled step is the one the benchmark times (:func:`harness.execute.workload.prepare_workload`
+and :func:`~harness.execute.workload.compile_workload`), run in this process: a profile is a
 diagnostic, so it needs no isolation, and the profiler's overhead never touches a
 measurement. The schedule skips one step (a compiled model compiles there), records
 two warm-up steps that it discards, then records ``steps`` steps.
@@ -34,7 +34,8 @@ from torch.cuda import _memory_viz
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
 from harness.errors import HarnessError
-from harness.execute import worker
+from harness.execute.failure import error_message
+from harness.execute.workload import compile_workload, graph_counts, prepare_workload
 from harness.measure.devices import default_threads, synchronize
 from harness.models.spec import ModelSpec
 from harness.sweep.plan import Case
@@ -214,7 +215,7 @@ def _compile_notes(case: Case, operators: list[OperatorStats]) -> CompileNotes:
     kernels = tuple(o.name for o in operators if GENERATED_KERNEL.search(o.name))
     return CompileNotes(
         case.backend,
-        **worker.graph_counts(),
+        **graph_counts(),
         break_reasons=tuple((str(r), int(n)) for r, n in reasons),
         generated_kernels=kernels,
     )
@@ -242,7 +243,7 @@ def profile_case(
     before = set(folder.glob("*.pt.trace.json"))
     history: tuple[Path | None, Path | None] = (None, None)
     try:
-        workload = worker.prepare_workload(spec, case, case.batch_size)
+        workload = prepare_workload(spec, case, case.batch_size)
         with ExitStack() as stack:
             stack.enter_context(workload.context)
             if case.compile_mode != "none":
@@ -250,7 +251,7 @@ def profile_case(
 
                 # Inductor's C++ kernels appear in a profile under their own names only so.
                 stack.enter_context(config.patch({"cpp.enable_kernel_profile": True}))
-                worker.compile_workload(workload, case, spec)
+                compile_workload(workload, case, spec)
             if cuda:
                 torch.cuda.memory._record_memory_history(max_entries=HISTORY_ENTRIES, device=device)
                 stack.callback(
@@ -273,7 +274,7 @@ def profile_case(
             if cuda:
                 history = _save_memory_history(folder)
     except Exception as exc:  # the model's failure, said in one line
-        raise HarnessError(f"profiling {case.label} failed: {worker.error_message(exc)}") from exc
+        raise HarnessError(f"profiling {case.label} failed: {error_message(exc)}") from exc
     (trace,) = set(folder.glob("*.pt.trace.json")) - before
     every = _operators(prof, on_device=device.type != "cpu")
     steps_event = next(o for o in every if o.name == STEP_EVENT)
