@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from harness.errors import HarnessError, UsageError
 from harness.models.hookspecs import PROJECT
 from harness.models.shapes import Constraint, Expr, Shape
 from harness.models.suites import Suite
 
 if TYPE_CHECKING:
+    from harness.api import compare, load, run
+    from harness.models.register import register
     from harness.models.spec import Dim, Input, ModelSpec
 
 try:
@@ -26,21 +29,36 @@ __all__ = [
     "Constraint",
     "Dim",
     "Expr",
+    "HarnessError",
     "Input",
     "ModelSpec",
     "Shape",
     "Suite",
+    "UsageError",
+    "compare",
     "hookimpl",
+    "load",
+    "register",
+    "run",
     "__version__",
 ]
 _NEED_TORCH = ("Dim", "Input", "ModelSpec")
+_API = ("compare", "load", "run")
 
 
 def __getattr__(name: str) -> Any:
-    """The spec classes on first use: importing them imports torch (2 s), which
-    ``harness --help`` and ``--version`` do without."""
+    """The spec classes, ``register`` and the Python API on first use: importing them
+    imports torch (2 s), which ``harness --help`` and ``--version`` do without."""
     if name in _NEED_TORCH:
         from harness.models import spec
 
         return getattr(spec, name)
+    if name == "register":
+        from harness.models.register import register
+
+        return register
+    if name in _API:
+        from harness import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

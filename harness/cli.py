@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from typing import Any, NoReturn
 
 import harness
 from harness import axes
-from harness.errors import HarnessError, HarnessWarning
+from harness.errors import HarnessError, HarnessWarning, UsageError
 
 DESCRIPTION = """\
 Benchmark PyTorch models that plugins provide: list and check them, measure them over a
@@ -76,7 +77,13 @@ class _Parser(argparse.ArgumentParser):
         return super().format_usage()
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        text = f"{message} (see '{self.prog} --help')"
+        if _RAISING.get():  # the Python API's parse: an exception, not an exit
+            raise UsageError(text)
+        self.exit(2, f"{self.prog}: error: {text}\n")
+
+
+_RAISING = contextvars.ContextVar("harness_cli_raising", default=False)
 
 
 def _shown(text: str) -> str:
@@ -917,6 +924,29 @@ def _one_line_warning(
     if issubclass(category, HarnessWarning):
         return f"harness: warning: {' '.join(str(message).split())}\n"
     return _python_warning(message, category, filename, lineno, line)
+
+
+def option_strings(command: str) -> set[str]:
+    """Every option string ``harness COMMAND`` takes (``--batch-sizes``, ``-b``, ...)."""
+    parser = build_parser()
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    chosen = commands.choices[command]
+    chosen._add_options()
+    return {s for a in [*parser._actions, *chosen._actions] for s in a.option_strings}
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """A command's options as :func:`main` parses them, a usage error raised as a
+    :class:`UsageError` with the same message: the Python API (``harness.api``) checks
+    its arguments here, so that both say the same about the same mistake."""
+    token = _RAISING.set(True)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _merge_global_options(parser, args)
+    finally:
+        _RAISING.reset(token)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ LAYERS = [
     ("analysis", {"analysis"}),
     ("ab", {"ab"}),
     ("bridges", {"bridges"}),
-    ("front", {"cli", "console", "commands", "interleave", "__main__", "__init__"}),
+    ("front", {"api", "cli", "console", "commands", "interleave", "__main__", "__init__"}),
 ]
 RANK = {part: rank for rank, (_, parts) in enumerate(LAYERS) for part in parts}
 

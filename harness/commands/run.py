@@ -106,7 +106,9 @@ def _check_executor_options(args: argparse.Namespace) -> None:
     ray_executor.require_ray()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def prepare(args: argparse.Namespace) -> tuple[Registry, Plan, Path, Resumed]:
+    """The registry, plan, results file and resumed state that ``args`` ask for, every
+    usage error raised before anything is measured."""
     if args.isolation == "none" and args.memory_limit:
         raise UsageError("--memory-limit needs --isolation process")
     if args.json and (args.profile or (args.nodes and len(args.nodes) > 1)):
@@ -136,18 +138,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = registry_of(args)
     plan = build_plan(registry, request)
     out = args.resume or args.out or default_path(plan.label)
-    resumed = _Resumed(run_id, frozenset(done), peaks)
-    if args.executor == "ray":
-        return _run_on_ray(args, registry, plan, out, resumed)
-    if args.profile:
-        profiles = profile.output_folder(out.parent / "profiles" / out.stem)
-    executor = make_executor(
+    return registry, plan, out, Resumed(run_id, frozenset(done), peaks)
+
+
+def local_executor(args: argparse.Namespace, registry: Registry, plan: Plan) -> Executor:
+    return make_executor(
         args.isolation,
         registry,
         *plugin_selection(args.plugin, args.disable_plugin),
         timeout=plan.timeout,
         memory_limit=args.memory_limit,
     )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry, plan, out, resumed = prepare(args)
+    if args.executor == "ray":
+        return _run_on_ray(args, registry, plan, out, resumed)
+    if args.profile:
+        profiles = profile.output_folder(out.parent / "profiles" / out.stem)
+    executor = local_executor(args, registry, plan)
     rows = _sweep(args, registry, plan, executor, out, resumed)
     failures: list[str] = []
     if args.profile:
@@ -179,7 +189,7 @@ def _recorded_plugins(header: RunHeader, path: Path) -> tuple[list[str], list[st
 
 
 @dataclasses.dataclass(frozen=True)
-class _Resumed:
+class Resumed:
     """What ``--resume`` takes from the run it finishes (nothing for a new run)."""
 
     run_id: str | None
@@ -197,11 +207,26 @@ def _sweep(
     plan: Plan,
     executor: Executor,
     out: Path,
-    resumed: _Resumed,
+    resumed: Resumed,
     executor_header: dict[str, Any] | None = None,
 ) -> list[tuple[Case, CaseRecord]]:
+    """:func:`sweep`, then its results table (or JSON); the (case, record) pairs."""
+    run_id, rows = sweep(args, registry, plan, executor, out, resumed, executor_header)
+    _show(args, out, run_id, rows, resumed.done)
+    return rows
+
+
+def sweep(
+    args: argparse.Namespace,
+    registry: Registry,
+    plan: Plan,
+    executor: Executor,
+    out: Path,
+    resumed: Resumed,
+    executor_header: dict[str, Any] | None = None,
+) -> tuple[str, list[tuple[Case, CaseRecord]]]:
     """Calibrate, then measure the plan's unrecorded cases into ``out``, showing progress
-    and ending with the results table; the (case, record) pairs of this sweep."""
+    unless quiet; the run's id and the (case, record) pairs of this sweep."""
     cases = [c for c in plan.cases if c.run_key() not in resumed.done]
     rows = []
     with console.Progress(len(cases), quiet=args.quiet) as progress:
@@ -243,20 +268,28 @@ def _sweep(
                     if args.debug:
                         show_details(case.label, record.traceback, record.output_tail)
                     rows.append((case, record))
+    return writer.run_id, rows
+
+
+def _show(
+    args: argparse.Namespace,
+    out: Path,
+    run_id: str,
+    rows: Sequence[tuple[Case, CaseRecord]],
+    done: frozenset,
+) -> None:
+    """A sweep's results table, machine noise and file; or with ``--json`` its summary."""
     failed = _failed(rows)
     skipped = sum(r.status == "skipped" for _, r in rows)
-    done = resumed.done
     noise = (
-        machine_noise(load(out)).get(writer.run_id, NO_HEARTBEATS)
-        if any(r.ok for _, r in rows)
-        else None
+        machine_noise(load(out)).get(run_id, NO_HEARTBEATS) if any(r.ok for _, r in rows) else None
     )
     if args.json:
         print(
             json.dumps(
                 {
                     "results": str(out),
-                    "run_id": writer.run_id,
+                    "run_id": run_id,
                     "summary": {
                         "cases": len(rows),
                         "ok": len(rows) - len(failed) - skipped,
@@ -271,7 +304,7 @@ def _sweep(
                 default=str,
             )
         )
-        return rows
+        return
     title = (
         f"{len(rows)} cases: {len(rows) - len(failed) - skipped} ok, {len(failed)} failed, "
         f"{skipped} skipped" + (f" ({len(done)} already recorded)" if done else "")
@@ -280,7 +313,6 @@ def _sweep(
     if noise:
         console.stdout.print(noise_line(noise), soft_wrap=True)
     console.stdout.print(f"results: {out}", soft_wrap=True)
-    return rows
 
 
 def _case_summary(case: Case, record: CaseRecord) -> dict[str, Any]:
@@ -307,7 +339,7 @@ def show_details(label: str, traceback: str | None, output_tail: str | None) -> 
 
 
 def _run_on_ray(
-    args: argparse.Namespace, registry: Registry, plan: Plan, out: Path, resumed: _Resumed
+    args: argparse.Namespace, registry: Registry, plan: Plan, out: Path, resumed: Resumed
 ) -> int:
     """The plan on each node kind of ``--nodes`` in turn (one results file each), then,
     for several kinds, their comparison against the first and its HTML report."""

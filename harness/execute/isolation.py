@@ -18,7 +18,7 @@ import multiprocessing
 import resource
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -89,6 +89,22 @@ def _die_with_forkserver() -> None:
     next one on the same machine."""
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start a process without multiprocessing's re-run of ``__main__`` in it: a case's
+    process needs nothing of it, and a user's script calling ``harness.run`` without an
+    ``if __name__ == "__main__":`` guard would run again in every case's process."""
+    namespace = sys.modules["__main__"].__dict__
+    saved = {name: namespace[name] for name in ("__file__", "__spec__") if name in namespace}
+    namespace.pop("__file__", None)
+    namespace["__spec__"] = None
+    try:
+        yield
+    finally:
+        namespace.pop("__spec__", None)
+        namespace.update(saved)
 
 
 def _child(conn: Any, output: Any, job_text: str) -> None:
@@ -186,7 +202,8 @@ class ProcessExecutor:
         process = self._ctx.Process(
             target=_child, args=(sender, printer, json.dumps(job)), daemon=True
         )
-        process.start()
+        with _main_not_rerun():
+            process.start()
         sender.close()
         printer.close()
         output.fd = printed.fileno()

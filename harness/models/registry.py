@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from os import PathLike
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from harness.axes import expand_dims
 from harness.errors import HarnessError, PluginError, SuiteError, UsageError, did_you_mean
 from harness.models import hookspecs
+from harness.models.register import registered_in
 from harness.models.spec import ModelSpec
 from harness.models.suites import ALL_MODELS, Suite, load_suite_file
 
@@ -195,6 +197,8 @@ def _call(impl: pluggy.HookImpl, hook: str) -> list:
 
 
 def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
+    """What each plugin's ``harness_models`` hook returns, then what its module
+    registered with ``@harness.register``, in the order the plugins were loaded."""
     models: dict[str, RegisteredModel] = {}
     for impl in pm.hook.harness_models.get_hookimpls():  # registration order
         for spec in _call(impl, "harness_models"):
@@ -204,17 +208,23 @@ def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
                     f"{type(spec).__name__} ({spec!r:.60}); "
                     "expected harness.ModelSpec"
                 )
-            if spec.name in models:
-                other = models[spec.name].plugin
-                raise PluginError(
-                    f"model {spec.name!r} is registered by both plugin {other!r} "
-                    f"and plugin {impl.plugin_name!r}; model names are global, so "
-                    "rename one or disable a plugin with --disable-plugin"
-                )
-            models[spec.name] = RegisteredModel(
-                spec, impl.plugin_name, getattr(impl.plugin, "__file__", None)
-            )
+            _add(models, spec, impl.plugin_name, impl.plugin)
+    for name, plugin in pm.list_name_plugin():
+        module = getattr(plugin, "__name__", None)
+        for spec in registered_in(module) if isinstance(module, str) else ():
+            _add(models, spec, name, plugin)
     return models
+
+
+def _add(models: dict[str, RegisteredModel], spec: ModelSpec, plugin: str, obj: Any) -> None:
+    if spec.name in models:
+        other = models[spec.name].plugin
+        raise PluginError(
+            f"model {spec.name!r} is registered by both plugin {other!r} "
+            f"and plugin {plugin!r}; model names are global, so "
+            "rename one or disable a plugin with --disable-plugin"
+        )
+    models[spec.name] = RegisteredModel(spec, plugin, getattr(obj, "__file__", None))
 
 
 def _collect_suites(pm: pluggy.PluginManager) -> dict[str, Suite]:

@@ -1,0 +1,119 @@
+"""The Python API: the same sweep, records and messages as the command line, frames back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+
+import pandas as pd
+import pytest
+
+import harness
+from harness.cli import main
+from harness.store.results import load
+
+QUICK = {"max_time": 0.05, "min_time": 0.02, "warmup_time": 0.02}
+QUICK_ARGS = ["--max-time", "0.05", "--min-time", "0.02", "--warmup-time", "0.02"]
+# what differs between two runs of one case: when and how fast it ran, and where it went
+VARYING = (
+    "file",
+    "run_id",
+    "env.time",
+    "latency.",
+    "heartbeat.",
+    "throughput",
+    "flops.",
+    "memory.",
+)
+
+
+def test_run_gives_the_cases_and_columns_the_cli_records_for_the_same_sweep(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "cli.jsonl"
+    select = ["-m", "perceptron", "-b", "2", "--dtype", "bfloat16", "--mode", "infer,train"]
+    assert main(["run", *select, *QUICK_ARGS, "-q", "--out", str(out)]) == 0
+    cli = load(out)
+    api = harness.run(
+        models="perceptron", batch_sizes=2, dtypes="bfloat16", mode=["infer", "train"], **QUICK
+    )
+    assert list(api.columns) == list(cli.columns)
+    steady = [c for c in cli.columns if not c.startswith(VARYING) and not c.startswith("env.")]
+    pd.testing.assert_frame_equal(api[steady], cli[steady])
+    assert list(api["status"]) == ["ok", "ok"] and api["settings.isolation"][0] == "process"
+    assert not list(scratch.glob("harness-*"))  # without out=, the results file was temporary
+
+
+def test_out_keeps_the_results_file_and_load_reads_it_back(tmp_path):
+    out = tmp_path / "kept.jsonl"
+    cases = harness.run(models="perceptron", batch_sizes=[1, 2], isolation="none", out=out, **QUICK)
+    loaded = harness.load(out)
+    assert list(loaded["batch_size"]) == list(cases["batch_size"]) == [1, 2]
+    run_id = cases["run_id"][0]
+    assert list(harness.load(f"{out}#{run_id[:6]}")["run_id"].unique()) == [run_id]
+
+
+def test_compare_judges_frames_and_files_alike(tmp_path):
+    out = tmp_path / "base.jsonl"
+    base = harness.run(models="perceptron", batch_sizes=2, isolation="none", out=out, **QUICK)
+    times = [c for c in base.columns if c.startswith("latency.") and base[c].dtype == float]
+    slower = base.assign(
+        **{c: base[c] * 2 for c in times},
+        **{"latency.samples": [[s * 2 for s in base["latency.samples"][0]]]},
+    )
+    table = harness.compare(base, slower, threshold="3%")
+    assert table["ratio"][0] == pytest.approx(2, rel=0.05)
+    assert harness.compare(str(out), base)["ratio"][0] == pytest.approx(1)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: harness.run(models="perceptorn"), "unknown model 'perceptorn'; did you mean"),
+        (
+            lambda: harness.run(models="perceptron", dtypes="bf16"),
+            "argument --dtypes/--dtype: bf16 not in float32, float16, bfloat16",
+        ),
+        (lambda: harness.run(models="perceptron", batch_sizes=0), "--batch-sizes"),
+        (lambda: harness.run(models="perceptron", dims={"NIN": "x"}), "--dim"),
+        (
+            lambda: harness.run(models="perceptron", speed=3),
+            "harness.run() has no argument 'speed'",
+        ),
+        (lambda: harness.run(models="perceptron", resume="r.jsonl"), "does not take resume"),
+        (lambda: harness.compare("a.jsonl", "b.jsonl", threshold="lots"), "--threshold"),
+        (lambda: harness.compare("missing.jsonl", "b.jsonl"), "missing.jsonl does not exist"),
+        (lambda: harness.load(), "needs a results file"),
+    ],
+)
+def test_a_bad_argument_raises_the_message_the_cli_prints(tmp_path, monkeypatch, call, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(harness.HarnessError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
+    assert not list(tmp_path.iterdir())  # nothing measured, nothing written
+
+
+def test_the_cli_prints_the_same_message_for_the_same_mistake(capsys):
+    with pytest.raises(harness.UsageError) as raised:
+        harness.run(models="perceptron", dtypes="bf16")
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "-m", "perceptron", "--dtypes", "bf16"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == f"harness run: error: {raised.value}"
+
+
+def test_a_script_without_a_main_guard_measures_each_case_once(tmp_path):
+    (tmp_path / "bench.py").write_text(
+        "import harness\n"
+        "print('script started', flush=True)\n"
+        "cases = harness.run(models='perceptron', batch_sizes=[1, 2], max_time=0.02,\n"
+        "                    min_time=0.01, warmup_time=0.01)\n"
+        "print(list(cases['status']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "bench.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["script started", "['ok', 'ok']"], done.stderr
