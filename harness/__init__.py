@@ -13,7 +13,7 @@ from harness.models.shapes import Constraint, Expr, Shape
 from harness.models.suites import Suite
 
 if TYPE_CHECKING:
-    from harness.api import compare, load, run
+    from harness.api import bench, compare, load, run
     from harness.models.register import register
     from harness.models.spec import Dim, Input, ModelSpec
 
@@ -35,6 +35,7 @@ __all__ = [
     "Shape",
     "Suite",
     "UsageError",
+    "bench",
     "compare",
     "hookimpl",
     "load",
@@ -43,7 +44,7 @@ __all__ = [
     "__version__",
 ]
 _NEED_TORCH = ("Dim", "Input", "ModelSpec")
-_API = ("compare", "load", "run")
+_API = ("bench", "compare", "load", "run")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""The Python API: the commands' work from a notebook or a script, DataFrames back.
+"""The Python API: the commands' work from a notebook or a script, DataFrames back, and
+any ``nn.Module`` measured without a plugin (:func:`bench`).
 
 Each function takes the options of its command as keyword arguments, named as the
 command line's (``batch_sizes=[1, 8]`` for ``--batch-sizes 1,8``, ``compile="default"``,
@@ -75,12 +76,18 @@ def run(
 
     >>> harness.run(models="mlp", batch_sizes=[1, 8], dtypes=["float32", "bfloat16"])
     """
-    from harness.commands import run as command
-    from harness.store.results import load
-
     args = _parse(
         "run", [], {"suite": suite, "model": models, "dim": dims, "quiet": quiet, **options}
     )
+    return _measured(args)
+
+
+def _measured(args: Any, registry: Any = None) -> pd.DataFrame:
+    """The cases of ``harness run`` with ``args``, measured; the plugins' registry
+    unless ``registry`` is given."""
+    from harness.commands import run as command
+    from harness.store.results import load
+
     for option in ("resume", "profile", "json"):
         if getattr(args, option):
             raise UsageError(f"harness.run() does not take {option}; use 'harness run --{option}'")
@@ -89,11 +96,110 @@ def run(
     with tempfile.TemporaryDirectory(prefix="harness-") as scratch:
         if args.out is None:
             args.out = Path(scratch) / "run.jsonl"
-        registry, plan, out, resumed = command.prepare(args)
+        registry, plan, out, resumed = command.prepare(args, registry)
         executor = command.local_executor(args, registry, plan)
         run_id, _ = command.sweep(args, registry, plan, executor, out, resumed)
         cases = load(out)
     return cases[cases["run_id"] == run_id].reset_index(drop=True)
+
+
+def bench(
+    model: Any,
+    example_inputs: Any,
+    *,
+    name: str | None = None,
+    quiet: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    """Measure any module without writing a plugin: ``model`` (an ``nn.Module``, or a
+    function of no arguments that builds one) called on ``example_inputs`` (a tensor or
+    a tuple of tensors, the batch first), swept like :func:`run` (``batch_sizes``,
+    ``dtypes``, ``mode``, ``compile``, ``max_time``...; by default the example's batch
+    size). Other batch sizes get random inputs of the example's shape (integer inputs:
+    values below the example's largest plus one); the outputs' shapes, read from one call
+    on the example, are checked at every batch size. Each case gets its own copy of a
+    module object, which is left as it was.
+
+    Measured in this process (``isolation="none"``): an object cannot be rebuilt in
+    another one. For a fresh process per case, register the model beside its class
+    (``@harness.register``) and use :func:`run`.
+    """
+    from harness.models.registry import RegisteredModel, Registry
+
+    for option in ("suite", "models", "model", "dims", "dim", "isolation"):
+        if option in options:
+            raise UsageError(
+                f"harness.bench() takes no {option}: it measures the model it is given, "
+                "in this process; use harness.run() for registered models"
+            )
+    spec = _spec_of(model, example_inputs, name)
+    registry = Registry({spec.name: RegisteredModel(spec, "harness.bench")}, {}, [])
+    args = _parse("run", [], {"model": spec.name, "quiet": quiet, **options, "isolation": "none"})
+    return _measured(args, registry)
+
+
+def _spec_of(model: Any, example_inputs: Any, name: str | None) -> Any:
+    """A spec for ``model`` whose shapes are the example's, the batch symbolic."""
+    import copy
+    import re
+
+    import torch
+    from torch import nn
+
+    from harness.models.spec import Input, ModelSpec, flatten_outputs
+
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else example_inputs
+    if (
+        not isinstance(inputs, (tuple, list))
+        or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in inputs)
+        or not inputs
+    ):
+        raise UsageError(
+            "example_inputs must be a tensor or a tuple of tensors, each with the batch first"
+        )
+    batch = inputs[0].shape[0]
+    if any(t.shape[0] != batch for t in inputs):
+        sizes = ", ".join(str(t.shape[0]) for t in inputs)
+        raise UsageError(
+            f"the example inputs' first dimensions differ ({sizes}); each is the batch"
+        )
+    if isinstance(model, nn.Module):
+        built, build = model, lambda: copy.deepcopy(model)
+    elif callable(model):
+        built, build = model(), model
+        if not isinstance(built, nn.Module):
+            raise UsageError(
+                f"the model factory returned a {type(built).__name__} object, not an nn.Module"
+            )
+    else:
+        raise UsageError(
+            f"model must be an nn.Module or a function building one, not {model!r:.60}"
+        )
+    with torch.no_grad():
+        outputs = flatten_outputs(built(*inputs))
+
+    def shape(tensor: torch.Tensor) -> str:
+        sizes = ["B" if i == 0 and n == batch else str(n) for i, n in enumerate(tensor.shape)]
+        return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+
+    declared = [
+        Input(f"x{i}", shape(t))
+        if t.is_floating_point()
+        else Input(
+            f"x{i}", shape(t), dtype="index", high=int(t.max()) + 1, low=min(0, int(t.min()))
+        )
+        for i, t in enumerate(inputs)
+    ]
+    words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(built).__name__).lower()
+    return ModelSpec(
+        name=name or re.sub(r"[^a-z0-9_]", "_", words).strip("_") or "model",
+        constructor=build,
+        inputs=declared,
+        outputs=[shape(t) for t in outputs],
+        batch_sizes=(batch,),
+        trainable=any(p.requires_grad for p in built.parameters()),
+        source="harness.bench",
+    )
 
 
 def load(*sources: str | Path) -> pd.DataFrame:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
 
 import pandas as pd
 import pytest
+import torch
 
 import harness
 from harness.cli import main
@@ -117,3 +119,53 @@ def test_a_script_without_a_main_guard_measures_each_case_once(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["script started", "['ok', 'ok']"], done.stderr
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(16))
+
+    def forward(self, x):
+        return x * self.weight, x.sum(dim=1)
+
+
+def test_bench_measures_a_module_without_a_plugin_and_leaves_it_as_it_was():
+    module = _Scale()
+    cases = harness.bench(
+        module, torch.randn(4, 16), batch_sizes=[1, 4], dtypes=["float32", "bfloat16"],
+        mode=["infer", "train"], **QUICK,
+    )  # fmt: skip
+    assert len(cases) == 8 and set(cases["status"]) == {"ok"}, cases["error"].tolist()
+    assert set(cases["model"]) == {"scale"} and set(cases["batch_size"]) == {1, 4}
+    assert set(cases["settings.isolation"]) == {"none"}
+    # every case had its own copy: the module is still float32, untrained
+    assert module.weight.dtype == torch.float32 and torch.equal(module.weight, torch.ones(16))
+
+
+def test_bench_takes_a_factory_and_integer_inputs_and_checks_the_outputs_shapes():
+    def factory():
+        return torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Flatten())
+
+    tokens = torch.randint(0, 50, (2, 6))
+    cases = harness.bench(factory, tokens, name="tokens", batch_sizes=[3], **QUICK)
+    assert list(cases["status"]) == ["ok"] and cases["model"][0] == "tokens"
+    assert cases["batch_size"][0] == 3  # random token ids below 50 at a batch size not given
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: harness.bench(_Scale(), [1, 2]), "example_inputs must be a tensor"),
+        (
+            lambda: harness.bench(_Scale(), (torch.ones(2, 16), torch.ones(3, 16))),
+            "first dimensions differ (2, 3)",
+        ),
+        (lambda: harness.bench(lambda: 3, torch.ones(2, 16)), "returned a int object, not"),
+        (lambda: harness.bench(_Scale(), torch.ones(2, 16), models="mlp"), "takes no models"),
+        (lambda: harness.bench(_Scale(), torch.ones(2, 16), dtypes="bf16"), "bf16 not in"),
+    ],
+)
+def test_bench_refuses_what_it_cannot_measure_in_one_line(call, message):
+    with pytest.raises(harness.UsageError, match=re.escape(message)):
+        call()

@@ -106,9 +106,11 @@ def _check_executor_options(args: argparse.Namespace) -> None:
     ray_executor.require_ray()
 
 
-def prepare(args: argparse.Namespace) -> tuple[Registry, Plan, Path, Resumed]:
-    """The registry, plan, results file and resumed state that ``args`` ask for, every
-    usage error raised before anything is measured."""
+def prepare(
+    args: argparse.Namespace, registry: Registry | None = None
+) -> tuple[Registry, Plan, Path, Resumed]:
+    """The registry (the plugins' unless given), plan, results file and resumed state
+    that ``args`` ask for, every usage error raised before anything is measured."""
     if args.isolation == "none" and args.memory_limit:
         raise UsageError("--memory-limit needs --isolation process")
     if args.json and (args.profile or (args.nodes and len(args.nodes) > 1)):
@@ -135,7 +137,7 @@ def prepare(args: argparse.Namespace) -> tuple[Registry, Plan, Path, Resumed]:
         peaks = header.environment.get("peak_flops")
     else:
         request = _request(args)
-    registry = registry_of(args)
+    registry = registry or registry_of(args)
     plan = build_plan(registry, request)
     out = args.resume or args.out or default_path(plan.label)
     return registry, plan, out, Resumed(run_id, frozenset(done), peaks)
