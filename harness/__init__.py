@@ -35,6 +35,7 @@ __all__ = [
     "Shape",
     "Suite",
     "UsageError",
+    "ab",
     "bench",
     "compare",
     "hookimpl",
@@ -44,7 +45,7 @@ __all__ = [
     "__version__",
 ]
 _NEED_TORCH = ("Dim", "Input", "ModelSpec")
-_API = ("bench", "compare", "load", "run")
+_API = ("ab", "bench", "compare", "load", "run")
 
 
 def __getattr__(name: str) -> Any:

@@ -41,25 +41,22 @@ def _argv(options: Mapping[str, Any]) -> list[str]:
         flag = "--" + name.replace("_", "-")
         if value is True:
             argv.append(flag)
-        elif name == "dim":
-            if not isinstance(value, Mapping):
-                raise UsageError(f"dims must be a mapping of names to sizes, not {value!r}")
-            for dim, sizes in value.items():
-                argv += [flag, f"{dim}={_text(sizes)}"]
+        elif isinstance(value, Mapping):  # dims, or a side's environment variables
+            for key, item in value.items():
+                argv += [flag, f"{key}={_text(item)}"]
+        elif name == "dim" or name.endswith("_env"):
+            label = "dims" if name == "dim" else name
+            raise UsageError(f"{label} must be a mapping of names to values, not {value!r}")
         else:
             argv += [flag, _text(value)]
     return argv
 
 
-def _parse(command: str, positional: Iterable[str], options: Mapping[str, Any]) -> Any:
+def _parse(
+    command: str, positional: Iterable[str], options: Mapping[str, Any], caller: str = ""
+) -> Any:
     argv = [command, *positional, *_argv(options)]
-    unknown = [a for a in argv if a.startswith("--") and a not in cli.option_strings(command)]
-    if unknown:
-        raise UsageError(
-            f"harness.{command}() has no argument {unknown[0][2:].replace('-', '_')!r}; "
-            f"its arguments are the options of 'harness {command}' (see 'harness {command} --help')"
-        )
-    return cli.parse(argv)
+    return cli.parse(argv, caller=f"harness.{caller or command}()")
 
 
 def run(
@@ -117,24 +114,38 @@ def bench(
     ``dtypes``, ``mode``, ``compile``, ``max_time``...; by default the example's batch
     size). Other batch sizes get random inputs of the example's shape (integer inputs:
     values below the example's largest plus one); the outputs' shapes, read from one call
-    on the example, are checked at every batch size. Each case gets its own copy of a
-    module object, which is left as it was.
+    on the example, are checked at every batch size.
 
-    Measured in this process (``isolation="none"``): an object cannot be rebuilt in
-    another one. For a fresh process per case, register the model beside its class
-    (``@harness.register``) and use :func:`run`.
+    A factory defined in an importable module builds the model in a fresh process per
+    case, as :func:`run` does. A module object, or a factory defined in a notebook or a
+    script's main module, is measured in this process (``isolation="none"``), each case
+    on its own copy, the object left as it was.
     """
-    from harness.models.registry import RegisteredModel, Registry
+    from harness.models.portable import import_path
+    from harness.models.registry import BENCH_PLUGIN, RegisteredModel, Registry
 
-    for option in ("suite", "models", "model", "dims", "dim", "isolation"):
+    for option in ("suite", "models", "model", "dims", "dim"):
         if option in options:
             raise UsageError(
-                f"harness.bench() takes no {option}: it measures the model it is given, "
-                "in this process; use harness.run() for registered models"
+                f"harness.bench() takes no {option}: it measures the model it is given; "
+                "use harness.run() for registered models"
             )
     spec = _spec_of(model, example_inputs, name)
-    registry = Registry({spec.name: RegisteredModel(spec, "harness.bench")}, {}, [])
-    args = _parse("run", [], {"model": spec.name, "quiet": quiet, **options, "isolation": "none"})
+    portable = import_path(spec.constructor) is not None
+    isolation = options.pop("isolation", None) or ("process" if portable else "none")
+    if isolation != "none" and not portable:
+        raise UsageError(
+            "harness.bench() can rebuild a model in a case's process only from a factory "
+            "defined in an importable module (not a module object, a lambda or __main__); "
+            "pass one, or isolation='none'"
+        )
+    registry = Registry({spec.name: RegisteredModel(spec, BENCH_PLUGIN)}, {}, [])
+    args = _parse(
+        "run",
+        [],
+        {"model": spec.name, "quiet": quiet, **options, "isolation": isolation},
+        caller="bench",
+    )
     return _measured(args, registry)
 
 
@@ -190,7 +201,9 @@ def _spec_of(model: Any, example_inputs: Any, name: str | None) -> Any:
         )
         for i, t in enumerate(inputs)
     ]
-    words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(built).__name__).lower()
+    named = getattr(model, "__name__", "<")  # a factory's own name, else the class's
+    words = re.sub(r"(?<!^)(?=[A-Z])", "_", type(built).__name__ if "<" in named else named)
+    words = words.lower()
     return ModelSpec(
         name=name or re.sub(r"[^a-z0-9_]", "_", words).strip("_") or "model",
         constructor=build,
@@ -200,6 +213,47 @@ def _spec_of(model: Any, example_inputs: Any, name: str | None) -> Any:
         trainable=any(p.requires_grad for p in built.parameters()),
         source="harness.bench",
     )
+
+
+def ab(
+    models: str | Iterable[str] | None = None,
+    *,
+    suite: str | None = None,
+    dims: Mapping[str, int | Iterable[int]] | None = None,
+    quiet: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    """Each case of two versions timed turn about, as ``harness ab`` times it, to its
+    verdict: one row per case with ``compare``'s columns (``ratio``, ``ci_low``,
+    ``ci_high``, ``q_value``, ``verdict``...), and a row with verdict ``failed``
+    (``status``, ``error``, ``side``) for a case whose side failed. The sides are the
+    command's: ``baseline`` and ``candidate`` (revisions of the git checkout the
+    process runs in, or folders), ``baseline_python``, ``candidate_compile``,
+    ``candidate_env={"KEY": "VALUE"}``...; ``out`` keeps the sides' results files.
+
+    >>> harness.ab("mlp", baseline="HEAD~1", batch_sizes=[16], threshold="2%")
+    """
+    import pandas as pd
+
+    from harness.analysis import compare as comparing
+    from harness.commands import ab as command
+    from harness.store.results import load
+
+    args = _parse(
+        "ab", [], {"suite": suite, "model": models, "dim": dims, "quiet": quiet, **options}
+    )
+    if args.json or args.fail_on_regression:
+        raise UsageError("harness.ab() returns the verdicts; drop json and fail_on_regression")
+    with tempfile.TemporaryDirectory(prefix="harness-ab-") as scratch:
+        if args.out is None:
+            args.out = Path(scratch) / "ab"
+        folder, outcomes = command.measure(args)
+        failed = pd.DataFrame(command.failure_rows(outcomes))
+        if len(failed) == len(outcomes):
+            return failed
+        baseline, candidate = (load(path) for path in command.side_files(folder))
+    judged = comparing.compare(baseline, candidate, "latency", args.threshold)
+    return pd.concat([judged, failed], ignore_index=True) if len(failed) else judged
 
 
 def load(*sources: str | Path) -> pd.DataFrame:

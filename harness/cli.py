@@ -389,7 +389,7 @@ def _side_options(p: argparse.ArgumentParser) -> None:
 
 def _interleaving(p: argparse.ArgumentParser, unit: str) -> None:
     """How interleaved sessions are judged and timed (ab, bisect)."""
-    from harness.ab import session
+    from harness.abtest import session
     from harness.commands.ab import AB_THRESHOLD, AB_TIMEOUT
 
     p.add_argument(
@@ -926,22 +926,32 @@ def _one_line_warning(
     return _python_warning(message, category, filename, lineno, line)
 
 
-def option_strings(command: str) -> set[str]:
+def _option_strings(parser: argparse.ArgumentParser, command: str) -> set[str]:
     """Every option string ``harness COMMAND`` takes (``--batch-sizes``, ``-b``, ...)."""
-    parser = build_parser()
     (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     chosen = commands.choices[command]
     chosen._add_options()
     return {s for a in [*parser._actions, *chosen._actions] for s in a.option_strings}
 
 
-def parse(argv: Sequence[str]) -> argparse.Namespace:
+def parse(argv: Sequence[str], caller: str | None = None) -> argparse.Namespace:
     """A command's options as :func:`main` parses them, a usage error raised as a
     :class:`UsageError` with the same message: the Python API (``harness.api``) checks
-    its arguments here, so that both say the same about the same mistake."""
+    its arguments here, so that both say the same about the same mistake. ``caller``
+    (``"harness.run()"``) is the function whose keyword arguments the options are: an
+    option the command does not take is refused by that name (not abbreviated)."""
     token = _RAISING.set(True)
     try:
         parser = build_parser()
+        if caller is not None:
+            known = _option_strings(parser, argv[0])
+            unknown = [a for a in argv if a.startswith("--") and a not in known]
+            if unknown:
+                raise UsageError(
+                    f"{caller} has no argument {unknown[0][2:].replace('-', '_')!r}; its "
+                    f"arguments are the options of 'harness {argv[0]}' "
+                    f"(see 'harness {argv[0]} --help')"
+                )
         args = parser.parse_args(argv)
         _merge_global_options(parser, args)
     finally:

@@ -2,10 +2,10 @@
 
 Every harness starts a side's process with this module path, whichever harness the
 side's interpreter has installed (protocol 2 says so), so the path stays here while the
-code lives in :mod:`harness.ab.pair`.
+code lives in :mod:`harness.abtest.pair`.
 """
 
-from harness.ab.pair import serve
+from harness.abtest.pair import serve
 
 if __name__ == "__main__":
     serve()

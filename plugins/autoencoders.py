@@ -9,12 +9,23 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 HIDDEN = 400
 LATENT = 20
 
 
+@harness.register(
+    "autoencoder",
+    inputs=[Input("x", "(B, NIN)")],
+    outputs=["(B, NIN)"],
+    description="Fully connected auto-encoder NIN-400-400-20-400-400-NIN",
+    family="autoencoder",
+    tags=("autoencoder", "mlp", "unsupervised"),
+    source="seed 002 (Auto-Encoder Neural Network slide)",
+    dims={"NIN": Dim(784, kwarg="num_inputs")},
+    batch_sizes=(1, 128),
+)
 class AE(nn.Module):
     """The slides' auto-encoder: squeeze the input through a 20-unit code and rebuild
     it, so it learns without labels."""
@@ -40,6 +51,18 @@ class AE(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+@harness.register(
+    inputs=[Input("x", "(B, 784)")],
+    outputs=["(B, 784)", "(B, 20)", "(B, 20)"],
+    description="Variational auto-encoder 784-400-(20, 20)-400-784 (pytorch/examples)",
+    family="autoencoder",
+    tags=("autoencoder", "vae", "generative", "unsupervised"),
+    source="seed 002 (Variational Auto-Encoder slide, pytorch/examples vae)",
+    # No loss=: the VAE loss needs the input as reconstruction target, which a
+    # loss over the outputs alone cannot see; the default mean of the three
+    # outputs still back-propagates through every layer.
+    batch_sizes=(1, 128),
+)
 class VAE(nn.Module):
     """The slides' VAE (pytorch/examples/vae): the encoder gives a Gaussian's mean and
     log-variance, a sample drawn with the reparameterisation trick is decoded.
@@ -73,35 +96,3 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x.view(-1, 784))
         z = self.reparameterize(mu, logvar)
         return self.decode(z), mu, logvar
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="autoencoder",
-            constructor=AE,
-            inputs=[Input("x", "(B, NIN)")],
-            outputs=["(B, NIN)"],
-            description="Fully connected auto-encoder NIN-400-400-20-400-400-NIN",
-            family="autoencoder",
-            tags=("autoencoder", "mlp", "unsupervised"),
-            source="seed 002 (Auto-Encoder Neural Network slide)",
-            dims={"NIN": Dim(784, kwarg="num_inputs")},
-            batch_sizes=(1, 128),
-        ),
-        ModelSpec(
-            name="vae",
-            constructor=VAE,
-            inputs=[Input("x", "(B, 784)")],
-            outputs=["(B, 784)", "(B, 20)", "(B, 20)"],
-            description="Variational auto-encoder 784-400-(20, 20)-400-784 (pytorch/examples)",
-            family="autoencoder",
-            tags=("autoencoder", "vae", "generative", "unsupervised"),
-            source="seed 002 (Variational Auto-Encoder slide, pytorch/examples vae)",
-            # No loss=: the VAE loss needs the input as reconstruction target, which a
-            # loss over the outputs alone cannot see; the default mean of the three
-            # outputs still back-propagates through every layer.
-            batch_sizes=(1, 128),
-        ),
-    ]

@@ -13,9 +13,20 @@ import torch
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 
+@harness.register(
+    "calibration_matmul",
+    inputs=[Input("x", "(B, N)")],
+    outputs=["(B, N)"],
+    description="WORK products with one orthogonal N x N matrix: work scales exactly",
+    family="calibration",
+    tags=("calibration",),
+    source="harness (validation of compare)",
+    dims={"N": Dim(256, kwarg="size"), "WORK": Dim(20, kwarg="work")},
+    batch_sizes=(64,),
+)
 class MatmulChain(nn.Module):
     def __init__(self, size: int = 256, work: int = 20):
         super().__init__()
@@ -29,21 +40,3 @@ class MatmulChain(nn.Module):
         for _ in range(self.work):
             x = x @ self.weight
         return x
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="calibration_matmul",
-            constructor=MatmulChain,
-            inputs=[Input("x", "(B, N)")],
-            outputs=["(B, N)"],
-            description="WORK products with one orthogonal N x N matrix: work scales exactly",
-            family="calibration",
-            tags=("calibration",),
-            source="harness (validation of compare)",
-            dims={"N": Dim(256, kwarg="size"), "WORK": Dim(20, kwarg="work")},
-            batch_sizes=(64,),
-        ),
-    ]

@@ -11,11 +11,26 @@ from itertools import pairwise
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 LayerFactory = Callable[[int, int], nn.Module]
 
+NIN = Dim(100, kwarg="num_inputs")
+NHID = Dim(1024, kwarg="hidden_size")
+NOUT = Dim(20, kwarg="num_outputs")
+FEATURES = Input("x", "(B, NIN)")
 
+
+@harness.register(
+    inputs=[FEATURES],
+    outputs=["(B, 1)"],
+    description="Logistic regression: Linear(NIN, 1) + Sigmoid",
+    family="dense",
+    tags=("linear", "classifier"),
+    source="seed 002 (Fully Connected: A perceptron slide)",
+    dims={"NIN": NIN},
+    batch_sizes=(1, 256),
+)
 def perceptron(num_inputs: int = 100) -> nn.Sequential:
     """The slides' logistic regression: one unit squashed by a sigmoid."""
     return nn.Sequential(nn.Linear(num_inputs, 1), nn.Sigmoid())
@@ -41,16 +56,46 @@ _pointwise_conv: LayerFactory = partial(nn.Conv1d, kernel_size=1)
 """A kernel of width 1 is a fully connected layer applied at every time step."""
 
 
+@harness.register(
+    inputs=[FEATURES],
+    outputs=["(B, NOUT)"],
+    description="Softmax classifier: Linear(NIN, NOUT) + LogSoftmax",
+    family="dense",
+    tags=("linear", "classifier"),
+    source="seed 002 (Fully Connected: Multiclass classifier slide)",
+    dims={"NIN": NIN, "NOUT": NOUT},
+    batch_sizes=(1, 256),
+)
 def softmax_classifier(num_inputs: int = 100, num_outputs: int = 20) -> nn.Sequential:
     """The slides' multiclass linear classifier (log-probabilities, for NLLLoss)."""
     return _log_softmax_classifier(nn.Linear, (num_inputs, num_outputs))
 
 
+@harness.register(
+    inputs=[FEATURES],
+    outputs=["(B, NOUT)"],
+    description="MLP 100-1024-1024-20 with Tanh and LogSoftmax",
+    family="dense",
+    tags=("mlp", "classifier"),
+    source="seed 002 (Fully Connected: MultiLayer Perceptron slide)",
+    dims={"NIN": NIN, "NHID": NHID, "NOUT": NOUT},
+    batch_sizes=(1, 256),
+)
 def mlp(num_inputs: int = 100, hidden_size: int = 1024, num_outputs: int = 20) -> nn.Sequential:
     """The slides' MLP: two Tanh hidden layers and a log-softmax output."""
     return _log_softmax_classifier(nn.Linear, (num_inputs, hidden_size, hidden_size, num_outputs))
 
 
+@harness.register(
+    inputs=[Input("x", "(B, NIN, T)")],
+    outputs=["(B, NOUT, T)"],
+    description="The MLP as 1x1 Conv1d layers, applied at every time step",
+    family="dense",
+    tags=("mlp", "cnn", "classifier"),
+    source="seed 002 (Multi-Layer Perceptron: MLP as a CNN slide)",
+    dims={"NIN": NIN, "NHID": NHID, "NOUT": NOUT, "T": 1},
+    batch_sizes=(1, 256),
+)
 def mlp_conv1x1(
     num_inputs: int = 100, hidden_size: int = 1024, num_outputs: int = 20
 ) -> nn.Sequential:
@@ -58,63 +103,3 @@ def mlp_conv1x1(
     return _log_softmax_classifier(
         _pointwise_conv, (num_inputs, hidden_size, hidden_size, num_outputs)
     )
-
-
-NIN = Dim(100, kwarg="num_inputs")
-NHID = Dim(1024, kwarg="hidden_size")
-NOUT = Dim(20, kwarg="num_outputs")
-FEATURES = Input("x", "(B, NIN)")
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="perceptron",
-            constructor=perceptron,
-            inputs=[FEATURES],
-            outputs=["(B, 1)"],
-            description="Logistic regression: Linear(NIN, 1) + Sigmoid",
-            family="dense",
-            tags=("linear", "classifier"),
-            source="seed 002 (Fully Connected: A perceptron slide)",
-            dims={"NIN": NIN},
-            batch_sizes=(1, 256),
-        ),
-        ModelSpec(
-            name="softmax_classifier",
-            constructor=softmax_classifier,
-            inputs=[FEATURES],
-            outputs=["(B, NOUT)"],
-            description="Softmax classifier: Linear(NIN, NOUT) + LogSoftmax",
-            family="dense",
-            tags=("linear", "classifier"),
-            source="seed 002 (Fully Connected: Multiclass classifier slide)",
-            dims={"NIN": NIN, "NOUT": NOUT},
-            batch_sizes=(1, 256),
-        ),
-        ModelSpec(
-            name="mlp",
-            constructor=mlp,
-            inputs=[FEATURES],
-            outputs=["(B, NOUT)"],
-            description="MLP 100-1024-1024-20 with Tanh and LogSoftmax",
-            family="dense",
-            tags=("mlp", "classifier"),
-            source="seed 002 (Fully Connected: MultiLayer Perceptron slide)",
-            dims={"NIN": NIN, "NHID": NHID, "NOUT": NOUT},
-            batch_sizes=(1, 256),
-        ),
-        ModelSpec(
-            name="mlp_conv1x1",
-            constructor=mlp_conv1x1,
-            inputs=[Input("x", "(B, NIN, T)")],
-            outputs=["(B, NOUT, T)"],
-            description="The MLP as 1x1 Conv1d layers, applied at every time step",
-            family="dense",
-            tags=("mlp", "cnn", "classifier"),
-            source="seed 002 (Multi-Layer Perceptron: MLP as a CNN slide)",
-            dims={"NIN": NIN, "NHID": NHID, "NOUT": NOUT, "T": 1},
-            batch_sizes=(1, 256),
-        ),
-    ]

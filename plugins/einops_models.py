@@ -13,7 +13,7 @@ from einops.layers.torch import Rearrange, Reduce
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 # Channels through the five stages: 3x32x32 -> 1024x1x1 and back. The decoder is not the
 # exact reverse: its first layer goes from the 1024-d latent straight to 256.
@@ -21,6 +21,22 @@ ENCODER_CHANNELS = (3, 32, 64, 128, 256, 1024)
 DECODER_CHANNELS = (1024, 256, 128, 64, 32, 3)
 
 
+@harness.register(
+    "einops_mlp",
+    inputs=[Input("x", "(B, 3, H, W)")],
+    outputs=["(B, 1)"],
+    description="2-layer MLP on flattened images via einops Rearrange (optional Reduce)",
+    family="einops",
+    tags=("mlp", "einops", "linear"),
+    source="seed 004 (section 2 exercise, coffee image MLP)",
+    dims={
+        "H": Dim(400, kwarg="height"),
+        "W": Dim(600, kwarg="width"),
+        "P": Dim(1, kwarg="pool"),
+    },
+    constraints=["H % P == 0", "W % P == 0"],
+    batch_sizes=(1, 10),
+)
 class ImageMLP(nn.Module):
     """The practical's 2-layer MLP on whole images: flatten with einops, Linear to 5, to 1.
 
@@ -87,6 +103,18 @@ def _stages(
     return layers
 
 
+@harness.register(
+    "conv_encoder",
+    inputs=[Input("x", "(B, 3, H, W)")],
+    outputs=["(B, 1024, H // 32, W // 32)"],
+    description="5-layer 4,2,1 conv encoder, 3x32x32 -> 1024x1x1 without pooling",
+    family="einops",
+    tags=("cnn", "encoder"),
+    source="seed 004 (section 3 exercise 1-2)",
+    dims={"H": 32, "W": 32},
+    constraints=["H % 32 == 0", "W % 32 == 0"],
+    batch_sizes=(1, 32),
+)
 class ConvEncoder(nn.Sequential):
     """Five 4,2,1 convs halving H and W each: (B, 3, H, W) -> (B, 1024, H // 32, W // 32).
 
@@ -97,6 +125,17 @@ class ConvEncoder(nn.Sequential):
         super().__init__(*_stages(ENCODER_CHANNELS, nn.Conv2d, None, residual_after))
 
 
+@harness.register(
+    "conv_decoder",
+    inputs=[Input("z", "(B, 1024, H, W)")],
+    outputs=["(B, 3, 32 * H, 32 * W)"],
+    description="5-layer 4,2,1 transposed-conv decoder, 1024x1x1 -> 3x32x32",
+    family="einops",
+    tags=("cnn", "decoder", "transposed-conv"),
+    source="seed 004 (section 3 exercise 6)",
+    dims={"H": 1, "W": 1},
+    batch_sizes=(1, 32),
+)
 class ConvDecoder(nn.Sequential):
     """Five 4,2,1 transposed convs doubling H and W each, Sigmoid output in [0, 1]."""
 
@@ -106,6 +145,18 @@ class ConvDecoder(nn.Sequential):
         )
 
 
+@harness.register(
+    "conv_autoencoder",
+    inputs=[Input("x", "(B, 3, H, W)")],
+    outputs=["(B, 3, H, W)"],
+    description="Conv encoder + decoder with residual blocks between their stages",
+    family="einops",
+    tags=("cnn", "autoencoder", "residual", "batchnorm", "unsupervised"),
+    source="seed 004 (sections 4-5, residual blocks and Autoencoder)",
+    dims={"H": 32, "W": 32},
+    constraints=["H % 32 == 0", "W % 32 == 0"],
+    batch_sizes=(1, 32),
+)
 class Autoencoder(nn.Module):
     """The practical's block-designed autoencoder: residual encoder then residual decoder."""
 
@@ -116,64 +167,3 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="einops_mlp",
-            constructor=ImageMLP,
-            inputs=[Input("x", "(B, 3, H, W)")],
-            outputs=["(B, 1)"],
-            description="2-layer MLP on flattened images via einops Rearrange (optional Reduce)",
-            family="einops",
-            tags=("mlp", "einops", "linear"),
-            source="seed 004 (section 2 exercise, coffee image MLP)",
-            dims={
-                "H": Dim(400, kwarg="height"),
-                "W": Dim(600, kwarg="width"),
-                "P": Dim(1, kwarg="pool"),
-            },
-            constraints=["H % P == 0", "W % P == 0"],
-            batch_sizes=(1, 10),
-        ),
-        ModelSpec(
-            name="conv_encoder",
-            constructor=ConvEncoder,
-            inputs=[Input("x", "(B, 3, H, W)")],
-            outputs=["(B, 1024, H // 32, W // 32)"],
-            description="5-layer 4,2,1 conv encoder, 3x32x32 -> 1024x1x1 without pooling",
-            family="einops",
-            tags=("cnn", "encoder"),
-            source="seed 004 (section 3 exercise 1-2)",
-            dims={"H": 32, "W": 32},
-            constraints=["H % 32 == 0", "W % 32 == 0"],
-            batch_sizes=(1, 32),
-        ),
-        ModelSpec(
-            name="conv_decoder",
-            constructor=ConvDecoder,
-            inputs=[Input("z", "(B, 1024, H, W)")],
-            outputs=["(B, 3, 32 * H, 32 * W)"],
-            description="5-layer 4,2,1 transposed-conv decoder, 1024x1x1 -> 3x32x32",
-            family="einops",
-            tags=("cnn", "decoder", "transposed-conv"),
-            source="seed 004 (section 3 exercise 6)",
-            dims={"H": 1, "W": 1},
-            batch_sizes=(1, 32),
-        ),
-        ModelSpec(
-            name="conv_autoencoder",
-            constructor=Autoencoder,
-            inputs=[Input("x", "(B, 3, H, W)")],
-            outputs=["(B, 3, H, W)"],
-            description="Conv encoder + decoder with residual blocks between their stages",
-            family="einops",
-            tags=("cnn", "autoencoder", "residual", "batchnorm", "unsupervised"),
-            source="seed 004 (sections 4-5, residual blocks and Autoencoder)",
-            dims={"H": 32, "W": 32},
-            constraints=["H % 32 == 0", "W % 32 == 0"],
-            batch_sizes=(1, 32),
-        ),
-    ]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 
 class GenUpStage(nn.Sequential):
@@ -42,6 +42,22 @@ def _chain(stages: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+@harness.register(
+    "dcgan_generator",
+    inputs=[Input("z", "(B, NZ, 1, 1)")],
+    outputs=["(B, NC, 4 * 2 ** (I + 1), 4 * 2 ** (I + 1))"],
+    description="DCGAN generator: z -> 4x4 projection, I doubling stages, 64x64 image",
+    family="gan",
+    tags=("cnn", "generator", "transposed-conv", "batchnorm"),
+    source="seed 002 (DCGAN generator slide), structured as seed 000's Generator",
+    dims={
+        "NZ": Dim(100, kwarg="nz"),
+        "NGF": Dim(64, kwarg="ngf"),
+        "NC": Dim(3, kwarg="nc"),
+        "I": Dim(3, kwarg="depth"),
+    },
+    batch_sizes=(1, 16),
+)
 class DCGANGenerator(nn.Module):
     """pytorch/examples' DCGAN generator (seed 002) in seed 000's project/chain/output layout.
 
@@ -63,17 +79,18 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(self.output(_chain(self.up_stages, h)))
 
 
-class DCGANChain(nn.Module):
-    """Seed 000's ``_chain`` alone: I generator stages, the exponential-shape pattern."""
-
-    def __init__(self, channels: int = 512, depth: int = 3) -> None:
-        super().__init__()
-        self.up_stages = _up_stages(channels, depth)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _chain(self.up_stages, x)
-
-
+@harness.register(
+    "dcgan_discriminator",
+    inputs=[Input("x", "(B, NC, H, W)")],
+    outputs=["(B, 1, H // 16 - 3, W // 16 - 3)"],
+    description="DCGAN discriminator: four 4,2,1 convs and a 4x4 real/fake score",
+    family="gan",
+    tags=("cnn", "discriminator", "batchnorm"),
+    source="seed 002 (DCGAN discriminator slide)",
+    dims={"NDF": Dim(64, kwarg="ndf"), "NC": Dim(3, kwarg="nc"), "H": 64, "W": 64},
+    constraints=["H % 16 == 0 and H >= 64", "W % 16 == 0 and W >= 64"],
+    batch_sizes=(1, 16),
+)
 class DCGANDiscriminator(nn.Module):
     """pytorch/examples' DCGAN discriminator (seed 002): four 4,2,1 convs, then a 4x4 score.
 
@@ -98,6 +115,29 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x)
+
+
+@harness.register(
+    "dcgan_chain",
+    inputs=[Input("x", "(B, C, H, W)")],
+    outputs=["(B, C // 2 ** I, H * 2 ** I, W * 2 ** I)"],
+    description="I DCGAN generator stages: channels halve, H and W double per stage",
+    family="gan",
+    tags=("cnn", "block", "transposed-conv", "batchnorm"),
+    source="seed 000 (Generator._chain)",
+    dims={"C": Dim(512, kwarg="channels"), "I": Dim(3, kwarg="depth"), "H": 4, "W": 4},
+    constraints=["C % 2 ** I == 0"],
+    batch_sizes=(1, 16),
+)
+class DCGANChain(nn.Module):
+    """Seed 000's ``_chain`` alone: I generator stages, the exponential-shape pattern."""
+
+    def __init__(self, channels: int = 512, depth: int = 3) -> None:
+        super().__init__()
+        self.up_stages = _up_stages(channels, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _chain(self.up_stages, x)
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -150,6 +190,26 @@ class UnetSkipConnectionBlock(nn.Module):
         return torch.cat([x, self.model(x)], 1)
 
 
+@harness.register(
+    "pix2pix_unet",
+    inputs=[Input("x", "(B, IN_C, H, W)")],
+    outputs=["(B, OUT_C, H, W)"],
+    description="pix2pix U-Net generator from recursive UnetSkipConnectionBlocks",
+    family="gan",
+    tags=("cnn", "generator", "unet", "skip-connections", "batchnorm", "dropout"),
+    source="seed 003 (pix2pix UnetSkipConnectionBlock, junyanz networks.py)",
+    kwargs={"use_dropout": True},
+    dims={
+        "IN_C": Dim(3, kwarg="input_nc"),
+        "OUT_C": Dim(3, kwarg="output_nc"),
+        "N": Dim(8, kwarg="num_downs"),
+        "NGF": Dim(64, kwarg="ngf"),
+        "H": 256,
+        "W": 256,
+    },
+    constraints=["N >= 5", "H % 2 ** N == 0", "W % 2 ** N == 0"],
+    batch_sizes=(1, 4),
+)
 class UnetGenerator(nn.Module):
     """pix2pix's U-Net generator: ``num_downs`` nested skip blocks, innermost first.
 
@@ -216,6 +276,19 @@ class UpConv1dBlock(nn.Module):
         return self.act(h)
 
 
+@harness.register(
+    "segan_generator",
+    inputs=[Input("x", "(B, 1, T)")],
+    outputs=["(B, 1, T)"],
+    description="SEGAN 1-D U-Net generator: 4 strided convs down, 4 up, summed skips",
+    family="gan",
+    tags=("cnn", "conv1d", "generator", "unet", "skip-connections", "audio"),
+    source="seed 002 (SEGAN skip-connections slides)",
+    dims={"T": 8192, "K": Dim(31, kwarg="kwidth")},
+    # Four poolings of 4; K >= 4 keeps every up step an exact x4 (see UpConv1dBlock).
+    constraints=["T % 256 == 0", "K >= 4"],
+    batch_sizes=(1, 8),
+)
 class Conv1dGenerator(nn.Module):
     """SEGAN's 1-D U-Net generator (seed 002), with encoder skips summed into the decoder.
 
@@ -250,87 +323,3 @@ class Conv1dGenerator(nn.Module):
                 h = h + skips.pop()
             h = dec_layer(h)
         return h
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="dcgan_generator",
-            constructor=DCGANGenerator,
-            inputs=[Input("z", "(B, NZ, 1, 1)")],
-            outputs=["(B, NC, 4 * 2 ** (I + 1), 4 * 2 ** (I + 1))"],
-            description="DCGAN generator: z -> 4x4 projection, I doubling stages, 64x64 image",
-            family="gan",
-            tags=("cnn", "generator", "transposed-conv", "batchnorm"),
-            source="seed 002 (DCGAN generator slide), structured as seed 000's Generator",
-            dims={
-                "NZ": Dim(100, kwarg="nz"),
-                "NGF": Dim(64, kwarg="ngf"),
-                "NC": Dim(3, kwarg="nc"),
-                "I": Dim(3, kwarg="depth"),
-            },
-            batch_sizes=(1, 16),
-        ),
-        ModelSpec(
-            name="dcgan_discriminator",
-            constructor=DCGANDiscriminator,
-            inputs=[Input("x", "(B, NC, H, W)")],
-            outputs=["(B, 1, H // 16 - 3, W // 16 - 3)"],
-            description="DCGAN discriminator: four 4,2,1 convs and a 4x4 real/fake score",
-            family="gan",
-            tags=("cnn", "discriminator", "batchnorm"),
-            source="seed 002 (DCGAN discriminator slide)",
-            dims={"NDF": Dim(64, kwarg="ndf"), "NC": Dim(3, kwarg="nc"), "H": 64, "W": 64},
-            constraints=["H % 16 == 0 and H >= 64", "W % 16 == 0 and W >= 64"],
-            batch_sizes=(1, 16),
-        ),
-        ModelSpec(
-            name="dcgan_chain",
-            constructor=DCGANChain,
-            inputs=[Input("x", "(B, C, H, W)")],
-            outputs=["(B, C // 2 ** I, H * 2 ** I, W * 2 ** I)"],
-            description="I DCGAN generator stages: channels halve, H and W double per stage",
-            family="gan",
-            tags=("cnn", "block", "transposed-conv", "batchnorm"),
-            source="seed 000 (Generator._chain)",
-            dims={"C": Dim(512, kwarg="channels"), "I": Dim(3, kwarg="depth"), "H": 4, "W": 4},
-            constraints=["C % 2 ** I == 0"],
-            batch_sizes=(1, 16),
-        ),
-        ModelSpec(
-            name="pix2pix_unet",
-            constructor=UnetGenerator,
-            inputs=[Input("x", "(B, IN_C, H, W)")],
-            outputs=["(B, OUT_C, H, W)"],
-            description="pix2pix U-Net generator from recursive UnetSkipConnectionBlocks",
-            family="gan",
-            tags=("cnn", "generator", "unet", "skip-connections", "batchnorm", "dropout"),
-            source="seed 003 (pix2pix UnetSkipConnectionBlock, junyanz networks.py)",
-            kwargs={"use_dropout": True},
-            dims={
-                "IN_C": Dim(3, kwarg="input_nc"),
-                "OUT_C": Dim(3, kwarg="output_nc"),
-                "N": Dim(8, kwarg="num_downs"),
-                "NGF": Dim(64, kwarg="ngf"),
-                "H": 256,
-                "W": 256,
-            },
-            constraints=["N >= 5", "H % 2 ** N == 0", "W % 2 ** N == 0"],
-            batch_sizes=(1, 4),
-        ),
-        ModelSpec(
-            name="segan_generator",
-            constructor=Conv1dGenerator,
-            inputs=[Input("x", "(B, 1, T)")],
-            outputs=["(B, 1, T)"],
-            description="SEGAN 1-D U-Net generator: 4 strided convs down, 4 up, summed skips",
-            family="gan",
-            tags=("cnn", "conv1d", "generator", "unet", "skip-connections", "audio"),
-            source="seed 002 (SEGAN skip-connections slides)",
-            dims={"T": 8192, "K": Dim(31, kwarg="kwidth")},
-            # Four poolings of 4; K >= 4 keeps every up step an exact x4 (see UpConv1dBlock).
-            constraints=["T % 256 == 0", "K >= 4"],
-            batch_sizes=(1, 8),
-        ),
-    ]

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -12,9 +12,25 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 
+@harness.register(
+    "embedding_classifier",
+    inputs=[Input("tokens", "(B, T)", dtype="index", high="V")],
+    outputs=["(B, NUM_CLASSES)"],
+    description="Bag of embeddings: Embedding(10000, 100), mean over tokens, Linear",
+    family="sequence",
+    tags=("embedding", "classifier", "text"),
+    source="seed 002 (Embedding Layer slide, emb_2) plus a linear classifier",
+    dims={
+        "V": Dim(10000, kwarg="vocab_size"),
+        "E": Dim(100, kwarg="embedding_dim"),
+        "NUM_CLASSES": Dim(10, kwarg="num_classes"),
+        "T": 50,
+    },
+    batch_sizes=(1, 64),
+)
 class EmbeddingClassifier(nn.Module):
     """Token ids -> the slides' ``nn.Embedding`` lookup -> mean over tokens -> Linear.
 
@@ -33,6 +49,23 @@ class EmbeddingClassifier(nn.Module):
         return self.fc(self.embedding(tokens).mean(dim=1))
 
 
+@harness.register(
+    "rnn",
+    inputs=[Input("x", "(B, T, NIN)")],
+    outputs=["(B, T, NOUT)"],
+    description="Elman RNN(100, 512) with a per-step Linear + LogSoftmax",
+    family="sequence",
+    tags=("rnn", "recurrent"),
+    source="seed 002 (Recurrent Layer: Connecting an RNN with a FC layer slide)",
+    dims={
+        "NIN": Dim(100, kwarg="num_inputs"),
+        "HID": Dim(512, kwarg="hidden_size"),
+        "NOUT": Dim(10, kwarg="num_outputs"),
+        "L": Dim(1, kwarg="num_layers"),
+        "T": 100,
+    },
+    batch_sizes=(1, 16),
+)
 class RNNClassifier(nn.Module):
     """The slides' "Connecting an RNN with a FC layer": per-step log-probabilities.
 
@@ -56,6 +89,21 @@ class RNNClassifier(nn.Module):
         return self.fc(ht)
 
 
+@harness.register(
+    inputs=[Input("x", "(B, T, NIN)")],
+    outputs=["(B, T, HID)", "(L, B, HID)", "(L, B, HID)"],
+    description="LSTM(100, 512), batch first, returning outputs and (h, c) states",
+    family="sequence",
+    tags=("lstm", "recurrent"),
+    source="seed 002 (LSTM Layer slide)",
+    dims={
+        "NIN": Dim(100, kwarg="num_inputs"),
+        "HID": Dim(512, kwarg="hidden_size"),
+        "L": Dim(1, kwarg="num_layers"),
+        "T": 100,
+    },
+    batch_sizes=(1, 16),
+)
 def lstm(num_inputs: int = 100, hidden_size: int = 512, num_layers: int = 1) -> nn.LSTM:
     """The slides' LSTM layer; it returns ``(ht, (hT, cT))``, its outputs and both states."""
     return nn.LSTM(num_inputs, hidden_size, num_layers=num_layers, batch_first=True)
@@ -63,7 +111,51 @@ def lstm(num_inputs: int = 100, hidden_size: int = 512, num_layers: int = 1) -> 
 
 Padding = Literal["valid", "same", "causal"]
 
+KERNEL = Dim(3, kwarg="kernel_width")
+SIGNAL = Input("x", "(B, 1, T)")
 
+
+def _register_conv1d(
+    name: str, padding: Padding, output: str, description: str, constraints: Sequence[str] = ()
+) -> Callable[[type[Conv1dLayer]], type[Conv1dLayer]]:
+    """The three Conv1d slides differ only in padding, output length and constraint."""
+    return harness.register(
+        name,
+        inputs=[SIGNAL],
+        outputs=[output],
+        description=description,
+        family="sequence",
+        tags=("cnn", "conv1d", padding),
+        source=f"seed 002 (Convolutional Layer slides, {padding} padding)",
+        kwargs={"padding": padding},
+        dims={"K": KERNEL, "T": 8},
+        constraints=constraints,
+        batch_sizes=(1, 64),
+    )
+
+
+# Decorators apply from the bottom up: conv1d registers first, conv1d_causal last.
+@_register_conv1d(
+    "conv1d_causal",
+    "causal",
+    "(B, 1024, T)",
+    "Causal Conv1d(1, 1024, 3): K - 1 zeros on the left only",
+)
+# An even K would make the padded output one step longer than T.
+@_register_conv1d(
+    "conv1d_padded",
+    "same",
+    "(B, 1024, T)",
+    "Conv1d(1, 1024, 3) padded by K // 2 on both sides: same length",
+    constraints=["K % 2 == 1"],
+)
+@_register_conv1d(
+    "conv1d",
+    "valid",
+    "(B, 1024, T - K + 1)",
+    "Conv1d(1, 1024, 3) without padding: K - 1 steps shorter",
+    constraints=["T >= K"],
+)
 class Conv1dLayer(nn.Module):
     """The slides' ``Conv1d(1, 1024, 3)`` with one of their three paddings.
 
@@ -96,11 +188,37 @@ class Conv1dLayer(nn.Module):
         return self.conv(x)
 
 
+@harness.register(
+    inputs=[SIGNAL],
+    outputs=["(B, 1, (T - 1) * S + K)"],
+    description="ConvTranspose1d(1, 1, 8, stride=4) as a learnable upsampler",
+    family="sequence",
+    tags=("cnn", "conv1d", "upsampling"),
+    source="seed 002 (Transposed Convolutional Layer slide)",
+    dims={"K": Dim(8, kwarg="kernel_width"), "S": Dim(4, kwarg="stride"), "T": 2},
+    batch_sizes=(1, 64),
+)
 def conv_transpose1d(kernel_width: int = 8, stride: int = 4) -> nn.ConvTranspose1d:
     """The slides' learnable upsampler: ``T`` steps become ``(T - 1) * stride + kernel``."""
     return nn.ConvTranspose1d(1, 1, kernel_width, stride=stride)
 
 
+@harness.register(
+    "qrnn",
+    inputs=[Input("x", "(B, T, NIN)")],
+    outputs=["(B, T, NOUT)", "(B, NOUT)"],
+    description="Quasi-RNN layer (causal conv + f-pooling), 100 -> 512, kernel 2",
+    family="sequence",
+    tags=("qrnn", "recurrent", "cnn"),
+    source="seed 002 (QRNN slides, fQRNNLayer with its two bugs fixed)",
+    dims={
+        "NIN": Dim(100, kwarg="num_inputs"),
+        "NOUT": Dim(512, kwarg="num_outputs"),
+        "K": Dim(2, kwarg="kwidth"),
+        "T": 100,
+    },
+    batch_sizes=(1, 16),
+)
 class FQRNNLayer(nn.Module):
     """Seed 002's ``fQRNNLayer``: a quasi-recurrent layer with f-pooling (Bradbury et al.).
 
@@ -141,135 +259,3 @@ class FQRNNLayer(nn.Module):
             hts.append(ht.transpose(1, 2))
             ht_1 = ht
         return torch.cat(hts, dim=1), ht_1.squeeze(2)
-
-
-KERNEL = Dim(3, kwarg="kernel_width")
-SIGNAL = Input("x", "(B, 1, T)")
-
-
-def _conv1d_spec(
-    name: str, padding: Padding, output: str, description: str, constraints: Sequence[str] = ()
-) -> ModelSpec:
-    """The three Conv1d slides differ only in padding, output length and constraint."""
-    return ModelSpec(
-        name=name,
-        constructor=Conv1dLayer,
-        inputs=[SIGNAL],
-        outputs=[output],
-        description=description,
-        family="sequence",
-        tags=("cnn", "conv1d", padding),
-        source=f"seed 002 (Convolutional Layer slides, {padding} padding)",
-        kwargs={"padding": padding},
-        dims={"K": KERNEL, "T": 8},
-        constraints=constraints,
-        batch_sizes=(1, 64),
-    )
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="embedding_classifier",
-            constructor=EmbeddingClassifier,
-            inputs=[Input("tokens", "(B, T)", dtype="index", high="V")],
-            outputs=["(B, NUM_CLASSES)"],
-            description="Bag of embeddings: Embedding(10000, 100), mean over tokens, Linear",
-            family="sequence",
-            tags=("embedding", "classifier", "text"),
-            source="seed 002 (Embedding Layer slide, emb_2) plus a linear classifier",
-            dims={
-                "V": Dim(10000, kwarg="vocab_size"),
-                "E": Dim(100, kwarg="embedding_dim"),
-                "NUM_CLASSES": Dim(10, kwarg="num_classes"),
-                "T": 50,
-            },
-            batch_sizes=(1, 64),
-        ),
-        ModelSpec(
-            name="rnn",
-            constructor=RNNClassifier,
-            inputs=[Input("x", "(B, T, NIN)")],
-            outputs=["(B, T, NOUT)"],
-            description="Elman RNN(100, 512) with a per-step Linear + LogSoftmax",
-            family="sequence",
-            tags=("rnn", "recurrent"),
-            source="seed 002 (Recurrent Layer: Connecting an RNN with a FC layer slide)",
-            dims={
-                "NIN": Dim(100, kwarg="num_inputs"),
-                "HID": Dim(512, kwarg="hidden_size"),
-                "NOUT": Dim(10, kwarg="num_outputs"),
-                "L": Dim(1, kwarg="num_layers"),
-                "T": 100,
-            },
-            batch_sizes=(1, 16),
-        ),
-        ModelSpec(
-            name="lstm",
-            constructor=lstm,
-            inputs=[Input("x", "(B, T, NIN)")],
-            outputs=["(B, T, HID)", "(L, B, HID)", "(L, B, HID)"],
-            description="LSTM(100, 512), batch first, returning outputs and (h, c) states",
-            family="sequence",
-            tags=("lstm", "recurrent"),
-            source="seed 002 (LSTM Layer slide)",
-            dims={
-                "NIN": Dim(100, kwarg="num_inputs"),
-                "HID": Dim(512, kwarg="hidden_size"),
-                "L": Dim(1, kwarg="num_layers"),
-                "T": 100,
-            },
-            batch_sizes=(1, 16),
-        ),
-        _conv1d_spec(
-            "conv1d",
-            "valid",
-            "(B, 1024, T - K + 1)",
-            "Conv1d(1, 1024, 3) without padding: K - 1 steps shorter",
-            constraints=["T >= K"],
-        ),
-        # An even K would make the padded output one step longer than T.
-        _conv1d_spec(
-            "conv1d_padded",
-            "same",
-            "(B, 1024, T)",
-            "Conv1d(1, 1024, 3) padded by K // 2 on both sides: same length",
-            constraints=["K % 2 == 1"],
-        ),
-        _conv1d_spec(
-            "conv1d_causal",
-            "causal",
-            "(B, 1024, T)",
-            "Causal Conv1d(1, 1024, 3): K - 1 zeros on the left only",
-        ),
-        ModelSpec(
-            name="conv_transpose1d",
-            constructor=conv_transpose1d,
-            inputs=[SIGNAL],
-            outputs=["(B, 1, (T - 1) * S + K)"],
-            description="ConvTranspose1d(1, 1, 8, stride=4) as a learnable upsampler",
-            family="sequence",
-            tags=("cnn", "conv1d", "upsampling"),
-            source="seed 002 (Transposed Convolutional Layer slide)",
-            dims={"K": Dim(8, kwarg="kernel_width"), "S": Dim(4, kwarg="stride"), "T": 2},
-            batch_sizes=(1, 64),
-        ),
-        ModelSpec(
-            name="qrnn",
-            constructor=FQRNNLayer,
-            inputs=[Input("x", "(B, T, NIN)")],
-            outputs=["(B, T, NOUT)", "(B, NOUT)"],
-            description="Quasi-RNN layer (causal conv + f-pooling), 100 -> 512, kernel 2",
-            family="sequence",
-            tags=("qrnn", "recurrent", "cnn"),
-            source="seed 002 (QRNN slides, fQRNNLayer with its two bugs fixed)",
-            dims={
-                "NIN": Dim(100, kwarg="num_inputs"),
-                "NOUT": Dim(512, kwarg="num_outputs"),
-                "K": Dim(2, kwarg="kwidth"),
-                "T": 100,
-            },
-            batch_sizes=(1, 16),
-        ),
-    ]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
 
 
 class DoubleConv(nn.Sequential):
@@ -34,6 +34,18 @@ class DoubleConv(nn.Sequential):
         )
 
 
+@harness.register(
+    "unet_down",
+    inputs=[Input("x", "(B, C, H, W)")],
+    outputs=["(B, 2 * C, (H - 2) // 2 + 1, (W - 2) // 2 + 1)"],
+    description="U-Net encode step Down[C, 2C]: 2x2 max-pool then a double 3x3 conv",
+    family="unet",
+    tags=("cnn", "block", "batchnorm", "pooling"),
+    source="seed 000 (UNet._encode)",
+    dims={"C": Dim(64, kwarg="in_channels"), "H": 64, "W": 64},
+    constraints=["H >= 2 and W >= 2"],
+    batch_sizes=(1, 8),
+)
 class Down(nn.Sequential):
     """Seed 000's encode step ``Down[C, 2C]``: (B, C, H, W) -> (B, 2C, (H-2)//2+1, (W-2)//2+1)."""
 
@@ -54,6 +66,26 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, self.up(deep)], 1))
 
 
+@harness.register(
+    "unet_recursive",
+    inputs=[Input("x", "(B, NCH, H, W)")],
+    outputs=["(B, NCLS, H, W)"],
+    description="U-Net written as a shape-preserving encode/recurse/decode recursion",
+    family="unet",
+    tags=("cnn", "unet", "skip-connections", "batchnorm", "segmentation"),
+    source="seed 000 (UNet.recurse)",
+    dims={
+        "NCH": Dim(3, kwarg="n_channels"),
+        "NCLS": Dim(2, kwarg="n_classes"),
+        "C": Dim(64, kwarg="base"),
+        "D": Dim(4, kwarg="depth"),
+        "H": 64,
+        "W": 64,
+    },
+    # ((H - 2) // 2 + 1) * 2 == H must hold at every one of the D levels.
+    constraints=["H % 2 ** D == 0", "W % 2 ** D == 0"],
+    batch_sizes=(1, 8),
+)
 class UNetRecursive(nn.Module):
     """Seed 000's UNet: ``recurse`` encodes, recurses one level deeper, then decodes with the skip.
 
@@ -138,66 +170,25 @@ class UNet2(nn.Module):
         return self.out1x1(h)
 
 
+@harness.register(
+    "unet2",
+    inputs=[Input("x", "(B, IN_C, H, W)")],
+    outputs=["(B, OUT_C, H, W)"],
+    description="2-level U-Net without normalisation, layers from a config record",
+    family="unet",
+    tags=("cnn", "unet", "skip-connections", "segmentation"),
+    source="seed 001 (UNet2Spec / UNet2Config)",
+    dims={
+        "IN_C": Dim(3, kwarg="in_c"),
+        "OUT_C": Dim(1, kwarg="out_c"),
+        "BASE": Dim(64, kwarg="base_c"),
+        "H": 64,
+        "W": 64,
+    },
+    # Seed 001's h_upH / h_upW: pool then upsample must give H back.
+    constraints=["2 * ((H - 2) // 2 + 1) == H", "2 * ((W - 2) // 2 + 1) == W"],
+    batch_sizes=(1, 8),
+)
 def build_unet2(in_c: int = 3, out_c: int = 1, base_c: int = 64) -> UNet2:
     """UNet2 at the seed's default layer hyperparameters, with ``base_c`` as a benchmark knob."""
     return UNet2(in_c, out_c, UNet2Config(base_c=base_c))
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="unet_down",
-            constructor=Down,
-            inputs=[Input("x", "(B, C, H, W)")],
-            outputs=["(B, 2 * C, (H - 2) // 2 + 1, (W - 2) // 2 + 1)"],
-            description="U-Net encode step Down[C, 2C]: 2x2 max-pool then a double 3x3 conv",
-            family="unet",
-            tags=("cnn", "block", "batchnorm", "pooling"),
-            source="seed 000 (UNet._encode)",
-            dims={"C": Dim(64, kwarg="in_channels"), "H": 64, "W": 64},
-            constraints=["H >= 2 and W >= 2"],
-            batch_sizes=(1, 8),
-        ),
-        ModelSpec(
-            name="unet_recursive",
-            constructor=UNetRecursive,
-            inputs=[Input("x", "(B, NCH, H, W)")],
-            outputs=["(B, NCLS, H, W)"],
-            description="U-Net written as a shape-preserving encode/recurse/decode recursion",
-            family="unet",
-            tags=("cnn", "unet", "skip-connections", "batchnorm", "segmentation"),
-            source="seed 000 (UNet.recurse)",
-            dims={
-                "NCH": Dim(3, kwarg="n_channels"),
-                "NCLS": Dim(2, kwarg="n_classes"),
-                "C": Dim(64, kwarg="base"),
-                "D": Dim(4, kwarg="depth"),
-                "H": 64,
-                "W": 64,
-            },
-            # ((H - 2) // 2 + 1) * 2 == H must hold at every one of the D levels.
-            constraints=["H % 2 ** D == 0", "W % 2 ** D == 0"],
-            batch_sizes=(1, 8),
-        ),
-        ModelSpec(
-            name="unet2",
-            constructor=build_unet2,
-            inputs=[Input("x", "(B, IN_C, H, W)")],
-            outputs=["(B, OUT_C, H, W)"],
-            description="2-level U-Net without normalisation, layers from a config record",
-            family="unet",
-            tags=("cnn", "unet", "skip-connections", "segmentation"),
-            source="seed 001 (UNet2Spec / UNet2Config)",
-            dims={
-                "IN_C": Dim(3, kwarg="in_c"),
-                "OUT_C": Dim(1, kwarg="out_c"),
-                "BASE": Dim(64, kwarg="base_c"),
-                "H": 64,
-                "W": 64,
-            },
-            # Seed 001's h_upH / h_upW: pool then upsample must give H back.
-            constraints=["2 * ((H - 2) // 2 + 1) == H", "2 * ((W - 2) // 2 + 1) == W"],
-            batch_sizes=(1, 8),
-        ),
-    ]

@@ -11,9 +11,24 @@ import torch
 from torch import nn
 
 import harness
-from harness import Dim, Input, ModelSpec
+from harness import Dim, Input
+
+IMAGENET_CLASSES = Dim(1000, kwarg="num_classes")
+IMAGE = Input("x", "(B, 3, H, W)")
 
 
+@harness.register(
+    inputs=[IMAGE],
+    outputs=["(B, NUM_CLASSES)"],
+    description="AlexNet as on seed 002's first AlexNet slide (torchvision layout)",
+    family="vision",
+    tags=("cnn", "classifier", "imagenet"),
+    source="seed 002 (AlexNet slide)",
+    dims={"NUM_CLASSES": IMAGENET_CLASSES, "H": 224, "W": 224},
+    # Below 63 the map entering the third max pool is smaller than its 3x3 window.
+    constraints=["H >= 63 and W >= 63"],
+    batch_sizes=(1, 8),
+)
 class AlexNet(nn.Module):
     """The first AlexNet of seed 002, layer for layer (the torchvision model).
 
@@ -105,6 +120,17 @@ INCEPTION_STAGES: tuple[dict[str, tuple[int, int, int, int, int, int]], ...] = (
 )
 
 
+@harness.register(
+    "inception_module",
+    inputs=[Input("x", "(B, CIN, H, W)")],
+    outputs=["(B, 256, H, W)"],
+    description="GoogLeNet's Inception module 3a (1x1/3x3/5x5/pool branches -> 256)",
+    family="vision",
+    tags=("cnn", "block", "inception"),
+    source="seed 002 (Inception module slide); widths from Szegedy et al. 2015",
+    dims={"CIN": Dim(192, kwarg="in_channels"), "H": 28, "W": 28},
+    batch_sizes=(1, 16),
+)
 def inception_3a(in_channels: int = 192) -> Inception:
     """GoogLeNet's first Inception module ("3a", 256 output channels) on its own."""
     return Inception(in_channels, *INCEPTION_STAGES[0]["3a"])
@@ -115,6 +141,19 @@ def _googlenet_pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
 
+@harness.register(
+    inputs=[IMAGE],
+    outputs=["(B, NUM_CLASSES)"],
+    description="GoogLeNet with 9 Inception modules, no LRN or auxiliary heads",
+    family="vision",
+    tags=("cnn", "classifier", "imagenet", "inception"),
+    source="seed 002 (GoogleNet slide); layout from Szegedy et al. 2015, Table 1",
+    dims={"NUM_CLASSES": IMAGENET_CLASSES, "H": 224, "W": 224},
+    # Below 31 the map entering the last max pool is 1x1, and a 3x3/2 pool
+    # needs at least 2 even with ceil_mode.
+    constraints=["H >= 31 and W >= 31"],
+    batch_sizes=(1, 8),
+)
 class GoogLeNet(nn.Module):
     """GoogLeNet after the paper's table: a plain convolutional stem, nine Inception
     modules in three stages, global average pooling and one linear classifier.
@@ -158,6 +197,17 @@ def conv_bn_relu(in_ch: int, out_ch: int, bias: bool = True) -> nn.Sequential:
     )
 
 
+@harness.register(
+    "resnet_layer",
+    inputs=[Input("x", "(B, C, H, W)")],
+    outputs=["(B, C, H, W)"],
+    description="Seed 002's residual layer: two conv-BN-ReLU units plus identity",
+    family="vision",
+    tags=("cnn", "block", "residual"),
+    source="seed 002 (ResLayer slide)",
+    dims={"C": Dim(64, kwarg="num_inputs"), "H": 100, "W": 100},
+    batch_sizes=(1, 8),
+)
 class ResLayer(nn.Module):
     """Seed 002's residual layer: two conv/BN/ReLU units whose output is added to the
     input, so the layers learn a residual with respect to it. Width is unchanged,
@@ -178,6 +228,22 @@ class ResLayer(nn.Module):
 RESNET_WIDTH = 64
 
 
+@harness.register(
+    "resnet_small",
+    inputs=[IMAGE],
+    outputs=["(B, NUM_CLASSES)"],
+    description="Small CIFAR-style ResNet: conv stem, N seed ResLayers at 64 channels",
+    family="vision",
+    tags=("cnn", "classifier", "residual"),
+    source="seed 002 (ResLayer slide), assembled into a network",
+    dims={
+        "N": Dim(3, kwarg="num_blocks"),
+        "NUM_CLASSES": Dim(10, kwarg="num_classes"),
+        "H": 32,
+        "W": 32,
+    },
+    batch_sizes=(1, 32),
+)
 class ResNetSmall(nn.Module):
     """A CIFAR-sized ResNet made of seed 002's ResLayer: stem, residual blocks at one
     width and resolution, global average pooling, linear classifier.
@@ -195,83 +261,3 @@ class ResNetSmall(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
-
-
-IMAGENET_CLASSES = Dim(1000, kwarg="num_classes")
-IMAGE = Input("x", "(B, 3, H, W)")
-
-
-@harness.hookimpl
-def harness_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(
-            name="alexnet",
-            constructor=AlexNet,
-            inputs=[IMAGE],
-            outputs=["(B, NUM_CLASSES)"],
-            description="AlexNet as on seed 002's first AlexNet slide (torchvision layout)",
-            family="vision",
-            tags=("cnn", "classifier", "imagenet"),
-            source="seed 002 (AlexNet slide)",
-            dims={"NUM_CLASSES": IMAGENET_CLASSES, "H": 224, "W": 224},
-            # Below 63 the map entering the third max pool is smaller than its 3x3 window.
-            constraints=["H >= 63 and W >= 63"],
-            batch_sizes=(1, 8),
-        ),
-        ModelSpec(
-            name="inception_module",
-            constructor=inception_3a,
-            inputs=[Input("x", "(B, CIN, H, W)")],
-            outputs=["(B, 256, H, W)"],
-            description="GoogLeNet's Inception module 3a (1x1/3x3/5x5/pool branches -> 256)",
-            family="vision",
-            tags=("cnn", "block", "inception"),
-            source="seed 002 (Inception module slide); widths from Szegedy et al. 2015",
-            dims={"CIN": Dim(192, kwarg="in_channels"), "H": 28, "W": 28},
-            batch_sizes=(1, 16),
-        ),
-        ModelSpec(
-            name="googlenet",
-            constructor=GoogLeNet,
-            inputs=[IMAGE],
-            outputs=["(B, NUM_CLASSES)"],
-            description="GoogLeNet with 9 Inception modules, no LRN or auxiliary heads",
-            family="vision",
-            tags=("cnn", "classifier", "imagenet", "inception"),
-            source="seed 002 (GoogleNet slide); layout from Szegedy et al. 2015, Table 1",
-            dims={"NUM_CLASSES": IMAGENET_CLASSES, "H": 224, "W": 224},
-            # Below 31 the map entering the last max pool is 1x1, and a 3x3/2 pool
-            # needs at least 2 even with ceil_mode.
-            constraints=["H >= 31 and W >= 31"],
-            batch_sizes=(1, 8),
-        ),
-        ModelSpec(
-            name="resnet_layer",
-            constructor=ResLayer,
-            inputs=[Input("x", "(B, C, H, W)")],
-            outputs=["(B, C, H, W)"],
-            description="Seed 002's residual layer: two conv-BN-ReLU units plus identity",
-            family="vision",
-            tags=("cnn", "block", "residual"),
-            source="seed 002 (ResLayer slide)",
-            dims={"C": Dim(64, kwarg="num_inputs"), "H": 100, "W": 100},
-            batch_sizes=(1, 8),
-        ),
-        ModelSpec(
-            name="resnet_small",
-            constructor=ResNetSmall,
-            inputs=[IMAGE],
-            outputs=["(B, NUM_CLASSES)"],
-            description="Small CIFAR-style ResNet: conv stem, N seed ResLayers at 64 channels",
-            family="vision",
-            tags=("cnn", "classifier", "residual"),
-            source="seed 002 (ResLayer slide), assembled into a network",
-            dims={
-                "N": Dim(3, kwarg="num_blocks"),
-                "NUM_CLASSES": Dim(10, kwarg="num_classes"),
-                "H": 32,
-                "W": 32,
-            },
-            batch_sizes=(1, 32),
-        ),
-    ]

@@ -13,6 +13,7 @@ from torch import nn
 
 import harness
 from harness import ModelSpec
+from harness.models.register import registered_in
 from harness_plugins import gan
 
 
@@ -36,5 +37,5 @@ def _twice(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 def harness_models() -> list[ModelSpec]:
     return [
         dataclasses.replace(spec, constructor=_twice(spec.constructor))
-        for spec in gan.harness_models()
+        for spec in registered_in(gan)
     ]

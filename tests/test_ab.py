@@ -134,6 +134,33 @@ def test_a_doubled_workload_across_revisions_is_slower_and_a_side_that_fails_is_
     assert _git(package["repo"], "status", "--porcelain") == ""  # the checkout is untouched
 
 
+def test_the_python_api_gives_the_verdicts_of_the_command_as_a_frame(
+    package, tmp_path, monkeypatch
+):
+    import harness
+
+    monkeypatch.chdir(package["repo"])
+    verdicts = harness.ab(
+        ["toyperf_chain", "toyperf_fragile"], baseline="HEAD~1", candidate="HEAD",
+        pair_time=0.05, time=60, out=tmp_path,
+    )  # fmt: skip
+    rows = verdicts.set_index("model")
+    assert rows.loc["toyperf_chain", "verdict"] == "slower"
+    chain = rows.loc["toyperf_chain"]
+    assert chain["ci_low"] <= chain["ratio"] <= chain["ci_high"] and 1.5 < chain["ratio"] < 2.5
+    assert chain["q_value"] <= 0.05 and chain["pairs"] >= 2
+    fragile = rows.loc["toyperf_fragile"]
+    assert (fragile["verdict"], fragile["status"], fragile["side"]) == (
+        "failed",
+        "error",
+        "baseline",
+    )
+    (session,) = tmp_path.iterdir()  # out= keeps the sides' files
+    assert {p.name for p in session.iterdir()} == {"baseline.jsonl", "candidate.jsonl"}
+    with pytest.raises(harness.UsageError, match="drop json"):
+        harness.ab("toyperf_chain", json=True)
+
+
 def test_debug_shows_where_a_failing_side_raised(package, tmp_path):
     code, _, err = _ab(
         package["repo"],

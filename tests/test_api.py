@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 
 import harness
 from harness.cli import main
+from harness.models.register import registered_in
 from harness.store.results import load
 
 QUICK = {"max_time": 0.05, "min_time": 0.02, "warmup_time": 0.02}
@@ -153,10 +155,43 @@ def test_bench_takes_a_factory_and_integer_inputs_and_checks_the_outputs_shapes(
     assert cases["batch_size"][0] == 3  # random token ids below 50 at a batch size not given
 
 
+def test_bench_builds_an_importable_factory_in_a_fresh_process_per_case_like_run():
+    from harness_plugins import dense
+
+    benched = harness.bench(
+        dense.perceptron, torch.randn(2, 100), name="perceptron", batch_sizes=[1, 2], **QUICK
+    )
+    ran = harness.run(models="perceptron", batch_sizes=[1, 2], **QUICK)
+    assert set(benched["settings.isolation"]) == {"process"} and set(benched["status"]) == {"ok"}
+    identity = ["model", "batch_size", "dtype", "mode", "status", "params", "flops.per_step"]
+    assert benched[identity].equals(ran[identity])
+
+
+def test_a_portable_spec_is_rebuilt_with_every_field_and_shape():
+    from harness.models.portable import from_portable, import_path, to_portable
+    from harness_plugins import dense
+
+    def nested():
+        return torch.nn.Identity()
+
+    assert import_path(lambda: None) is None and import_path(nested) is None
+    assert import_path(dense.mlp) == "harness_plugins.dense:mlp"
+    registered = next(s for s in registered_in(dense) if s.name == "mlp")
+    data = json.loads(json.dumps(to_portable(registered)))
+    rebuilt = from_portable(data)
+    for field in ("name", "inputs", "outputs", "dims", "constraints", "kwargs", "batch_sizes"):
+        assert getattr(rebuilt, field) == getattr(registered, field), field
+    assert rebuilt.constructor is registered.constructor
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
         (lambda: harness.bench(_Scale(), [1, 2]), "example_inputs must be a tensor"),
+        (
+            lambda: harness.bench(_Scale(), torch.ones(2, 16), isolation="process"),
+            "only from a factory defined in an importable module",
+        ),
         (
             lambda: harness.bench(_Scale(), (torch.ones(2, 16), torch.ones(3, 16))),
             "first dimensions differ (2, 3)",

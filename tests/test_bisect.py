@@ -231,7 +231,7 @@ def test_ctrl_c_leaves_no_processes_trees_or_git_state_behind(package, tmp_path)
 
 
 def test_the_history_is_first_parent_a_merge_is_one_step(tmp_path):
-    from harness.ab.bisect import first_parents
+    from harness.abtest.bisect import first_parents
 
     repo = tmp_path
     _git(repo, "init", "-q", "-b", "main")
@@ -264,7 +264,7 @@ def test_the_history_is_first_parent_a_merge_is_one_step(tmp_path):
     ],
 )
 def test_the_midpoint_is_the_unskipped_commit_nearest_the_middle(low, high, skipped, expected):
-    from harness.ab.bisect import _midpoint
+    from harness.abtest.bisect import _midpoint
 
     assert _midpoint(low, high, skipped) == expected
 
@@ -274,7 +274,7 @@ def _simulated(level: dict, sd: float, seed: int = 0, fail: str | None = None):
     plus noise; 4 s of a fake clock a pair. ``fail`` names a commit whose side raises."""
     import random
 
-    from harness.ab.pair import InterleaveError
+    from harness.abtest.pair import InterleaveError
 
     rng = random.Random(seed)
     now = [0.0]
@@ -290,8 +290,8 @@ def _simulated(level: dict, sd: float, seed: int = 0, fail: str | None = None):
 
 
 def _judge(level: dict, sd: float = 0.01, fail: str | None = None, said: list | None = None):
-    from harness.ab import session
-    from harness.ab.bisect import Commit, judge
+    from harness.abtest import session
+    from harness.abtest.bisect import Commit, judge
 
     good, mid, bad = (Commit(sha, sha) for sha in ("good", "mid", "bad"))
     pair, clock = _simulated(level, sd, fail=fail)
@@ -318,7 +318,7 @@ def test_a_midpoint_performing_as_either_end_is_judged_so_in_a_few_rounds():
 
 
 def test_a_midpoint_that_fails_is_skipped_and_a_failing_end_is_an_error():
-    from harness.ab.pair import InterleaveError
+    from harness.abtest.pair import InterleaveError
 
     step = _judge({"good": 1.0, "mid": 1.0, "bad": 1.03}, fail="mid")
     assert step.verdict == "skipped" and step.reason == "error: ImportError: half-done"

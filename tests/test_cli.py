@@ -211,7 +211,7 @@ def test_console_script_exit_codes_and_stderr(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr == (
         "harness: error: unknown suite 'gann'; did you mean 'gan'? (available: "
-        "all, autoencoders, classifiers, gan, segmentation, sequence, smoke)\n"
+        "all, autoencoders, classifiers, gan, segmentation, sequence, smoke, transformers)\n"
     )
     assert bad.stdout == ""
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import harness_plugins
-from harness.ab.pair import MIN_TURNS, InterleaveError, shared_cores
+from harness.abtest.pair import MIN_TURNS, InterleaveError, shared_cores
 from harness.analysis import compare, sequential, significance
 from harness.cli import main
 from harness.store.record import CaseRecord, RunHeader
@@ -361,7 +361,7 @@ def _fake_interpreter(tmp_path: Path, script: str) -> str:
 
 
 def test_a_side_that_closes_its_answers_but_lives_on_is_killed_and_called_crashed(tmp_path):
-    from harness.ab.pair import Side, _Worker
+    from harness.abtest.pair import Side, _Worker
 
     side = Side(python=_fake_interpreter(tmp_path, "exec 1>&-; exec sleep 600"))
     work = _Worker(side, timeout=1.0)
@@ -376,7 +376,7 @@ def test_a_side_that_closes_its_answers_but_lives_on_is_killed_and_called_crashe
 
 
 def test_closing_a_side_whose_process_died_with_a_request_unsent_does_not_raise(tmp_path):
-    from harness.ab.pair import Side, _Worker
+    from harness.abtest.pair import Side, _Worker
 
     work = _Worker(Side(python=_fake_interpreter(tmp_path, "exec sleep 600")), timeout=1.0)
     work.proc.kill()
@@ -387,7 +387,7 @@ def test_closing_a_side_whose_process_died_with_a_request_unsent_does_not_raise(
 
 
 def test_a_ctrl_c_while_a_side_starts_is_raised_once_its_process_is_listed():
-    from harness.ab.pair import _interrupt_deferred
+    from harness.abtest.pair import _interrupt_deferred
 
     reached = []
     with pytest.raises(KeyboardInterrupt):
@@ -399,7 +399,7 @@ def test_a_ctrl_c_while_a_side_starts_is_raised_once_its_process_is_listed():
 
 
 def test_the_spawner_kills_every_process_it_started_even_those_taken(tmp_path):
-    from harness.ab.pair import Side, Spawner
+    from harness.abtest.pair import Side, Spawner
 
     side = Side(python=_fake_interpreter(tmp_path, "exec sleep 600"))
     with Spawner(None, timeout=1.0) as spawner:

@@ -18,7 +18,7 @@ LAYERS = [
     ("store", {"store"}),
     ("execute", {"execute"}),
     ("analysis", {"analysis"}),
-    ("ab", {"ab"}),
+    ("abtest", {"abtest"}),
     ("bridges", {"bridges"}),
     ("front", {"api", "cli", "console", "commands", "interleave", "__main__", "__init__"}),
 ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 from harness.measure.flops import count_flops
+from harness.models.register import registered_in
 from harness_plugins import calibration
 
 
 def _spec():
-    (spec,) = calibration.harness_models()
+    (spec,) = registered_in(calibration)
     return spec
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harness.errors import ShapeError
+from harness.models.register import registered_in
 from harness.models.spec import ModelSpec, flatten_outputs
 from harness_plugins import einops_models, gan, unet
 
@@ -32,7 +33,7 @@ EXPECTED_NAMES = {
 
 
 def _spec(module: ModuleType, name: str) -> ModelSpec:
-    return next(s for s in module.harness_models() if s.name == name)
+    return next(s for s in registered_in(module) if s.name == name)
 
 
 def _n_params(model: nn.Module) -> int:
@@ -45,7 +46,7 @@ def _bn(channels: int) -> int:
 
 @pytest.mark.parametrize("family", sorted(MODULES))
 def test_plugin_registers_exactly_the_listed_names_under_its_family(family: str) -> None:
-    specs = MODULES[family].harness_models()
+    specs = registered_in(MODULES[family])
     assert {s.name for s in specs} == EXPECTED_NAMES[family]
     assert {s.family for s in specs} == {family}
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from harness.errors import ShapeError
+from harness.models.register import registered_in
 from harness.models.spec import ModelSpec, flatten_outputs
 from harness_plugins import autoencoders, dense, sequence, vision
 
 MODULES = (vision, dense, sequence, autoencoders)
 SPECS: dict[str, ModelSpec] = {
-    spec.name: spec for module in MODULES for spec in module.harness_models()
+    spec.name: spec for module in MODULES for spec in registered_in(module)
 }
 
 
@@ -59,7 +60,7 @@ def test_each_plugin_registers_exactly_its_models_in_its_family() -> None:
         autoencoders: ({"autoencoder", "vae"}, "autoencoder"),
     }
     for module, (names, family) in expected.items():
-        specs = module.harness_models()
+        specs = registered_in(module)
         assert sorted(s.name for s in specs) == sorted(names)
         assert {s.family for s in specs} == {family}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,10 @@ BUILTIN_FAMILIES = {
     "einops",
     "calibration",
 }
-REQUIRED_SUITES = {"gan", "classifiers", "sequence", "autoencoders", "segmentation", "smoke", "all"}
+HF_FAMILY = {"transformers"} if importlib.util.find_spec("transformers") else set()
+REQUIRED_SUITES = {
+    "gan", "classifiers", "sequence", "autoencoders", "segmentation", "smoke", "all", "transformers"
+}  # fmt: skip
 
 
 def test_builtin_plugins_arrive_through_the_entry_point_group(registry):
@@ -36,9 +40,10 @@ def test_builtin_plugins_arrive_through_the_entry_point_group(registry):
         "sequence",
         "autoencoders",
         "einops_models",
+        "huggingface",
         "builtin_suites",
     } <= set(registry.plugins)
-    assert {m.spec.family for m in registry.models.values()} == BUILTIN_FAMILIES
+    assert {m.spec.family for m in registry.models.values()} == BUILTIN_FAMILIES | HF_FAMILY
     assert registry.models["dcgan_generator"].plugin == "gan"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import harness_plugins
-from harness.ab import sources
+from harness.abtest import sources
 from harness.errors import UsageError
 from harness.models.registry import load_registry
 
@@ -168,7 +168,7 @@ def test_activation_puts_the_tree_first_and_restores_what_was_imported(tmp_path)
     (copy / "calibration.py").write_text(
         (copy / "calibration.py")
         .read_text()
-        .replace('name="calibration_matmul"', 'name="calibration_from_tree"')
+        .replace('"calibration_matmul",', '"calibration_from_tree",')
     )
     source = sources.folder(copy, _layout(ROOT))
     with sources.activated(source):

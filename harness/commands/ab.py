@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import console
-from harness.ab import pair, session, sources
+from harness.abtest import pair, session, sources
 from harness.analysis import sequential
 from harness.axes import AUTO, requested, side_options
 from harness.commands.compare import print_comparison
@@ -38,6 +38,12 @@ AB_THRESHOLD = 0.02  # the smallest change that matters, unless told otherwise
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
+    return _ab_report(args, *measure(args))
+
+
+def measure(args: argparse.Namespace) -> tuple[Path, list[session.Outcome]]:
+    """Every case of ``args`` timed turn about to its verdict; the folder of the sides'
+    results files and each case's outcome."""
     plugins, disabled = plugin_selection(args.plugin, args.disable_plugin)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="harness-ab-")))
@@ -74,7 +80,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
             for side in sides
         ]
         outcomes = _ab_cases(args, plan, sides, settings, spawner, writers)
-    return _ab_report(args, folder, outcomes)
+    return folder, outcomes
 
 
 def _ab_sides(args: argparse.Namespace, scratch: Path) -> tuple[pair.Side, pair.Side]:
@@ -262,11 +268,14 @@ def _outcome_text(outcome: session.Outcome) -> str:
     return f"{outcome.verdict}{ratio} after {outcome.pairs} pairs, {_duration(outcome.elapsed_s)}"
 
 
-def _ab_report(args: argparse.Namespace, folder: Path, outcomes: Sequence[session.Outcome]) -> int:
-    """The comparison of every settled case as ``compare`` judges the files, then the
-    cases that failed; 1 if any failed (or regressed, with --fail-on-regression)."""
-    paths = [folder / f"{role}{SUFFIX}" for role in ("baseline", "candidate")]
-    failures = [
+def side_files(folder: Path) -> list[Path]:
+    """The baseline's and the candidate's results files in an ab session's folder."""
+    return [folder / f"{role}{SUFFIX}" for role in ("baseline", "candidate")]
+
+
+def failure_rows(outcomes: Sequence[session.Outcome]) -> list[dict[str, Any]]:
+    """The cases with no verdict (a side failed), as rows beside the comparison's."""
+    return [
         {
             "case": o.case.label,
             "model": o.case.model,
@@ -281,6 +290,13 @@ def _ab_report(args: argparse.Namespace, folder: Path, outcomes: Sequence[sessio
         for o in outcomes
         if o.status != "ok"
     ]
+
+
+def _ab_report(args: argparse.Namespace, folder: Path, outcomes: Sequence[session.Outcome]) -> int:
+    """The comparison of every settled case as ``compare`` judges the files, then the
+    cases that failed; 1 if any failed (or regressed, with --fail-on-regression)."""
+    paths = side_files(folder)
+    failures = failure_rows(outcomes)
     status = 0
     if len(failures) < len(outcomes):
         status = print_comparison(

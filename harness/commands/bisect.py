@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import console
-from harness.ab import pair, session, sources
-from harness.ab.bisect import BAD, GOOD, Bisection, Bisector, Commit, first_parents
+from harness.abtest import pair, session, sources
+from harness.abtest.bisect import BAD, GOOD, Bisection, Bisector, Commit, first_parents
 from harness.analysis import compare
 from harness.commands.ab import ab_request, require_defined
 from harness.errors import UsageError

@@ -160,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.profile:
         profiles = profile.output_folder(out.parent / "profiles" / out.stem)
     executor = local_executor(args, registry, plan)
-    rows = _sweep(args, registry, plan, executor, out, resumed)
+    run_id, rows = sweep(args, registry, plan, executor, out, resumed)
+    _show(args, out, run_id, rows, resumed.done)
     failures: list[str] = []
     if args.profile:
         ran = [dataclasses.replace(c, batch_size=r.batch_size) for c, r in rows if r.ok]
@@ -201,21 +202,6 @@ class Resumed:
 
 def _failed(rows: Sequence[tuple[Case, CaseRecord]]) -> list[CaseRecord]:
     return [r for _, r in rows if r.status not in ("ok", "skipped")]
-
-
-def _sweep(
-    args: argparse.Namespace,
-    registry: Registry,
-    plan: Plan,
-    executor: Executor,
-    out: Path,
-    resumed: Resumed,
-    executor_header: dict[str, Any] | None = None,
-) -> list[tuple[Case, CaseRecord]]:
-    """:func:`sweep`, then its results table (or JSON); the (case, record) pairs."""
-    run_id, rows = sweep(args, registry, plan, executor, out, resumed, executor_header)
-    _show(args, out, run_id, rows, resumed.done)
-    return rows
 
 
 def sweep(
@@ -362,15 +348,9 @@ def _run_on_ray(
         for executor, path in zip(executors, paths):
             if len(kinds) > 1:
                 console.stdout.print(f"nodes {executor.kind.text}:", soft_wrap=True)
-            rows = _sweep(
-                args,
-                registry,
-                plan,
-                executor,
-                path,
-                resumed,
-                {**executor.describe(), "address": args.address or "local"},
-            )
+            node = {**executor.describe(), "address": args.address or "local"}
+            run_id, rows = sweep(args, registry, plan, executor, path, resumed, node)
+            _show(args, path, run_id, rows, resumed.done)
             failed = failed or bool(_failed(rows))
     for path in paths[1:]:
         print_comparison(

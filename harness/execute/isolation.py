@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
+from harness.errors import UsageError
 from harness.execute import child, failure, worker
 from harness.execute.check import CheckResult, check_model, unchecked
 from harness.execute.child import CaseOutput, describe_exit, kill_group
@@ -29,7 +30,15 @@ from harness.measure import environment
 from harness.measure.devices import DTYPES
 from harness.measure.flops import calibrate_peak
 from harness.measure.timing import MeasureConfig
-from harness.models.registry import ENTRY_POINT_GROUP, RegisteredModel, Registry, load_registry
+from harness.models.portable import from_portable, to_portable
+from harness.models.registry import (
+    BENCH_PLUGIN,
+    ENTRY_POINT_GROUP,
+    RegisteredModel,
+    Registry,
+    load_registry,
+)
+from harness.models.spec import ModelSpec
 from harness.store.record import CaseRecord
 from harness.sweep.plan import Case
 
@@ -107,6 +116,15 @@ def _main_not_rerun() -> Iterator[None]:
         namespace.update(saved)
 
 
+def _spec(job: dict[str, Any], name: str) -> ModelSpec:
+    """The model ``name`` from the job's own specs (``harness.bench``'s), else from the
+    plugins the job names."""
+    for data in job["specs"]:
+        if data["name"] == name:
+            return from_portable(data)
+    return load_registry(job["plugins"], job["disabled"], from_env=False).model(name).spec
+
+
 def _child(conn: Any, output: Any, job_text: str) -> None:
     """Entry point of a case's process: run one job, send back one JSON answer. Its
     stdout and stderr (file descriptors 1 and 2, so C code's prints too) go to
@@ -127,9 +145,8 @@ def _child(conn: Any, output: Any, job_text: str) -> None:
             registered = registry.model(job["model"])
             answer = check_model(registered.spec, registered.plugin, job["dims"]).to_dict()
         else:
-            registry = load_registry(job["plugins"], job["disabled"], from_env=False)
             case = Case.from_dict(job["case"])
-            spec = registry.model(case.model).spec
+            spec = _spec(job, case.model)
             if job["kind"] == "probe":
                 answer = worker.probe_case(spec, case, job["batch_size"])
             else:
@@ -176,8 +193,10 @@ class ProcessExecutor:
         disabled: Sequence[str],
         timeout: float,
         memory_limit: int | None = None,
+        specs: Sequence[dict[str, Any]] = (),
     ):
         self.plugins = list(plugins)
+        self.specs = list(specs)  # models no plugin provides, as portable data
         self.disabled = list(disabled)
         self.timeout = timeout
         self.memory_limit = memory_limit
@@ -193,6 +212,7 @@ class ProcessExecutor:
             **job,
             "plugins": self.plugins,
             "disabled": self.disabled,
+            "specs": self.specs,
             "memory_limit": self.memory_limit,
             "sys_path": sys.path,
         }
@@ -288,4 +308,10 @@ def make_executor(
 ) -> InlineExecutor | ProcessExecutor:
     if isolation == "none":
         return InlineExecutor(registry)
-    return ProcessExecutor(plugins, disabled, timeout, memory_limit)
+    specs = [to_portable(m.spec) for m in registry.models.values() if m.plugin == BENCH_PLUGIN]
+    if None in specs:
+        raise UsageError(
+            "a model given as an object cannot be rebuilt in a case's process; "
+            "give a factory defined in an importable module, or isolation='none'"
+        )
+    return ProcessExecutor(plugins, disabled, timeout, memory_limit, specs)  # type: ignore[arg-type]

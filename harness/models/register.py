@@ -6,14 +6,18 @@ working as before), so a plugin module needs no hook for its models.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, TypeVar
 
 from harness.models.spec import ModelSpec, SpecError
 
 Constructor = TypeVar("Constructor", bound=Callable[..., Any])
 
-_BY_MODULE: dict[str, dict[str, ModelSpec]] = {}
+_REGISTERED = "__harness_models__"
+"""Where a module keeps the models registered in it: on the module object, so another
+copy of the module (a git revision's tree imported by ``harness ab``) keeps its own."""
 
 
 def register(name: str | None = None, /, **spec: Any) -> Callable[[Constructor], Constructor]:
@@ -32,12 +36,17 @@ def register(name: str | None = None, /, **spec: Any) -> Callable[[Constructor],
         if missing:
             raise SpecError(f"@harness.register on {label}: give {' and '.join(missing)}")
         model = ModelSpec(name or label.lower(), constructor, **spec)
-        _BY_MODULE.setdefault(constructor.__module__, {})[model.name] = model
+        module = sys.modules.get(constructor.__module__)
+        if module is None:
+            raise SpecError(f"@harness.register on {label}: it is not defined in a module")
+        if _REGISTERED not in vars(module):
+            setattr(module, _REGISTERED, {})
+        getattr(module, _REGISTERED)[model.name] = model
         return constructor
 
     return decorate
 
 
-def registered_in(module: str) -> list[ModelSpec]:
+def registered_in(module: ModuleType) -> list[ModelSpec]:
     """The models registered by decorators in ``module``, in the order they were."""
-    return list(_BY_MODULE.get(module, {}).values())
+    return list(vars(module).get(_REGISTERED, {}).values())

@@ -33,6 +33,10 @@ PLUGINS_ENV = "HARNESS_PLUGINS"
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 
 
+BENCH_PLUGIN = "harness.bench"
+"""The plugin of a model ``harness.bench`` was handed: no plugin module provides it."""
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     spec: ModelSpec
@@ -134,7 +138,7 @@ def _normalised(name: str) -> str:
 
 def _entry_points(local: Sequence[tuple[str, str]], distribution: str | None) -> list[EntryPoint]:
     """The installed ``harness.plugins`` entry points, those of ``distribution`` replaced
-    by ``local`` ones (a tree's, see :mod:`harness.ab.sources`), sorted by name."""
+    by ``local`` ones (a tree's, see :mod:`harness.abtest.sources`), sorted by name."""
     replaced = _normalised(distribution) if distribution else None
     installed = [
         ep
@@ -197,21 +201,21 @@ def _call(impl: pluggy.HookImpl, hook: str) -> list:
 
 
 def _collect_models(pm: pluggy.PluginManager) -> dict[str, RegisteredModel]:
-    """What each plugin's ``harness_models`` hook returns, then what its module
-    registered with ``@harness.register``, in the order the plugins were loaded."""
+    """Plugin by plugin in the order they were loaded: what its ``harness_models`` hook
+    returns, then what its module registered with ``@harness.register``."""
+    hooks = {impl.plugin_name: impl for impl in pm.hook.harness_models.get_hookimpls()}
     models: dict[str, RegisteredModel] = {}
-    for impl in pm.hook.harness_models.get_hookimpls():  # registration order
-        for spec in _call(impl, "harness_models"):
+    for name, plugin in pm.list_name_plugin():  # registration order
+        impl = hooks.get(name)
+        for spec in _call(impl, "harness_models") if impl is not None else ():
             if not isinstance(spec, ModelSpec):
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r}: harness_models returned a "
+                    f"plugin {name!r}: harness_models returned a "
                     f"{type(spec).__name__} ({spec!r:.60}); "
                     "expected harness.ModelSpec"
                 )
-            _add(models, spec, impl.plugin_name, impl.plugin)
-    for name, plugin in pm.list_name_plugin():
-        module = getattr(plugin, "__name__", None)
-        for spec in registered_in(module) if isinstance(module, str) else ():
+            _add(models, spec, name, plugin)
+        for spec in registered_in(plugin) if isinstance(plugin, ModuleType) else ():
             _add(models, spec, name, plugin)
     return models
 

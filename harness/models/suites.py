@@ -33,7 +33,7 @@ SETTINGS = {  # what a [sweep] table sets besides the axes: how each case is mea
 }
 SWEEP_KEYS = {*_AXES, *SETTINGS}
 MODEL_KEYS = {"dims", "batch_sizes"}
-TOP_KEYS = {"name", "description", "models", "sweep", "model"}
+TOP_KEYS = {"name", "description", "requires", "models", "sweep", "model"}
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,16 @@ class ModelOverride:
 
 @dataclass(frozen=True)
 class Suite:
-    """A named selection of models; ``models`` may be ``("*",)`` for every model."""
+    """A named selection of models; ``models`` may be ``("*",)`` for every model.
+
+    ``requires`` tells a user what to install when none of its models is loaded (an
+    optional extra of the plugin that provides them).
+    """
 
     name: str
     models: tuple[str, ...]
     description: str = ""
+    requires: str = ""
     overrides: Mapping[str, ModelOverride] = field(default_factory=dict)
     sweep: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
@@ -148,6 +153,9 @@ def load_suite_file(path: str | Path) -> Suite:
             f"{path}: 'models' must be a non-empty list of model names "
             f'(or ["{ALL_MODELS}"] for every model)'
         )
+    for key in ("description", "requires"):
+        if not isinstance(data.get(key, ""), str):
+            raise SuiteError(f"{path}: '{key}' must be a string, got {data[key]!r}")
     overrides = {}
     for model, table in data.get("model", {}).items():
         where = f"{path}: [model.{model}]"
@@ -171,6 +179,7 @@ def load_suite_file(path: str | Path) -> Suite:
         name=name,
         models=tuple(models),
         description=data.get("description", ""),
+        requires=data.get("requires", ""),
         overrides=overrides,
         sweep=parse_sweep(data.get("sweep", {}), f"{path}: [sweep]"),
         source=str(path),

@@ -135,8 +135,7 @@ class CaseRecord:
     def label(self) -> str:
         """The case's label (``CaseKey.label``) at the batch size measured, with the
         repeat (``#2``) as ``Case.label`` gives it."""
-        key = self.key(measured=self.batch_size is not None)
-        return key.label + (f"#{self.repeat + 1}" if self.repeat else "")
+        return self.key(measured=self.batch_size is not None).repeat_label(self.repeat)
 
     def to_json(self) -> dict[str, Any]:
         """The line's object: every field (``None`` as ``null``), then the extra keys."""

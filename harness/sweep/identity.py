@@ -97,6 +97,10 @@ class CaseKey(NamedTuple):
         parts = [f"B={batch}", *(f"{k}={v}" for k, v in self.dims), *self.options]
         return f"{self.model}[{','.join(parts)}]"
 
+    def repeat_label(self, repeat: int) -> str:
+        """The label of one of a run's repeats of the case: ``#2`` after it from the second."""
+        return self.label + (f"#{repeat + 1}" if repeat else "")
+
     def describe(self) -> dict[str, Any]:
         """The case as JSON outputs give it: its label, then each field by name."""
         return {"case": self.label, **self._asdict(), "dims": dict(self.dims)}

@@ -67,7 +67,7 @@ class Case:
     @property
     def label(self) -> str:
         """The key's label, with the repeat (``#2``) when a run made several."""
-        return self.key().label + (f"#{self.repeat + 1}" if self.repeat else "")
+        return self.key().repeat_label(self.repeat)
 
     def key(self) -> CaseKey:
         """What identifies the case across runs: all but suite, threads and repeat."""
@@ -177,9 +177,12 @@ def select_models(registry: Registry, suite: Suite | None, models: Sequence[str]
     in_suite = registry.suite_models(suite)
     if not in_suite:
         raise UsageError(
-            f"suite {suite.name!r} has no models loaded: the plugins that "
-            "provide them are disabled (--disable-plugin, HARNESS_DISABLE_PLUGINS)"
-            " or not installed"
+            f"suite {suite.name!r} has no models loaded: "
+            + (
+                suite.requires
+                or "the plugins that provide them are disabled (--disable-plugin, "
+                "HARNESS_DISABLE_PLUGINS) or not installed"
+            )
         )
     for name in models:
         registry.model(name)

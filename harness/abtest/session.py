@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.ab import pair
-from harness.ab.pair import InterleaveError, PairSettings, Side, Spawner
+from harness.abtest import pair
+from harness.abtest.pair import InterleaveError, PairSettings, Side, Spawner
 from harness.analysis import sequential, significance
 from harness.measure.timing import MeasureConfig
 from harness.store.record import CaseRecord

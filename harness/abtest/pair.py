@@ -9,7 +9,7 @@ turns (about 20 ms each, the order shuffled every turn); each candidate turn is 
 against the baseline turn beside it (:func:`significance.shift_of_turns`).
 
 A side is whatever differs (:class:`Side`): its model code (a tree of
-:mod:`harness.ab.sources`), its interpreter (another environment, with another torch or
+:mod:`harness.abtest.sources`), its interpreter (another environment, with another torch or
 plugin version, speaking this module's versioned protocol), its case options (compile
 mode, dtype, precision, backend, threads) and environment variables. Processes are
 started ahead of need on cores the pair is not timed on, so the next pair's imports
@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.ab.sources import CodeSource
+from harness.abtest.sources import CodeSource
 from harness.errors import HarnessError, UsageError
 from harness.execute.child import CaseOutput, describe_exit, enter, kill_group
 from harness.measure.devices import default_threads
@@ -495,7 +495,7 @@ def serve() -> None:
         import torch
 
         import harness
-        from harness.ab.sources import activate
+        from harness.abtest.sources import activate
         from harness.execute.workload import prepared
         from harness.measure import environment
         from harness.measure.timing import time_blocks, warm_up

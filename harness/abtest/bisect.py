@@ -1,6 +1,6 @@
 """``harness bisect``'s engine: which commit between a good and a bad one made a case slower.
 
-Every judgement is interleaved (:mod:`harness.ab.session`), so a shared machine's drift cannot
+Every judgement is interleaved (:mod:`harness.abtest.session`), so a shared machine's drift cannot
 pass for a regression. First the bad commit is timed against the good one; a slowdown
 that is not confirmed ends the bisection. Then the first-parent history between them is
 halved: each midpoint is timed in rounds of two pairs of processes, one against the
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.ab import pair, session, sources
-from harness.ab.pair import InterleaveError, Side, Spawner
+from harness.abtest import pair, session, sources
+from harness.abtest.pair import InterleaveError, Side, Spawner
 from harness.analysis import sequential
 from harness.errors import UsageError
 from harness.sweep.plan import Case
