@@ -131,14 +131,8 @@ def bench(
                 "use harness.run() for registered models"
             )
     spec = _spec_of(model, example_inputs, name)
-    portable = import_path(spec.constructor) is not None
+    portable = import_path(spec.constructor) is not None  # else make_executor refuses
     isolation = options.pop("isolation", None) or ("process" if portable else "none")
-    if isolation != "none" and not portable:
-        raise UsageError(
-            "harness.bench() can rebuild a model in a case's process only from a factory "
-            "defined in an importable module (not a module object, a lambda or __main__); "
-            "pass one, or isolation='none'"
-        )
     registry = Registry({spec.name: RegisteredModel(spec, BENCH_PLUGIN)}, {}, [])
     args = _parse(
         "run",

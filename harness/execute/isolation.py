@@ -311,7 +311,8 @@ def make_executor(
     specs = [to_portable(m.spec) for m in registry.models.values() if m.plugin == BENCH_PLUGIN]
     if None in specs:
         raise UsageError(
-            "a model given as an object cannot be rebuilt in a case's process; "
-            "give a factory defined in an importable module, or isolation='none'"
+            "harness.bench() can rebuild a model in a case's process only from a factory "
+            "defined in an importable module (not a module object, a lambda or __main__); "
+            "pass one, or isolation='none'"
         )
     return ProcessExecutor(plugins, disabled, timeout, memory_limit, specs)  # type: ignore[arg-type]
