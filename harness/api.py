@@ -11,8 +11,9 @@ measured. The frames are ``harness.store.frame``'s, one row per case.
 
 from __future__ import annotations
 
+import argparse
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,20 +251,44 @@ def ab(
     return pd.concat([judged, failed], ignore_index=True) if len(failed) else judged
 
 
-def load(*sources: str | Path) -> pd.DataFrame:
-    """The cases of results files, folders of them, or ``FILE#RUN`` for one run, as
-    ``harness compare`` and ``history`` read them."""
-    from harness.store.results import load_runs
+def load(
+    *sources: str | Path,
+    model: str | Sequence[str] = (),
+    suite: str | Sequence[str] = (),
+    kind: str | Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    commits: str | None = None,
+    where: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The cases of results files, folders of them, results stores, or ``SOURCE#RUN`` for
+    one run, as ``harness compare`` and ``history`` read them; the keywords are the
+    commands' filters (``--model``, ``--where dtype=bfloat16``...), which a store applies
+    where its data lies: ``harness.load("store/", model="lstm", since="2026-11-01")``."""
+    from harness.store.filters import Filters
+    from harness.store.sources import load_runs
 
     if not sources:
-        raise UsageError("harness.load() needs a results file, folder or FILE#RUN")
-    return load_runs(sources)
+        raise UsageError("harness.load() needs a results file, folder, store or SOURCE#RUN")
+
+    def names(value: str | Sequence[str]) -> list[str]:
+        return [value] if isinstance(value, str) else list(value)
+
+    options = {
+        k: names(v) if not isinstance(v, (int, str)) else [str(v)] for k, v in (where or {}).items()
+    }
+    filters = Filters.of_options(
+        argparse.Namespace(model=names(model), suite=names(suite), kind=names(kind),
+                           since=since, until=until, commits=commits,
+                           where=[(k, tuple(map(str, v))) for k, v in options.items()])
+    )  # fmt: skip
+    return load_runs(sources, filters)
 
 
 def _cases(source: Any) -> pd.DataFrame:
     import pandas as pd
 
-    from harness.store.results import load_selection
+    from harness.store.sources import load_selection
 
     return source if isinstance(source, pd.DataFrame) else load_selection(source)
 

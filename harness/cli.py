@@ -440,6 +440,57 @@ def _one_case_options(p: argparse.ArgumentParser) -> None:
             _axis_option(p, axis, axis.one)
 
 
+def _where(text: str) -> tuple[str, tuple[str, ...]]:
+    from harness.store.filters import FILTERABLE
+
+    key, sep, values = text.partition("=")
+    if not sep or key not in FILTERABLE or not _names(values):
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE[,VALUE] with KEY one of {', '.join(FILTERABLE)}, "
+            f"got {_shown(text)}"
+        )
+    return key, tuple(_names(values))
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    """Which cases of the runs to read: a store reads only those, files are filtered."""
+    group = p.add_argument_group("filters (a store reads only what they keep)")
+    group.add_argument(
+        "--model", action="extend", type=_names, default=[], metavar="A,B", help="only these models"
+    )
+    group.add_argument(
+        "--suite",
+        action="extend",
+        type=_names,
+        default=[],
+        metavar="A,B",
+        help="only cases of these suites",
+    )
+    group.add_argument(
+        "--kind",
+        action="extend",
+        type=_names,
+        default=[],
+        metavar="A,B",
+        help="only runs of these hardware kinds ('harness results STORE')",
+    )
+    group.add_argument("--since", metavar="DATE", help="only runs at or after this ISO date/time")
+    group.add_argument("--until", metavar="DATE", help="only runs at or before this ISO date/time")
+    group.add_argument(
+        "--commits",
+        metavar="A..B|C,D",
+        help="only runs of these commits: a git range here, or hashes/prefixes",
+    )
+    group.add_argument(
+        "--where",
+        action="append",
+        type=_where,
+        default=[],
+        metavar="KEY=VALUE",
+        help="only cases with this option, e.g. dtype=bfloat16 (repeatable)",
+    )
+
+
 def _out(p: argparse.ArgumentParser, what: str, **kwargs: Any) -> None:
     """``--out``, with the rule for missing folders in its help."""
     p.add_argument("--out", "-o", type=_out_path, help=f"{what} ({OUT_RULE})", **kwargs)
@@ -466,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "results",
-        help="list the runs in results files; 'results merge SHARD... -o OUT' joins shards",
+        help="list the runs in results files or a store; 'results merge SHARD... -o OUT' "
+        "joins shards; 'results ingest RUN... --store DIR' keeps runs in a columnar store",
         options=_results_options,
     )
     commands.add_parser(
@@ -678,9 +730,22 @@ def _results_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=[Path("results")],
         metavar="PATH",
-        help="results files or directories (default: results/)",
+        help="results files or directories, or a store (default: results/)",
     )
     _out(p, "merge: the merged file", metavar="PATH")
+    p.add_argument(
+        "--store", type=Path, metavar="DIR", help="ingest: the store folder (made if new)"
+    )
+    p.add_argument(
+        "--kind",
+        metavar="KIND",
+        help="ingest: the runs' hardware kind (default: the GPU, else CPU model)",
+    )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="ingest: make the store again from exactly these files",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _debug_only(p)
     p.set_defaults(func=cmd_results)
@@ -696,6 +761,7 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
         help="results file or directory, optionally FILE#RUN to pick one run",
     )
     p.add_argument("candidate", metavar="CANDIDATE", help="the same, for the new code or machine")
+    _filters(p)
     p.add_argument("--metric", choices=compare.METRICS, default="latency")
     p.add_argument(
         "--threshold",
@@ -812,8 +878,9 @@ def _runs_and_order(p: argparse.ArgumentParser) -> None:
         nargs="*",
         default=["results"],
         metavar="RUN",
-        help="results files or directories, or FILE#RUN for one run (default: results/)",
+        help="results files or directories, a store, or SOURCE#RUN for one run (default: results/)",
     )
+    _filters(p)
     p.add_argument(
         "--order",
         choices=history.ORDERS,

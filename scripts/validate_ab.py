@@ -2,6 +2,7 @@
 
     python scripts/validate_ab.py [--rounds 20] [--aa-rounds 34] [--one-percent-rounds 10]
                                   [--out DIR] [--threshold 0.02] [--time 120]
+                                  [--shard I/N]
     python scripts/validate_ab.py --analyse DIR
 
 A throwaway plugin package (``abval``, in a git repository under ``--out``) defines three
@@ -26,6 +27,10 @@ The same sessions are also judged by asv's rule (its own ``_is_result_better``, 
 1.1 and 1.02, on each side's pooled samples, as asv pools its processes) and by
 pytest-benchmark's ``--benchmark-compare-fail`` with ``min:5%`` and ``min:2%`` (its own
 parser), so every rule sees the same samples. Needs the dev extra.
+
+``--shard I/N`` runs every N-th round of the one shuffled schedule, starting at round I:
+N runners, each started under ``taskset -c CORE``, share the machine's cores and one
+``--out`` (each session's two processes are pinned to the runner's core).
 """
 
 from __future__ import annotations
@@ -120,17 +125,24 @@ def make_package(repo: Path) -> None:
     _git(repo, "checkout", "-q", "base")
 
 
-def measure(out: Path, rounds: Mapping[str, int], threshold: float, max_time: float) -> None:
+def measure(
+    out: Path,
+    rounds: Mapping[str, int],
+    threshold: float,
+    max_time: float,
+    shard: tuple[int, int] = (0, 1),
+) -> None:
     repo = out / "package"
     if not repo.exists():
         make_package(repo)
+    (out / "sessions").mkdir(exist_ok=True)  # ab makes only a folder's last part elsewhere
     schedule = [kind for kind, count in rounds.items() for _ in range(count)]
     random.Random(0).shuffle(schedule)
     started = time.monotonic()
     for index, kind in enumerate(schedule):
         name = f"{index:03d}-{kind}"
-        if (out / "json" / f"{name}.json").exists():
-            continue  # measured before this run was interrupted
+        if index % shard[1] != shard[0] or (out / "json" / f"{name}.json").exists():
+            continue  # another runner's round, or measured before an interruption
         cases = []
         for model in MODELS:  # one command a model: each is judged on its own (no BH)
             done = subprocess.run(
@@ -244,6 +256,13 @@ def analyse(out: Path) -> dict[str, Any]:
     return summary
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: give I/N with 0 <= I < N, e.g. 0/2")
+    return int(index), int(count)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="rounds of the 2 %% slowdown")
@@ -253,6 +272,9 @@ def main() -> None:
     parser.add_argument("--time", type=float, default=120.0, help="harness ab --time")
     parser.add_argument("--out", type=Path, default=Path("results/validation/ab"))
     parser.add_argument("--analyse", type=Path, metavar="DIR", help="judge recorded rounds")
+    parser.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="I/N", help="run rounds I, I+N, ..."
+    )
     args = parser.parse_args()
     out = args.analyse or args.out
     if not args.analyse:
@@ -262,6 +284,7 @@ def main() -> None:
             {"2pct": args.rounds, "aa": args.aa_rounds, "1pct": args.one_percent_rounds},
             args.threshold,
             args.time,
+            args.shard,
         )
     summary = analyse(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -11,7 +11,7 @@ import pytest
 
 from harness.analysis import compare, significance
 from harness.cli import main
-from harness.measure.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
+from harness.measure.stats import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 from harness.store.record import CaseRecord, RunHeader
 from harness.store.results import ResultsWriter, iter_records, list_runs, load
 

@@ -15,7 +15,7 @@ import pytest
 
 from harness.analysis import history, significance
 from harness.cli import main
-from harness.store.results import load_runs
+from harness.store.sources import load_runs
 from tests.conftest import write_series
 
 REGRESSED = ("mlp", 8, "float32", "none")

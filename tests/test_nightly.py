@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.store.columnar import Store
 from tests.conftest import ROOT, asv_config, chain_package
 from tests.conftest import git as _git
 
@@ -41,7 +42,10 @@ def first_night(tmp_path_factory, work_plugin_env):
         "HARNESS_TRACKED_SUITES": "smoke",
         "GITHUB_STEP_SUMMARY": str(out / "step_summary.md"),
     }
-    return night(env, out / "nightly", "--baseline", str(out / "none.jsonl")), out
+    store = out / "store"
+    return night(
+        env, out / "nightly", "--baseline", str(out / "none.jsonl"), "--store", str(store)
+    ), out
 
 
 @pytest.mark.slow
@@ -59,6 +63,9 @@ def test_the_first_night_of_smoke_has_no_baseline_and_passes(first_night, regist
     summary = (out / "nightly/summary.md").read_text()
     assert "No previous nightly results" in summary
     assert (out / "step_summary.md").read_text() == summary
+    stored = Store.open(out / "store").load(summary=True)  # the night, ingested
+    assert sorted(stored["model"]) == sorted(c["model"] for c in cases)
+    assert f"-m harness report {out / 'store'} --since" in done.stdout  # drawn from the store
 
 
 @pytest.mark.slow

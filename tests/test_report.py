@@ -14,7 +14,8 @@ import pytest
 from harness.analysis import report
 from harness.cli import main
 from harness.store.record import CaseRecord, RunHeader
-from harness.store.results import ResultsWriter, load_runs
+from harness.store.results import ResultsWriter
+from harness.store.sources import load_runs
 from tests.conftest import series_record, write_series
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -154,8 +154,8 @@ class History:
     series: tuple[Series, ...]
     steps: tuple[Step, ...]
 
-    def steps_of(self, key: CaseKey) -> list[Step]:
-        return [s for s in self.steps if s.key == key]
+    def steps_of(self, series: Series) -> list[Step]:
+        return [s for s in self.steps if s.case == series.label]
 
 
 # ---- segmentation -------------------------------------------------------------------
@@ -180,9 +180,18 @@ def _side_medians(z: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     padded = np.concatenate([np.full(width, np.nan), z, np.full(width, np.nan)])
     windows = np.lib.stride_tricks.sliding_window_view(padded, width)
     before, after = np.full(n, np.nan), np.full(n, np.nan)
-    before[1:] = np.nanmedian(windows[1:n], axis=1)
-    after[:-1] = np.nanmedian(windows[width + 1 : width + n], axis=1)
+    before[1:] = _row_medians(windows[1:n])
+    after[:-1] = _row_medians(windows[width + 1 : width + n])
     return before, after
+
+
+def _row_medians(windows: np.ndarray) -> np.ndarray:
+    """``nanmedian`` by rows, its slow path only for the rows at the ends that hold NaN."""
+    medians = np.median(windows, axis=1)
+    edges = np.isnan(medians)
+    if edges.any():
+        medians[edges] = [np.median(row[~np.isnan(row)]) for row in windows[edges]]
+    return medians
 
 
 Sums = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -202,10 +211,13 @@ def _count(sums: Sums, start: Any, stop: Any) -> Any:
 
 def _squares(sums: Sums, start: Any, stop: Any) -> Any:
     """Sum of squared deviations from their mean of the kept values of ``y[start:stop]``
-    (either may be an array of indices)."""
+    (either may be an array of indices); of several series' sums (2-D, a row each), for
+    one ``stop`` and an array of starts, a row each."""
     s0, s1, s2 = sums
-    return (s2[stop] - s2[start]) - (s1[stop] - s1[start]) ** 2 / np.maximum(
-        s0[stop] - s0[start], 1
+    if s0.ndim == 2:
+        stop = [stop]
+    return (s2[..., stop] - s2[..., start]) - (s1[..., stop] - s1[..., start]) ** 2 / np.maximum(
+        s0[..., stop] - s0[..., start], 1
     )
 
 
@@ -218,24 +230,42 @@ def segment(
     """Start indices of the segments after the first in the least-squares optimal
     piecewise-constant fit of ``y`` (its ``kept`` values) with ``penalty`` per change
     (exact, O(n^2)); a segment spans at least ``min_size`` values."""
-    n = len(y)
-    if n < 2 * min_size:
-        return []
-    sums = _prefix_sums(y, kept)
-    best = np.full(n + 1, math.inf)
-    best[0] = -penalty
-    start_of = np.zeros(n + 1, dtype=int)
-    for end in range(min_size, n + 1):
-        starts = np.arange(0, end - min_size + 1)
-        total = best[starts] + _squares(sums, starts, end) + penalty
-        i = int(np.argmin(total))
-        best[end], start_of[end] = total[i], starts[i]
-    cuts, end = [], n
-    while end > 0:
-        end = int(start_of[end])
-        if end > 0:
-            cuts.append(end)
-    return sorted(cuts)
+    return segment_many([(y, kept)], [penalty], min_size)[0]
+
+
+def segment_many(
+    series: Sequence[tuple[Sequence[float], Sequence[bool] | None]],
+    penalties: Sequence[float],
+    min_size: int = MIN_SEGMENT,
+) -> list[list[int]]:
+    """``segment`` of each ``(y, kept)`` with its penalty: series of one length share
+    each step of the dynamic programme (the same arithmetic, element by element, so the
+    same cuts), which a year of a fleet's cases needs (thousands of series of 365)."""
+    found: list[list[int]] = [[] for _ in series]
+    by_length: dict[int, list[int]] = {}
+    for index, (y, _) in enumerate(series):
+        if len(y) >= 2 * min_size:
+            by_length.setdefault(len(y), []).append(index)
+    for n, members in by_length.items():
+        sums = [np.stack(parts) for parts in zip(*(_prefix_sums(*series[i]) for i in members))]
+        penalty = np.asarray([penalties[i] for i in members])[:, None]
+        rows = np.arange(len(members))
+        best = np.full((len(members), n + 1), math.inf)
+        best[:, 0] = -penalty[:, 0]
+        start_of = np.zeros((len(members), n + 1), dtype=int)
+        for end in range(min_size, n + 1):
+            starts = np.arange(0, end - min_size + 1)
+            total = best[:, starts] + _squares(sums, starts, end) + penalty
+            chosen = np.argmin(total, axis=1)
+            best[:, end], start_of[:, end] = total[rows, chosen], starts[chosen]
+        for row, index in enumerate(members):
+            cuts, end = [], n
+            while end > 0:
+                end = int(start_of[row, end])
+                if end > 0:
+                    cuts.append(end)
+            found[index] = sorted(cuts)
+    return found
 
 
 def locate(
@@ -377,7 +407,7 @@ def detect(
     against the merged segments."""
     worse_above = metric != "throughput"
     standard = [standardised(s.values) for s in series]
-    candidates = [segment(z, PENALTY * math.log(len(z)), kept=kept) for z, kept in standard]
+    candidates = segment_many(standard, [PENALTY * math.log(len(z)) for z, _ in standard])
     while True:
         cuts = [locate(z, c, kept=kept) for (z, kept), c in zip(standard, candidates)]
         changes = [
@@ -492,25 +522,111 @@ def order_runs(runs: Sequence[Run], order: str = "time") -> list[Run]:
     return sorted(by_time, key=lambda r: positions[r.commit])
 
 
+_IDENTITY = (
+    "model",
+    "batch_size",
+    "device",
+    "dtype",
+    "precision",
+    "compile_mode",
+    "backend",
+    "mode",
+)
+_VALUE = {"latency": "latency.median", "throughput": "throughput"}
+
+
 def build_series(frame: pd.DataFrame, runs: Sequence[Run], metric: str = "latency") -> list[Series]:
-    """One series per case, one point per run in ``runs`` order that has it (status ok);
-    a point pools the run's repeats of the case."""
-    by_run = {key: group for key, group in frame.groupby(["file", "run_id"], sort=False)}
-    points: dict[CaseKey, list[Point]] = {}
-    for run in runs:
-        for key, rows in compare.latest_cases(by_run[run.key]).items():
-            samples = [s for s in (compare.metric_samples(r, metric) for r in rows) if s]
-            value = compare.metric_value(rows, metric)
-            if samples and value:
-                per = (
-                    per_label((r.get("latency.per"), r.get("latency.block_size")) for r in rows)
-                    if metric == "latency"
-                    else ""
-                )
-                points.setdefault(key, []).append(
-                    Point(run, value, tuple(tuple(s) for s in samples), per)
-                )
-    return [Series(key, key.label, tuple(p)) for key, p in points.items()]
+    """One series per case, one point per run in ``runs`` order that has it (status ok,
+    with samples and a value); a point pools the run's repeats of the case (the median of
+    their values), as ``compare.latest_cases`` and ``compare.metric_value`` read a run.
+    Runs of several hardware kinds (a store's ``kind`` column) give each kind its own
+    series, labelled ``[KIND] case``.
+
+    A store's summary frame has no samples (``latency.sample_count`` says how many there
+    were): its points carry none, and history's judgement, which reads the runs'
+    medians, is the same. Grouped by columns, not row by row: a year of a fleet's nights
+    is a million rows."""
+    ok = frame[frame["status"] == "ok"]
+    if ok.empty:
+        return []
+    position = {run.key: i for i, run in enumerate(runs)}
+    run_codes = ok.groupby(["file", "run_id"], sort=False).ngroup()
+    firsts = ok.loc[run_codes.drop_duplicates().index, ["file", "run_id"]]
+    at = run_codes.map(dict(enumerate(position.get(k) for k in firsts.itertuples(index=False))))
+    kinds = ok["kind"].dropna().unique() if "kind" in ok.columns else ()
+    dims = sorted(c for c in ok.columns if c.startswith("dims."))  # dims, by column
+    identity = ok.reindex(columns=[*_IDENTITY, *dims]).assign(
+        batch_size=ok["batch_size"].fillna(-1),
+        kind=ok["kind"].fillna("") if len(kinds) > 1 else "",
+    )
+    codes = identity.groupby([*_IDENTITY, *dims, "kind"], sort=False, dropna=False).ngroup()
+    keys: dict[tuple[str, CaseKey], int] = {}  # raw columns CaseKey.make folds together
+    canonical = {}
+    firsts = codes.drop_duplicates()
+    for code, index in zip(firsts, firsts.index):
+        key = (identity.at[index, "kind"], CaseKey.of_record(ok.loc[index], measured=True))
+        canonical[code] = keys.setdefault(key, len(keys))
+    if "latency.samples" in ok.columns:
+        sampled = ok["latency.samples"].map(lambda v: isinstance(v, list) and len(v) >= 2)
+    else:
+        sampled = ok.get("latency.sample_count", pd.Series(0, index=ok.index)).fillna(0) >= 2
+    if metric == "latency":  # what one sample is, from the few distinct (per, block) pairs
+        pairs = ok.reindex(columns=["latency.per", "latency.block_size"]).astype(object)
+        pair_codes = pairs.groupby(list(pairs.columns), sort=False, dropna=False).ngroup()
+        first_pairs = pair_codes.drop_duplicates()
+        labels = {
+            code: per_label([tuple(pairs.loc[index])])
+            for code, index in zip(first_pairs, first_pairs.index)
+        }
+        unit = pair_codes.map(labels)
+    else:
+        unit = pd.Series("", index=ok.index)
+    table = pd.DataFrame(
+        {
+            "run": at,
+            "key": codes.map(canonical),
+            "value": pd.to_numeric(ok[_VALUE[metric]], errors="coerce"),
+            "sampled": sampled,
+            "unit": unit,
+        }
+    ).dropna(subset=["run"])
+    grouped = table.groupby(["key", "run"], sort=True)
+    points_of = grouped.agg(
+        value=("value", "median"),
+        sampled=("sampled", "sum"),
+        unit=("unit", "first"),
+        units=("unit", "nunique"),
+    )
+    kept = points_of[
+        (points_of["sampled"] > 0) & points_of["value"].notna() & (points_of["value"] != 0)
+    ]
+    with_samples = "latency.samples" in ok.columns
+    indices = grouped.indices if with_samples or (kept["units"] > 1).any() else {}
+    if with_samples:  # plain lists, read by position: a frame row each is too slow
+        lean = [
+            {"latency.samples": s, "batch_size": b}
+            for s, b in zip(ok["latency.samples"].tolist(), ok["batch_size"].tolist())
+        ]
+    ordered = [(kind, key) for (kind, key), _ in sorted(keys.items(), key=lambda item: item[1])]
+    series: dict[int, list[Point]] = {}
+    for key, run, value, _, per, units in kept.reset_index().itertuples(index=False):
+        if units > 1:  # repeats measured with different blocks
+            rows = ok.iloc[indices[(key, run)]]
+            per = per_label(zip(rows["latency.per"], rows["latency.block_size"]))
+        samples: tuple[tuple[float, ...], ...] = ()
+        if with_samples:
+            found = (compare.metric_samples(lean[i], metric) for i in indices[(key, run)])
+            samples = tuple(tuple(s) for s in found if s)
+        series.setdefault(int(key), []).append(Point(runs[int(run)], float(value), samples, per))
+    return [
+        Series(
+            ordered[key][1],
+            f"[{kind}] {ordered[key][1].label}" if kind else ordered[key][1].label,
+            tuple(p),
+        )
+        for key, p in series.items()
+        for kind in (ordered[key][0],)
+    ]
 
 
 def history(

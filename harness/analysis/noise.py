@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.significance import MIN_REPEATS
-from harness.measure.timing import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
+from harness.measure.stats import HEARTBEAT_BLOCKS, HEARTBEAT_PRODUCTS
 from harness.store.results import environment_of
 
 # Machine noise: 1.4826 MAD of a run's log heartbeats estimates their sd; with fewer than

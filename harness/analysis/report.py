@@ -23,8 +23,7 @@ import pandas as pd
 import harness
 from harness.analysis import compare, history, significance, svg
 from harness.errors import CompareError, ReportError
-from harness.measure.memory import format_bytes
-from harness.measure.stats import format_rate, format_seconds, per_label
+from harness.measure.stats import format_bytes, format_rate, format_seconds, per_label
 from harness.store.results import environment_of
 from harness.sweep.identity import CaseKey
 
@@ -638,19 +637,18 @@ def comparison_section(
 
 def history_section(found: history.History, culprits: Sequence[Culprit] = ()) -> str:
     runs = list(found.runs)
-    by_case = sorted(found.series, key=lambda s: (not found.steps_of(s.key), s.label))
+    by_case = sorted(found.series, key=lambda s: (not found.steps_of(s), s.label))
     figures = [
         _figure(
             history_chart(
                 s,
-                found.steps_of(s.key),
+                found.steps_of(s),
                 runs,
                 found.order,
                 s.label,
                 [c for c in culprits if c.identity == _identity(s.key)],
             ),
-            s.label
-            + "".join(f" · {st.verdict} {st.ratio - 1:+.1%}" for st in found.steps_of(s.key)),
+            s.label + "".join(f" · {st.verdict} {st.ratio - 1:+.1%}" for st in found.steps_of(s)),
             [s.label],
         )
         for s in by_case

@@ -6,11 +6,16 @@ with the tables it prints: ``catalogue`` (list, check), ``run``, ``profile``, ``
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from harness.models.registry import Registry, load_registry
+if TYPE_CHECKING:
+    from harness.models.registry import Registry
 
 
 def registry_of(args: argparse.Namespace) -> Registry:
     """The models and suites of the installed plugins plus ``--plugin``, less
-    ``--disable-plugin``."""
+    ``--disable-plugin``. Imported here, not above: the commands that read results
+    (history, report, compare) then start without torch."""
+    from harness.models.registry import load_registry
+
     return load_registry(args.plugin, args.disable_plugin)

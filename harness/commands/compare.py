@@ -19,15 +19,17 @@ from harness.analysis import compare, sequential, significance
 from harness.analysis.compare import SettingDifference
 from harness.analysis.noise import MachineNoise, different_machines
 from harness.analysis.sequential import ALPHA as SEQUENTIAL_ALPHA
-from harness.errors import UsageError
-from harness.measure.memory import format_bytes
-from harness.measure.stats import format_seconds
+from harness.errors import ResultsError, UsageError
+from harness.measure.stats import format_bytes, format_seconds
+from harness.store.columnar import Ingested, Store, is_store
+from harness.store.filters import Filters
 from harness.store.results import (
     environment_of,
     list_runs,
-    load_selection,
     merge_runs,
+    result_files,
 )
+from harness.store.sources import load_selection
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -42,7 +44,12 @@ def cmd_results(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
         return 0
-    runs = list_runs(args.paths)
+    if args.paths and args.paths[0] == Path("ingest"):
+        return ingest(args.paths[1:], args.store, args.kind, args.rebuild)
+    if len(args.paths) == 1 and is_store(args.paths[0]):
+        runs = Store.open(args.paths[0]).run_summaries()
+    else:
+        runs = list_runs(args.paths)
     if args.json:
         print(json.dumps(runs, indent=2))
     else:
@@ -50,10 +57,58 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def ingest(paths: Sequence[Path], store: Path | None, kind: str | None, rebuild: bool) -> int:
+    """``results ingest``: each file's runs stored whole; a damaged file is refused (one
+    line) and the others go on; exit 1 if any was refused."""
+    if not paths or store is None:
+        raise UsageError(
+            "usage: harness results ingest RUN.jsonl... --store DIR [--kind K] [--rebuild]"
+        )
+    target = Store.open(store, create=True)
+    files = result_files(paths)
+    done: list[Ingested] = []
+    refused: list[str] = []
+    with console.Progress(len(files), quiet=len(files) < 2) as progress:
+
+        def told(path: Path, items: list[Ingested]) -> None:
+            progress.finish(", ".join(f"{i.action} {i.cases} cases" for i in items) or "no runs")
+
+        if rebuild:  # every file checked first, then ingested one by one
+            position = {path: i for i, path in enumerate(files)}
+
+            def each(path: Path, items: list[Ingested]) -> None:
+                progress.start(position[path], path.name)
+                told(path, items)
+
+            done = target.rebuild(files, kind, each=each)
+        else:
+            for index, path in enumerate(files):
+                progress.start(index, path.name)
+                try:
+                    items = target.ingest(path, kind)
+                except ResultsError as exc:
+                    refused.append(str(exc))
+                    progress.finish("refused")
+                    console.stderr.print(f"harness results ingest: {exc}", soft_wrap=True)
+                    continue
+                done += items
+                told(path, items)
+    actions = {a: sum(d.action == a for d in done) for a in ("stored", "replaced", "unchanged")}
+    summary = ", ".join(f"{n} {a}" for a, n in actions.items() if n) or "no runs"
+    console.stdout.print(
+        f"{store}: {summary} ({sum(d.cases for d in done)} cases"
+        + (f"; kinds: {', '.join(sorted({d.kind for d in done}))}" if done else "")
+        + (f"; {len(refused)} file{'s' if len(refused) != 1 else ''} refused" if refused else "")
+        + ")",
+        soft_wrap=True,
+    )
+    return 1 if refused else 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     return print_comparison(
-        load_selection(args.baseline),
-        load_selection(args.candidate),
+        load_selection(args.baseline, Filters.of_options(args)),
+        load_selection(args.candidate, Filters.of_options(args)),
         [args.baseline, args.candidate],
         args.metric,
         args.threshold,

@@ -9,14 +9,11 @@ import sys
 from pathlib import Path
 
 from harness import console
-from harness.bridges.asv_import import load_asv_runs
 from harness.bridges.export import to_pytest_benchmark
 from harness.commands import registry_of
 from harness.errors import UsageError
-from harness.store.results import (
-    ResultsWriter,
-    load_selection,
-)
+from harness.store.results import ResultsWriter
+from harness.store.sources import load_selection
 
 
 def make_folder(out: Path) -> None:
@@ -31,6 +28,8 @@ def make_folder(out: Path) -> None:
 
 
 def cmd_import_asv(args: argparse.Namespace) -> int:
+    from harness.bridges.asv_import import load_asv_runs  # needs torch: not for history
+
     runs = load_asv_runs(args.directory, registry_of(args), args.commit, args.machine)
     for run in runs:
         header = dataclasses.replace(run.header, command=("harness", *sys.argv[1:]))

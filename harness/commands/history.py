@@ -17,13 +17,17 @@ from harness.analysis.history import History
 from harness.commands.compare import VERDICT_STYLE, metric_value
 from harness.commands.files import make_folder
 from harness.errors import UsageError
-from harness.store.results import (
-    load_runs,
-)
+from harness.store.filters import Filters
+from harness.store.sources import load_runs
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    found = history.history(load_runs(args.runs), args.metric, args.threshold, args.order)
+    found = history.history(
+        load_runs(args.runs, Filters.of_options(args), summary=True),
+        args.metric,
+        args.threshold,
+        args.order,
+    )
     counts = history.summary(found)
     if args.json:
         print(json.dumps(history.as_mapping(found), indent=2, default=str))
@@ -44,7 +48,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     culprits = report.culprits_of(
         _json_document(path, "harness bisect --json") for path in args.bisect
     )
-    html = report.render(load_runs(args.runs), args.title, args.order, args.threshold, culprits)
+    html = report.render(
+        load_runs(args.runs, Filters.of_options(args)),
+        args.title,
+        args.order,
+        args.threshold,
+        culprits,
+    )
     make_folder(args.out)
     console.stdout.print(f"report: {report.write(html, args.out)}", soft_wrap=True)
     return 0

@@ -17,8 +17,7 @@ from harness.commands import registry_of
 from harness.errors import HarnessError, UsageError
 from harness.execute import profile
 from harness.execute.profile import ProfileResult
-from harness.measure.memory import format_bytes
-from harness.measure.stats import format_seconds
+from harness.measure.stats import format_bytes, format_seconds
 from harness.models.registry import Registry
 from harness.sweep.plan import Case, Request, build_plan
 

@@ -28,8 +28,7 @@ from harness.execute.isolation import make_executor
 from harness.execute.ray_executor import NodeKind
 from harness.execute.runner import Executor, Runner, calibrate_peaks
 from harness.measure import environment
-from harness.measure.memory import format_bytes
-from harness.measure.stats import format_rate, format_seconds, per_label
+from harness.measure.stats import format_bytes, format_rate, format_seconds, per_label
 from harness.models.registry import Registry, plugin_selection
 from harness.store.record import CaseRecord, RunHeader
 from harness.store.results import (
@@ -37,9 +36,8 @@ from harness.store.results import (
     default_path,
     last_run,
     load,
-    load_runs,
-    load_selection,
 )
+from harness.store.sources import load_runs, load_selection
 from harness.sweep.plan import Case, Plan, Request, build_plan
 
 # run options that --resume refuses: the resumed run's own request decides them

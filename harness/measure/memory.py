@@ -199,12 +199,3 @@ class PeakMemory:
             self.result["cuda_max_reserved_total_bytes"] = torch.cuda.max_memory_reserved(
                 self.device
             )
-
-
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} B"

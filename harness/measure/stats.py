@@ -13,6 +13,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# The heartbeat (timing.heartbeat; here, for analyses that load no torch): blocks of
+# float32 128 x 128 matrix products, ~4 ms a block on one core
+# of this VM (about 100 GFLOP/s), five blocks: ~25 ms, twice a case. Its operands
+# (3 x 64 KiB) stay in the cache and are written in place, so it measures the
+# machine's speed, not the allocator's or memory placement's.
+HEARTBEAT_SIZE = 128
+HEARTBEAT_PRODUCTS = 96  # per block
+HEARTBEAT_BLOCKS = 5
+
+
 CI_LEVEL = 0.95
 _EXACT_BINOMIAL_LIMIT = 1000
 
@@ -235,3 +245,12 @@ def format_rate(per_second: float) -> str:
         if per_second >= scale:
             return f"{per_second / scale:.3g}{unit}/s"
     return f"{per_second:.3g}/s"
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"

@@ -25,17 +25,16 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.measure.devices import synchronize
-from harness.measure.stats import LatencyStats, timed_per
+from harness.measure.stats import (
+    HEARTBEAT_BLOCKS,
+    HEARTBEAT_PRODUCTS,
+    HEARTBEAT_SIZE,
+    LatencyStats,
+    timed_per,
+)
 
 OVERHEAD_FRACTION = 1e-3
 STEADY_TOLERANCE = 0.05  # warm-up goes on while calls still get 5 % faster
-# The heartbeat: blocks of float32 128 x 128 matrix products, ~4 ms a block on one core
-# of this VM (about 100 GFLOP/s), five blocks: ~25 ms, twice a case. Its operands
-# (3 x 64 KiB) stay in the cache and are written in place, so it measures the
-# machine's speed, not the allocator's or memory placement's.
-HEARTBEAT_SIZE = 128
-HEARTBEAT_PRODUCTS = 96  # per block
-HEARTBEAT_BLOCKS = 5
 
 
 class _Clock:

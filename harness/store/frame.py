@@ -19,7 +19,13 @@ runs as this frame (``results.load``); the console and the runner read the
   ``environment.*`` for a case measured in an environment of its own;
 * the run's environment as ``env.*`` (``env.hostname``, ``env.git.commit``,
   ``env.environment_variables`` whole) and its measurement settings as ``settings.*``;
-* keys a later harness wrote that this one does not know, flattened the same way.
+* keys a later harness wrote that this one does not know, flattened the same way;
+* from a results store (``harness.store.columnar``): ``kind``, the run's hardware kind.
+  Its summary frame (``Store.load(summary=True)``, what ``history`` reads) has only the
+  identity columns, ``status``, ``suite``, ``plugin``, ``latency.median``,
+  ``latency.per``, ``latency.block_size``, ``throughput``, the ``env.time``,
+  ``env.git.*`` and ``env.hostname`` of the run, ``dims`` and ``dims.*``, and
+  ``latency.sample_count`` in place of the samples.
 """
 
 from __future__ import annotations

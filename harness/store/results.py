@@ -127,7 +127,7 @@ class ResultsWriter:
         self.close()
 
 
-def _files(source: str | Path | Iterable[str | Path]) -> list[Path]:
+def result_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     files: list[Path] = []
     for item in map(Path, sources):
@@ -258,7 +258,7 @@ def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """The cases of result files or directories of them, one row each, with their runs'
     environment and settings: the frame ``harness.store.frame`` documents."""
     cases: list[tuple[str, Mapping[str, Any], CaseRecord]] = []
-    for path in _files(source):
+    for path in result_files(source):
         runs: dict[str | None, dict[str, Any]] = {}
         for record in iter_records(path):
             if isinstance(record, RunHeader):
@@ -268,28 +268,10 @@ def load(source: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     return frame.frame(cases)
 
 
-def load_selection(selection: str | Path) -> pd.DataFrame:
-    """``PATH`` or ``PATH#RUN``: a file or directory, optionally one run (an id prefix)."""
-    path, _, run = str(selection).partition("#")
-    cases = load(path)
-    if run:
-        ids = sorted({i for i in cases.get("run_id", []) if str(i).startswith(run)})
-        if len(ids) != 1:
-            found = "no run" if not ids else f"{len(ids)} runs ({', '.join(ids)})"
-            raise ResultsError(
-                f"{found} in {path} has an id starting with {run!r}; "
-                "'harness results' lists the run ids"
-            )
-        cases = cases[cases["run_id"] == ids[0]]
-    if cases.empty:
-        raise ResultsError(f"{selection} holds no case records")
-    return cases.reset_index(drop=True)
-
-
 def list_runs(source: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
     """One summary per run (a resumed run is one run), oldest first."""
     runs: dict[tuple[str, Any], dict[str, Any]] = {}
-    for path in _files(source):
+    for path in result_files(source):
         for record in iter_records(path):
             key = (str(path), record.run_id)
             if isinstance(record, RunHeader):
@@ -386,15 +368,3 @@ def merge_runs(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
                     )
                 )
     return {"out": str(out), "runs": len(runs), "cases": len(seen), "missing_shards": missing}
-
-
-def load_runs(selections: Iterable[str | Path]) -> pd.DataFrame:
-    """Cases of every run of ``selections`` (each as ``load_selection`` takes it), each
-    run once however often it is named."""
-    frames, seen = [], set()
-    for selection in selections:
-        frame = load_selection(selection)
-        runs = list(zip(frame["file"], frame["run_id"]))
-        frames.append(frame[[run not in seen for run in runs]])
-        seen.update(runs)
-    return pd.concat(frames, ignore_index=True)
