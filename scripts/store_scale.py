@@ -2,7 +2,7 @@
 
     python scripts/store_scale.py generate [--kinds 5] [--cases 500] [--nights 365]
                                            [--samples 30] [--out DIR]
-    python scripts/store_scale.py ingest [--out DIR]
+    python scripts/store_scale.py ingest [--out DIR] [--store OTHER --kinds K --nights N]
     python scripts/store_scale.py measure [--out DIR] [--limit S] [--json PATH]
 
 **generate** writes ``DIR/jsonl/KIND/NIGHT.jsonl``: for each of ``--kinds`` hardware kinds
@@ -153,15 +153,18 @@ def generate(args: argparse.Namespace) -> None:
 
 
 def ingest(args: argparse.Namespace) -> None:
-    store = Store.open(args.out / "store", create=True)
+    """Every night into ``DIR/store``, or with ``--store`` the first ``--nights`` of
+    ``--kinds`` kinds into another (the time a night takes, on its own)."""
+    store = Store.open(args.store or args.out / "store", create=True)
     times = []
-    for folder in sorted((args.out / "jsonl").iterdir()):
-        for path in sorted(folder.glob("*.jsonl")):
+    for folder in sorted((args.out / "jsonl").iterdir())[: args.kinds]:
+        for path in sorted(folder.glob("*.jsonl"))[: args.nights]:
             started = time.perf_counter()
             store.ingest(path, kind=folder.name)  # as a fleet names its kinds
             times.append(time.perf_counter() - started)
         print(f"{folder.name}: ingested ({len(times)} nights so far)", flush=True)
-    (args.out / "ingest.json").write_text(json.dumps({"seconds": times}))
+    if not args.store:
+        (args.out / "ingest.json").write_text(json.dumps({"seconds": times}))
     print(_spread("ingest a night", times))
 
 
@@ -299,6 +302,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=float, default=900, help="seconds a command may take")
     parser.add_argument("--json", type=Path, help="write the measurements here")
+    parser.add_argument("--store", type=Path, help="ingest: into this store instead")
     args = parser.parse_args()
     if args.what == "generate":
         generate(args)

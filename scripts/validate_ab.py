@@ -2,7 +2,7 @@
 
     python scripts/validate_ab.py [--rounds 20] [--aa-rounds 34] [--one-percent-rounds 10]
                                   [--out DIR] [--threshold 0.02] [--time 120]
-                                  [--shard I/N]
+                                  [--shard I/N] [--from-end]
     python scripts/validate_ab.py --analyse DIR
 
 A throwaway plugin package (``abval``, in a git repository under ``--out``) defines three
@@ -30,13 +30,16 @@ parser), so every rule sees the same samples. Needs the dev extra.
 
 ``--shard I/N`` runs every N-th round of the one shuffled schedule, starting at round I:
 N runners, each started under ``taskset -c CORE``, share the machine's cores and one
-``--out`` (each session's two processes are pinned to the runner's core).
+``--out`` (each session's two processes are pinned to the runner's core); a runner with
+``--from-end`` takes its rounds last first, so two runners of one shard meet midway
+(each round is claimed by the runner that starts it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -131,49 +134,30 @@ def measure(
     threshold: float,
     max_time: float,
     shard: tuple[int, int] = (0, 1),
+    from_end: bool = False,
 ) -> None:
     repo = out / "package"
     if not repo.exists():
         make_package(repo)
     (out / "sessions").mkdir(exist_ok=True)  # ab makes only a folder's last part elsewhere
+    (out / "json").mkdir(exist_ok=True)
     schedule = [kind for kind, count in rounds.items() for _ in range(count)]
     random.Random(0).shuffle(schedule)
     started = time.monotonic()
-    for index, kind in enumerate(schedule):
+    order = list(enumerate(schedule))
+    for index, kind in reversed(order) if from_end else order:
         name = f"{index:03d}-{kind}"
         if index % shard[1] != shard[0] or (out / "json" / f"{name}.json").exists():
             continue  # another runner's round, or measured before an interruption
-        cases = []
-        for model in MODELS:  # one command a model: each is judged on its own (no BH)
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "harness.cli",
-                    "ab",
-                    "-m",
-                    model,
-                    "--baseline",
-                    "base",
-                    "--candidate",
-                    KINDS[kind],
-                    "--threshold",
-                    str(threshold),
-                    "--time",
-                    str(max_time),
-                    "--out",
-                    str(out / "sessions" / name),
-                    "--json",
-                    "-q",
-                ],
-                cwd=repo,
-                capture_output=True,
-                text=True,
-            )
-            if not done.stdout.startswith("{"):
-                raise SystemExit(f"{name}: harness ab failed ({done.returncode}): {done.stderr}")
-            cases += json.loads(done.stdout)["cases"]
-        (out / "json").mkdir(exist_ok=True)
+        claim = out / "json" / f".{name}.claim"  # two runners of one shard meet midway
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
+        try:
+            cases = _round(repo, out / "sessions" / name, kind, threshold, max_time)
+        finally:
+            claim.unlink()
         (out / "json" / f"{name}.json").write_text(json.dumps({"cases": cases}, indent=2))
         verdicts = ", ".join(f"{c['model']} {c['verdict']} {c['time_s']:.0f} s" for c in cases)
         print(
@@ -181,6 +165,29 @@ def measure(
             f"({(time.monotonic() - started) / 60:.0f} min)",
             flush=True,
         )
+
+
+def _round(
+    repo: Path, sessions: Path, kind: str, threshold: float, max_time: float
+) -> list[dict[str, Any]]:
+    """One round: ``harness ab`` inside the package's checkout, once for each model (each
+    judged on its own: no Benjamini-Hochberg across them)."""
+    cases = []
+    for model in MODELS:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "ab", "-m", model, "--baseline", "base",
+             "--candidate", KINDS[kind], "--threshold", str(threshold), "--time",
+             str(max_time), "--out", str(sessions), "--json", "-q"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        if not done.stdout.startswith("{"):
+            raise SystemExit(
+                f"{sessions.name}: harness ab failed ({done.returncode}): {done.stderr}"
+            )
+        cases += json.loads(done.stdout)["cases"]
+    return cases
 
 
 def analyse(out: Path) -> dict[str, Any]:
@@ -275,6 +282,9 @@ def main() -> None:
     parser.add_argument(
         "--shard", type=_shard, default=(0, 1), metavar="I/N", help="run rounds I, I+N, ..."
     )
+    parser.add_argument(
+        "--from-end", action="store_true", help="take the rounds last first (a second runner)"
+    )
     args = parser.parse_args()
     out = args.analyse or args.out
     if not args.analyse:
@@ -285,6 +295,7 @@ def main() -> None:
             args.threshold,
             args.time,
             args.shard,
+            args.from_end,
         )
     summary = analyse(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -190,6 +190,9 @@ def test_filters_keep_the_same_cases_from_a_store_as_from_files(tmp_path):
         assert len(stored) and len(stored) < len(load(paths))
         _same_frames(files, stored)
     assert store.load(Filters(kinds=("other",))).empty
+    from_files = load(paths)  # files have no kind column: their runs' environment says it
+    assert len(Filters(kinds=("Test CPU",)).keep_cases(from_files)) == len(from_files)
+    assert Filters(kinds=("box",)).keep_cases(from_files).empty
 
 
 def test_history_report_and_compare_give_the_same_answers_from_a_store(tmp_path, capsys):

@@ -48,7 +48,14 @@ import pandas as pd
 
 from harness.errors import ResultsError, UsageError
 from harness.store import frame, schema
-from harness.store.filters import NO_FILTERS, OPTION_COLUMNS, Filters, slug, utc
+from harness.store.filters import (
+    NO_FILTERS,
+    OPTION_COLUMNS,
+    Filters,
+    environment_kind,
+    slug,
+    utc,
+)
 from harness.store.record import SCHEMA_VERSION, CaseRecord, RunHeader
 from harness.store.results import CorruptLineWarning, iter_records
 
@@ -85,14 +92,7 @@ def is_store(path: str | Path) -> bool:
 
 
 def kind_of(header: RunHeader) -> str:
-    """A run's hardware kind, where ``--kind`` does not say it: the accelerator's name,
-    else the CPU model and architecture (comparisons over time stay within a kind)."""
-    env = header.environment
-    gpus = env.get("gpus") if isinstance(env.get("gpus"), list) else []
-    names = [g.get("name") for g in gpus if isinstance(g, Mapping) and g.get("name")]
-    if names:
-        return slug(str(names[0]))
-    return slug(f"{env.get('cpu_model') or 'unknown-cpu'}-{env.get('machine') or ''}")
+    return environment_kind(header.environment)
 
 
 @dataclass(frozen=True)
@@ -298,10 +298,14 @@ class Store:
         )
 
     def _read(self, table: str, **scan: Any) -> Any:
-        """A table's rows (``columns``, ``filter``), a damaged file told in one line."""
+        """A table's rows (``columns``, ``filter``), a damaged file told in one line. A
+        file that vanished (compacted by an ingest meanwhile) means listing again."""
         pa = _pyarrow()
         try:
-            return self._dataset(table).to_table(**scan)
+            try:
+                return self._dataset(table).to_table(**scan)
+            except FileNotFoundError:
+                return self._dataset(table).to_table(**scan)
         except (pa.ArrowException, OSError) as exc:
             raise ResultsError(
                 f"{self.root}: a {table} file is damaged ({str(exc).splitlines()[0][:200]}); "

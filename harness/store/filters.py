@@ -28,6 +28,17 @@ def slug(text: str) -> str:
     return cleaned or "unknown"
 
 
+def environment_kind(env: Mapping[str, Any]) -> str:
+    """A run's hardware kind, where ``--kind`` at ingest does not say it: the
+    accelerator's name, else the CPU model and architecture (comparisons over time stay
+    within a kind)."""
+    gpus = env.get("gpus") if isinstance(env.get("gpus"), list) else []
+    names = [g.get("name") for g in gpus if isinstance(g, Mapping) and g.get("name")]
+    if names:
+        return slug(str(names[0]))
+    return slug(f"{env.get('cpu_model') or 'unknown-cpu'}-{env.get('machine') or ''}")
+
+
 def utc(time: Any) -> datetime | None:
     if not isinstance(time, str):
         return None
@@ -97,8 +108,7 @@ class Filters:
             if wanted:
                 keep &= cases[column].isin(wanted)
         if self.kinds:
-            kinds = cases["kind"] if "kind" in cases else pd.Series("", index=cases.index)
-            keep &= kinds.isin(self.kinds)
+            keep &= _kinds(cases).isin([slug(k) for k in self.kinds])
         for column, wanted in self.options.items():
             keep &= cases[column].astype(str).isin([str(w) for w in wanted])
         for column, prefixes in (("env.git.commit", self.commits), ("run_id", self.run_ids)):
@@ -111,6 +121,25 @@ class Filters:
             keep &= times.map(lambda t: t is not None and (not low or t >= low))
             keep &= times.map(lambda t: t is not None and (not high or t <= high))
         return cases[keep]
+
+
+def _kinds(cases: pd.DataFrame) -> pd.Series:
+    """Each row's hardware kind: a store's column, else that of its run's environment."""
+    if "kind" in cases.columns:
+        return cases["kind"]
+    runs = cases.drop_duplicates(["file", "run_id"])
+    columns = [c for c in cases.columns if c.startswith("env.")]
+    found = {
+        (row["file"], row["run_id"]): environment_kind(
+            {c[4:]: row[c] for c in columns if not _missing(row[c])}
+        )
+        for row in runs[["file", "run_id", *columns]].to_dict("records")
+    }
+    return pd.Series([found[k] for k in zip(cases["file"], cases["run_id"])], index=cases.index)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def commit_window(text: str) -> tuple[str, ...]:
