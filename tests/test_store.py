@@ -297,6 +297,10 @@ def test_results_lists_a_stores_runs_with_their_kind(tmp_path, capsys):
 def test_filter_options_are_checked_in_one_line(capsys):
     with pytest.raises(UsageError, match="cannot filter on colour"):
         Filters(options={"colour": ("red",)})
+    with pytest.raises(UsageError, match="batch_size is a whole number"):
+        Filters(options={"batch_size": ("eight",)})
+    frame = pd.DataFrame({"batch_size": [8.0, None, 4.0]})  # a missing size makes floats
+    assert len(Filters(options={"batch_size": ("8",)}).keep_cases(frame)) == 1
     assert main(["history", "results", "--since", "yesterday"]) == 2
     assert "is not an ISO date" in capsys.readouterr().err
 

@@ -50,6 +50,7 @@ from harness.errors import ResultsError, UsageError
 from harness.store import frame, schema
 from harness.store.filters import (
     NO_FILTERS,
+    NUMERIC_OPTIONS,
     OPTION_COLUMNS,
     Filters,
     environment_kind,
@@ -89,10 +90,6 @@ def _pyarrow() -> Any:
 
 def is_store(path: str | Path) -> bool:
     return (Path(path) / MARKER).is_file()
-
-
-def kind_of(header: RunHeader) -> str:
-    return environment_kind(header.environment)
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ class Store:
         self, path: Path, header: RunHeader, cases: Sequence[CaseRecord], kind: str | None
     ) -> Ingested:
         pa = _pyarrow()
-        kind = slug(kind) if kind else kind_of(header)
+        kind = slug(kind) if kind else environment_kind(header.environment)
         when = utc(header.environment.get("time"))
         month = when.strftime("%Y-%m") if when else "unknown"
         digest = _digest(header, cases)
@@ -369,7 +366,7 @@ class Store:
         if filters.suites:
             predicate &= ds.field("suite").isin(list(filters.suites))
         for column, wanted in filters.options.items():
-            values = [int(w) for w in wanted] if column in ("batch_size", "repeat") else wanted
+            values = [int(w) for w in wanted] if column in NUMERIC_OPTIONS else wanted
             predicate &= ds.field(column).isin(list(values))
         return predicate
 

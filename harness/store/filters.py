@@ -18,7 +18,8 @@ from harness.errors import UsageError
 
 # Case fields a store keeps as typed columns (filters, history); its record JSON holds all.
 OPTION_COLUMNS = ("device", "dtype", "precision", "compile_mode", "backend", "mode")
-FILTERABLE = (*OPTION_COLUMNS, "batch_size", "repeat", "status")
+NUMERIC_OPTIONS = ("batch_size", "repeat")
+FILTERABLE = (*OPTION_COLUMNS, *NUMERIC_OPTIONS, "status")
 
 
 def slug(text: str) -> str:
@@ -71,6 +72,10 @@ class Filters:
                 f"cannot filter on {', '.join(unknown)}; case options to filter on: "
                 f"{', '.join(FILTERABLE)}"
             )
+        for column in NUMERIC_OPTIONS:
+            bad = [w for w in self.options.get(column, ()) if not str(w).isdigit()]
+            if bad:
+                raise UsageError(f"--where {column}={bad[0]}: {column} is a whole number, e.g. 8")
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and utc(value) is None:
@@ -110,7 +115,11 @@ class Filters:
         if self.kinds:
             keep &= _kinds(cases).isin([slug(k) for k in self.kinds])
         for column, wanted in self.options.items():
-            keep &= cases[column].astype(str).isin([str(w) for w in wanted])
+            if column in NUMERIC_OPTIONS:  # a frame holds 8.0 where a batch size is missing
+                numbers = pd.to_numeric(cases[column], errors="coerce")
+                keep &= numbers.isin([int(w) for w in wanted])
+            else:
+                keep &= cases[column].astype(str).isin([str(w) for w in wanted])
         for column, prefixes in (("env.git.commit", self.commits), ("run_id", self.run_ids)):
             if prefixes:
                 values = cases.get(column, pd.Series(None, index=cases.index)).astype(str)
